@@ -1,0 +1,229 @@
+"""The L-layer dense network: forward propagation, cost, back propagation, prediction.
+
+For l = 1 .. L, with A[0] = X:
+    Z[l] = W[l] A[l-1] + b[l]          W[l]: (n[l], n[l-1]), b[l]: (n[l], 1), Z[l]: (n[l], m)
+    A[l] = g(Z[l])  for l < L          the hidden activation (relu, tanh, ...)
+    A[L] = σ(Z[L]) or softmax(Z[L])    the output, paired with its cross-entropy cost
+Back propagation, from dZ[L] = (A[L] - Y) / m:
+    dW[l] = dZ[l] A[l-1]ᵀ (+ λ/m W[l])   db[l] = Σ_columns dZ[l]
+    dZ[l-1] = W[l]ᵀ dZ[l] * g'(Z[l-1])   (never for l = 1: nobody needs the input's gradient)
+With layer_dims = [n_x, 1], sigmoid output and zeros init this is the seed's logistic
+regression: z = wᵀx + b, a = σ(z).
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from models.activations import get_activation
+from models.initializers import DEFAULT_INIT, initialize
+from models.losses import get_output, l2_cost
+
+
+class Workspace:
+    """Preallocated arrays for propagating a batch of ``m`` examples, reused batch after batch.
+
+    A[l]: (n[l], m) for 1 <= l < L, overwritten in place from Z[l];  Z_out: (n[L], m) logits;
+    A_out: (n[L], m) output probabilities; dZ[l]: (n[l], m); grads {"dW1": ..., "db1": ...}.
+    """
+
+    def __init__(self, layer_dims: Sequence[int], m: int, dtype: np.dtype):
+        L = len(layer_dims) - 1
+        self.m = m
+        self.A = [None] + [np.empty((n, m), dtype) for n in layer_dims[1:L]]
+        self.Z_out = np.empty((layer_dims[L], m), dtype)
+        self.A_out = np.empty((layer_dims[L], m), dtype)
+        self.dZ = [None] + [np.empty((n, m), dtype) for n in layer_dims[1:]]
+        self.grads = {}
+        for layer in range(1, L + 1):
+            self.grads[f"dW{layer}"] = np.empty((layer_dims[layer], layer_dims[layer - 1]), dtype)
+            self.grads[f"db{layer}"] = np.empty((layer_dims[layer], 1), dtype)
+
+
+class Network:
+    """A fully connected network, one example per column.
+
+    layer_dims: [n_x, n[1], ..., n[L]]; [n_x, 1] is logistic regression.
+    hidden_activation: "relu", "leaky_relu", "tanh" or "sigmoid".
+    output: "sigmoid" (n[L] = 1, binary labels) or "softmax" (n[L] = k >= 2 classes).
+    init: "zeros" (logistic regression only), "random", "xavier", "he"; None picks zeros for
+        logistic regression, He for ReLU-like and Xavier for saturating hidden layers.
+    dtype: "float32" (fast, the default) or "float64" (gradient checks).
+    """
+
+    def __init__(
+        self,
+        layer_dims: Sequence[int],
+        hidden_activation: str = "relu",
+        output: str = "sigmoid",
+        init: str | None = None,
+        seed: int | None = 0,
+        dtype: str = "float32",
+    ):
+        self.layer_dims = _checked_layer_dims(layer_dims, output)
+        self.hidden_activation = get_activation(hidden_activation)
+        self.output = get_output(output)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        if init is None:
+            init = "zeros" if len(self.layer_dims) == 2 else DEFAULT_INIT[hidden_activation]
+        self.init = init
+        self._params = initialize(self.layer_dims, init, seed, self.dtype)
+
+    @property
+    def num_layers(self) -> int:
+        """L, the number of layers with weights."""
+        return len(self.layer_dims) - 1
+
+    @property
+    def num_classes(self) -> int:
+        """2 for a sigmoid output, k for a softmax over k classes."""
+        return 2 if self.output.name == "sigmoid" else self.layer_dims[-1]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self._params.values())
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """{"W1": (n[1], n[0]), "b1": (n[1], 1), ...}: the live arrays, updated in place."""
+        return self._params
+
+    @params.setter
+    def params(self, new: Mapping[str, np.ndarray]) -> None:
+        expected = {name: p.shape for name, p in self._params.items()}
+        got = {name: np.shape(p) for name, p in new.items()}
+        if got != expected:
+            raise ValueError(f"params must have shapes {expected}, got {got}")
+        self._params = {name: np.array(new[name], dtype=self.dtype) for name in expected}
+
+    def astype(self, dtype: str) -> "Network":
+        """A copy of this network whose parameters are cast to ``dtype``."""
+        copy = object.__new__(Network)
+        copy.__dict__.update(self.__dict__)
+        copy.dtype = np.dtype(dtype)
+        copy._params = {name: p.astype(dtype) for name, p in self._params.items()}
+        return copy
+
+    # -- the public face: X (n_x, m), Y (1, m) labels or (k, m) one-hot ----------------------
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Output probabilities A[L]: (n[L], m) for X: (n_x, m)."""
+        X = self._inputs(X)
+        return self.propagate_forward(X, Workspace(self.layer_dims, X.shape[1], self.dtype))
+
+    def cost(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> float:
+        """Cross-entropy cost J (+ λ/(2m) Σ||W||² when l2 > 0) of X: (n_x, m) against Y."""
+        X = self._inputs(X)
+        ws = Workspace(self.layer_dims, X.shape[1], self.dtype)
+        self.propagate_forward(X, ws)
+        return self.output.cost(ws.Z_out, self.targets(Y)) + l2_cost(self._params, l2, X.shape[1])
+
+    def gradients(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> dict[str, np.ndarray]:
+        """{"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}: ∂J/∂params at X: (n_x, m), Y."""
+        X = self._inputs(X)
+        ws = Workspace(self.layer_dims, X.shape[1], self.dtype)
+        self.propagate_forward(X, ws)
+        return self.propagate_backward(X, self.targets(Y), ws, l2)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices (1, m) for X: (n_x, m): σ > 0.5 for sigmoid, argmax for softmax."""
+        return self.classify(self.forward(X))
+
+    # -- the engine, shared by the public face and the training loop ---------------------------
+
+    def propagate_forward(self, X: np.ndarray, ws: Workspace) -> np.ndarray:
+        """Forward pass of X: (n_x, m) (any strides, self.dtype) into ``ws``; returns A[L]."""
+        A_prev = X
+        L = self.num_layers
+        for layer in range(1, L + 1):
+            Z = ws.A[layer] if layer < L else ws.Z_out
+            np.matmul(self._params[f"W{layer}"], A_prev, out=Z)
+            Z += self._params[f"b{layer}"]
+            if layer < L:
+                A_prev = self.hidden_activation.forward(Z, Z)
+        return self.output.activate(ws.Z_out, ws.A_out)
+
+    def propagate_backward(
+        self, X: np.ndarray, Y: np.ndarray, ws: Workspace, l2: float = 0.0
+    ) -> dict[str, np.ndarray]:
+        """Back propagation after ``propagate_forward(X, ws)``; Y: (n[L], m) targets.
+
+        Returns ws.grads, {"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}, overwritten next call.
+        """
+        m = X.shape[1]
+        dZ = self.output.gradient(ws.A_out, Y, out=ws.dZ[self.num_layers])
+        for layer in range(self.num_layers, 0, -1):
+            W = self._params[f"W{layer}"]
+            A_prev = ws.A[layer - 1] if layer > 1 else X
+            dW = np.matmul(dZ, A_prev.T, out=ws.grads[f"dW{layer}"])
+            if l2:
+                dW += W * (l2 / m)
+            np.sum(dZ, axis=1, keepdims=True, out=ws.grads[f"db{layer}"])
+            if layer > 1:
+                dA_prev = np.matmul(W.T, dZ, out=ws.dZ[layer - 1])
+                dZ = self.hidden_activation.backward(dA_prev, ws.A[layer - 1])
+        return ws.grads
+
+    def classify(self, A_out: np.ndarray) -> np.ndarray:
+        """Class indices (1, m) from output probabilities A[L]: (n[L], m)."""
+        if self.output.name == "sigmoid":
+            return (A_out > 0.5).astype(np.int64)
+        return A_out.argmax(axis=0, keepdims=True)
+
+    def targets(self, Y: np.ndarray) -> np.ndarray:
+        """Y as the output layer's targets (n[L], m): one-hot columns for softmax.
+
+        Accepts labels (1, m) or, for softmax, one-hot (k, m).
+        """
+        Y = np.asarray(Y)
+        if self.output.name == "softmax" and Y.shape[0] == 1:
+            return one_hot_labels(labels_of(Y), self.layer_dims[-1], self.dtype)
+        if Y.shape[0] != self.layer_dims[-1]:
+            raise ValueError(f"Y must have {self.layer_dims[-1]} rows, got shape {Y.shape}")
+        return Y.astype(self.dtype, copy=False)
+
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[0] != self.layer_dims[0]:
+            raise ValueError(f"X must have shape ({self.layer_dims[0]}, m), got {X.shape}")
+        return X
+
+    def __repr__(self) -> str:
+        return (
+            f"Network(layer_dims={self.layer_dims}, hidden_activation="
+            f"{self.hidden_activation.name!r}, output={self.output.name!r}, init={self.init!r}, "
+            f"dtype={self.dtype.name!r})"
+        )
+
+
+def labels_of(Y: np.ndarray) -> np.ndarray:
+    """Class indices (m,) from labels (1, m) or one-hot columns (k, m)."""
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be 2-D, (1, m) labels or (k, m) one-hot; got shape {Y.shape}")
+    labels = Y[0] if Y.shape[0] == 1 else Y.argmax(axis=0)
+    return labels.astype(np.int64)
+
+
+def one_hot_labels(labels: np.ndarray, k: int, dtype: np.dtype, out=None) -> np.ndarray:
+    """One-hot columns (k, m) of class indices ``labels``: (m,)."""
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels must be in [0, {k}), got range {labels.min()}..{labels.max()}")
+    hot = np.arange(k)[:, None] == labels[None, :]
+    if out is None:
+        return hot.astype(dtype)
+    np.copyto(out, hot)
+    return out
+
+
+def _checked_layer_dims(layer_dims: Sequence[int], output: str) -> list[int]:
+    dims = [int(n) for n in layer_dims]
+    if len(dims) < 2 or any(n < 1 for n in dims):
+        raise ValueError(f"layer_dims needs at least 2 positive sizes, got {list(layer_dims)}")
+    if output == "sigmoid" and dims[-1] != 1:
+        raise ValueError(f"a sigmoid output has 1 unit, got layer_dims[-1] = {dims[-1]}")
+    if output == "softmax" and dims[-1] < 2:
+        raise ValueError(f"a softmax output needs >= 2 units, got layer_dims[-1] = {dims[-1]}")
+    return dims

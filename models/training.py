@@ -1,0 +1,268 @@
+"""The training loop: batches, forward and back propagation, updates, history, checkpoints.
+
+Data is stored one example per *row* inside the loop, (m, n_x) C-contiguous, whatever the
+caller's X: (n_x, m) looks like. Shuffling rows and gathering a batch of rows is cheap and
+W @ batchᵀ multiplies at full speed; shuffling columns of an (n_x, m) array costs ~6×. A
+dataset from ``load_dataset`` is already stored this way (its X is a transposed view), so
+training makes no copy of it at all.
+
+Every metric of epoch e describes the network at the *start* of epoch e: ``cost`` and
+``train_accuracy`` before the epoch's update (with mini-batches, the mean over the epoch's
+batches, each taken before its own update), ``val_accuracy`` and ``grad_norm.W<l>`` (the
+gradient of the epoch's first batch) likewise.
+"""
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.losses import l2_cost
+from models.network import Network, Workspace, labels_of, one_hot_labels
+from models.optimizers import decayed_learning_rate, make_optimizer
+from models.serialization import Checkpoint
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite cost or weight; ``epoch`` says when."""
+
+    def __init__(self, epoch: int, message: str):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+class TrainingStopped(Exception):  # noqa: N818 (a request honoured, not an error)
+    """``should_stop`` asked to stop; ``checkpoint`` resumes the run where it stopped."""
+
+    def __init__(self, checkpoint: Checkpoint, history: dict[str, list[float]]):
+        super().__init__(f"training stopped after epoch {checkpoint.epoch - 1}")
+        self.checkpoint = checkpoint
+        self.history = history
+
+
+class Callback(Protocol):
+    """What ``train`` calls; both methods are optional."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+
+def train(
+    net: Network,
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    optimizer: str = "gd",
+    learning_rate: float = 0.0075,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    l2: float = 0.0,
+    X_val: np.ndarray | None = None,
+    Y_val: np.ndarray | None = None,
+    seed: int = 0,
+    decay_rate: float = 0.0,
+    decay_every: int = 1,
+    optimizer_options: dict[str, float] | None = None,
+    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_every: int | None = None,
+    resume_from: Checkpoint | None = None,
+) -> dict[str, list[float]]:
+    """Train ``net`` in place on X: (n_x, m), Y: (1, m) labels or (k, m) one-hot.
+
+    optimizer: "gd" (full batch unless batch_size is given), "sgd" (mini-batches of
+        batch_size), "momentum" or "adam" (full batch or mini-batches).
+    X_val: (n_x, m_val), Y_val: validation data, scored at the start of every epoch.
+    seed: the shuffling generator's seed (the network's own seed fixed its initial weights).
+    callbacks: ``on_epoch_end(epoch, metrics)`` after every epoch, ``on_checkpoint(checkpoint)``
+        every ``checkpoint_every`` epochs.
+    should_stop: asked after every epoch; True raises TrainingStopped with a checkpoint.
+    resume_from: a checkpoint of this run; training continues at its epoch, bit for bit.
+
+    Returns the history {"cost": [...], "train_accuracy": [...], "val_accuracy": [...],
+    "learning_rate": [...], "grad_norm.W1": [...], ...}, one value per epoch (the names of
+    the MLflow metrics). Raises DivergenceError on a non-finite cost or weight.
+    """
+    if optimizer == "sgd" and batch_size is None:
+        raise ValueError("optimizer 'sgd' trains on mini-batches: give a batch_size")
+    batches = Batches(net, X, Y, batch_size)
+    validation = _validation_data(net, X_val, Y_val)
+    config = {
+        "optimizer": optimizer,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "l2": l2,
+        "seed": seed,
+        "decay_rate": decay_rate,
+        "decay_every": decay_every,
+        "optimizer_options": optimizer_options or {},
+    }
+    rng = np.random.default_rng(seed)
+    history: dict[str, list[float]] = {}
+    start = 0
+    if resume_from is not None:
+        _check_resumable(resume_from, config)
+        net.params = resume_from.params
+        rng.bit_generator.state = resume_from.rng_state
+        history = {name: list(values) for name, values in resume_from.history.items()}
+        start = resume_from.epoch
+    update = make_optimizer(optimizer, net.params, **(optimizer_options or {}))
+    if resume_from is not None:
+        update.load_state(resume_from.optimizer_state)
+
+    def checkpoint(epochs_done: int) -> Checkpoint:
+        return Checkpoint(
+            epoch=epochs_done,
+            params={k: v.copy() for k, v in net.params.items()},
+            optimizer_state={k: np.copy(v) for k, v in update.state().items()},
+            rng_state=rng.bit_generator.state,
+            history={name: list(values) for name, values in history.items()},
+            config=config,
+        )
+
+    for epoch in range(start, epochs):
+        rate = decayed_learning_rate(learning_rate, epoch, decay_rate, decay_every)
+        metrics = {}
+        if validation is not None:
+            metrics["val_accuracy"] = _accuracy(net.predict(validation[0]), validation[1])
+        # Overflow on the way to divergence is caught and explained by _check_finite below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng))
+        metrics["learning_rate"] = rate
+        _check_finite(net, epoch, metrics["cost"], rate)
+        for name, value in metrics.items():
+            history.setdefault(name, []).append(value)
+        for callback in callbacks:
+            if hasattr(callback, "on_epoch_end"):
+                callback.on_epoch_end(epoch, metrics)
+        if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
+            saved = checkpoint(epoch + 1)
+            for callback in callbacks:
+                if hasattr(callback, "on_checkpoint"):
+                    callback.on_checkpoint(saved)
+        if should_stop is not None and epoch + 1 < epochs and should_stop():
+            raise TrainingStopped(checkpoint(epoch + 1), history)
+    return history
+
+
+class Batches:
+    """The training data stored one example per row, served as batches in the API's layout.
+
+    Each batch is (A0: (n_x, b) a transposed view of gathered rows, Y: (n[L], b) targets,
+    labels: (b,), workspace), with preallocated buffers reused every epoch.
+    """
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, batch_size: int | None):
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[0] != net.layer_dims[0]:
+            raise ValueError(f"X must have shape ({net.layer_dims[0]}, m), got {X.shape}")
+        # No copy when X is already a transposed view of row-stored data of the right dtype.
+        self.rows = np.ascontiguousarray(X.T, dtype=net.dtype)  # (m, n_x)
+        self.labels = _checked_labels(net, Y, self.rows.shape[0], "Y")  # (m,)
+        self.m = self.rows.shape[0]
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.size = self.m if batch_size is None else min(batch_size, self.m)
+        self.net = net
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray, Workspace]] = {}
+        self._full_targets = None
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[tuple]:
+        """The batches of one epoch, shuffled by ``rng`` unless the batch is the whole set."""
+        if self.size == self.m:
+            if self._full_targets is None:
+                self._full_targets = self._targets(self.labels, None)
+                self._full_workspace = Workspace(self.net.layer_dims, self.m, self.net.dtype)
+            yield self.rows.T, self._full_targets, self.labels, self._full_workspace
+            return
+        order = rng.permutation(self.m)
+        for start in range(0, self.m, self.size):
+            index = order[start : start + self.size]
+            rows, targets, workspace = self._buffers_for(index.size)
+            np.take(self.rows, index, axis=0, out=rows, mode="clip")  # "clip": no extra copy
+            labels = self.labels[index]
+            yield rows.T, self._targets(labels, targets), labels, workspace
+
+    def _buffers_for(self, b: int):
+        if b not in self._buffers:
+            net = self.net
+            self._buffers[b] = (
+                np.empty((b, net.layer_dims[0]), net.dtype),
+                np.empty((net.layer_dims[-1], b), net.dtype),
+                Workspace(net.layer_dims, b, net.dtype),
+            )
+        return self._buffers[b]
+
+    def _targets(self, labels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        net = self.net
+        if net.output.name == "softmax":
+            return one_hot_labels(labels, net.layer_dims[-1], net.dtype, out=out)
+        if out is None:
+            return labels[None, :].astype(net.dtype)
+        out[0] = labels
+        return out
+
+
+def _train_one_epoch(net, batches, update, rate, l2, rng) -> dict[str, float]:
+    cost_sum, correct, grad_norms = 0.0, 0, None
+    for A0, Y, labels, workspace in batches.epoch(rng):
+        b = A0.shape[1]
+        A_out = net.propagate_forward(A0, workspace)
+        cost_sum += b * (net.output.cost(workspace.Z_out, Y) + l2_cost(net.params, l2, b))
+        correct += int(np.count_nonzero(net.classify(A_out)[0] == labels))
+        grads = net.propagate_backward(A0, Y, workspace, l2)
+        if grad_norms is None:  # before the update overwrites the gradients
+            grad_norms = {
+                f"grad_norm.W{layer}": math.sqrt(float(np.vdot(g, g)))
+                for layer, g in ((i, grads[f"dW{i}"]) for i in range(1, net.num_layers + 1))
+            }
+        update.step(net.params, grads, rate)
+    return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
+
+
+def _check_finite(net: Network, epoch: int, cost: float, rate: float) -> None:
+    if math.isfinite(cost) and all(math.isfinite(float(p.sum())) for p in net.params.values()):
+        return
+    what = f"cost is {cost}" if not math.isfinite(cost) else "a weight is not finite"
+    raise DivergenceError(
+        epoch,
+        f"diverged at epoch {epoch}: {what}; the learning rate {rate:g} is likely too high "
+        "(lower it), or the inputs are not scaled",
+    )
+
+
+def _check_resumable(checkpoint: Checkpoint, config: dict[str, Any]) -> None:
+    different = {k: (checkpoint.config.get(k), v) for k, v in config.items()}
+    different = {k: pair for k, pair in different.items() if pair[0] != pair[1]}
+    if different:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
+        raise ValueError(f"cannot resume from a checkpoint made with other settings: {detail}")
+
+
+def _validation_data(net, X_val, Y_val) -> tuple[np.ndarray, np.ndarray] | None:
+    if X_val is None and Y_val is None:
+        return None
+    if X_val is None or Y_val is None:
+        raise ValueError("give both X_val and Y_val, or neither")
+    X_val = np.asarray(X_val, dtype=net.dtype)
+    if X_val.ndim != 2 or X_val.shape[0] != net.layer_dims[0]:
+        raise ValueError(f"X_val must have shape ({net.layer_dims[0]}, m), got {X_val.shape}")
+    return X_val, _checked_labels(net, Y_val, X_val.shape[1], "Y_val")
+
+
+def _checked_labels(net: Network, Y, m: int, name: str) -> np.ndarray:
+    labels = labels_of(Y)
+    if labels.shape[0] != m:
+        raise ValueError(f"{name} has {labels.shape[0]} examples, X has {m}")
+    if labels.size and (labels.min() < 0 or labels.max() >= net.num_classes):
+        raise ValueError(
+            f"{name} labels must be in [0, {net.num_classes}) for this output, "
+            f"got {labels.min()}..{labels.max()}"
+        )
+    return labels
+
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.count_nonzero(predicted[0] == labels)) / max(labels.size, 1)
