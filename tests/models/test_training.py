@@ -1,0 +1,266 @@
+"""The training loop: history, determinism, checkpoints and bit-identical resume, stopping,
+callbacks, divergence, and the errors for bad arguments."""
+
+import math
+
+import numpy as np
+import pytest
+
+from models import Checkpoint, DivergenceError, Network, TrainingStopped, train
+from models.training import Batches
+
+
+def blobs(m=120, n_x=6, k=3, seed=0):
+    """k Gaussian blobs, row-stored like a loaded dataset: X (n_x, m), labels (1, m)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, m)
+    centres = rng.standard_normal((k, n_x)) * 3
+    rows = (centres[labels] + rng.standard_normal((m, n_x))).astype(np.float32)
+    return rows.T, labels[None, :]
+
+
+SETTINGS = {
+    "gd": {"optimizer": "gd", "learning_rate": 0.1},
+    "sgd": {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 32},
+    "momentum": {"optimizer": "momentum", "learning_rate": 0.05, "batch_size": 50},
+    "adam": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 16, "l2": 0.1},
+}
+
+
+def softmax_net(dtype="float64"):
+    return Network([6, 8, 5, 3], output="softmax", seed=3, dtype=dtype)
+
+
+def test_history_has_one_value_per_epoch_for_every_metric():
+    X, Y = blobs()
+    history = train(
+        softmax_net(), X, Y, epochs=7, X_val=X[:, :30], Y_val=Y[:, :30], **SETTINGS["sgd"]
+    )
+    assert sorted(history) == [
+        "cost",
+        "grad_norm.W1",
+        "grad_norm.W2",
+        "grad_norm.W3",
+        "learning_rate",
+        "train_accuracy",
+        "val_accuracy",
+    ]
+    assert all(len(values) == 7 for values in history.values())
+
+
+def test_cost_falls_and_accuracy_rises_while_learning_separable_blobs():
+    X, Y = blobs()
+    history = train(softmax_net(), X, Y, epochs=60, **SETTINGS["gd"])
+    assert history["cost"][-1] < history["cost"][0] / 4
+    assert history["train_accuracy"][-1] > 0.95
+
+
+def test_epoch_metrics_describe_the_network_before_that_epochs_update():
+    X, Y = blobs()
+    net = softmax_net()
+    expected_cost, expected_accuracy = net.cost(X, Y), float(np.mean(net.predict(X) == Y))
+    history = train(net, X, Y, epochs=3, X_val=X, Y_val=Y, **SETTINGS["gd"])
+    assert history["cost"][0] == pytest.approx(expected_cost, rel=1e-12)
+    assert history["train_accuracy"][0] == expected_accuracy
+    assert history["val_accuracy"][0] == expected_accuracy
+
+
+def test_gradient_norms_are_those_of_the_first_batch_gradient():
+    X, Y = blobs()
+    net = softmax_net()
+    grads = net.gradients(X, Y)
+    history = train(net, X, Y, epochs=1, **SETTINGS["gd"])
+    assert history["grad_norm.W2"][0] == pytest.approx(np.linalg.norm(grads["dW2"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_same_seed_gives_identical_history_and_weights(name):
+    X, Y = blobs()
+    a, b = softmax_net("float32"), softmax_net("float32")
+    history_a = train(a, X, Y, epochs=12, **SETTINGS[name])
+    history_b = train(b, X, Y, epochs=12, **SETTINGS[name])
+    assert history_a == history_b
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+
+
+def test_another_shuffling_seed_gives_another_history():
+    X, Y = blobs()
+    a = train(softmax_net(), X, Y, epochs=3, seed=1, **SETTINGS["sgd"])
+    b = train(softmax_net(), X, Y, epochs=3, seed=2, **SETTINGS["sgd"])
+    assert a["cost"][1:] != b["cost"][1:]
+
+
+class Saver:
+    def __init__(self):
+        self.checkpoints = []
+
+    def on_checkpoint(self, checkpoint):
+        self.checkpoints.append(checkpoint)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_resume_from_a_checkpoint_is_bit_identical_to_an_uninterrupted_run(name, tmp_path):
+    X, Y = blobs()
+    whole = softmax_net()
+    whole_history = train(whole, X, Y, epochs=100, **SETTINGS[name])
+
+    first = softmax_net()
+    saver = Saver()
+    train(first, X, Y, epochs=40, checkpoint_every=40, callbacks=[saver], **SETTINGS[name])
+    saver.checkpoints[-1].save(tmp_path / "ckpt.npz")
+
+    resumed = softmax_net()  # a fresh process would start from fresh weights
+    history = train(
+        resumed,
+        X,
+        Y,
+        epochs=100,
+        resume_from=Checkpoint.load(tmp_path / "ckpt.npz"),
+        **SETTINGS[name],
+    )
+    assert history == whole_history
+    for key in whole.params:
+        np.testing.assert_array_equal(resumed.params[key], whole.params[key])
+
+
+def test_checkpoints_come_every_checkpoint_every_epochs_with_their_epoch():
+    X, Y = blobs()
+    saver = Saver()
+    train(softmax_net(), X, Y, epochs=10, checkpoint_every=3, callbacks=[saver], **SETTINGS["gd"])
+    assert [c.epoch for c in saver.checkpoints] == [3, 6, 9]
+    assert len(saver.checkpoints[1].history["cost"]) == 6
+
+
+def test_resuming_with_other_settings_is_refused():
+    X, Y = blobs()
+    saver = Saver()
+    train(softmax_net(), X, Y, epochs=2, checkpoint_every=2, callbacks=[saver], **SETTINGS["gd"])
+    with pytest.raises(ValueError, match=r"learning_rate: checkpoint 0\.1 vs now 0\.2"):
+        train(
+            softmax_net(),
+            X,
+            Y,
+            epochs=4,
+            optimizer="gd",
+            learning_rate=0.2,
+            resume_from=saver.checkpoints[0],
+        )
+
+
+def test_stop_request_raises_with_a_checkpoint_that_resumes_identically():
+    X, Y = blobs()
+    whole = softmax_net()
+    whole_history = train(whole, X, Y, epochs=20, **SETTINGS["momentum"])
+    epochs_seen = []
+
+    class Recorder:
+        def on_epoch_end(self, epoch, metrics):
+            epochs_seen.append(epoch)
+
+    stopped = softmax_net()
+    with pytest.raises(TrainingStopped) as stop:
+        train(
+            stopped,
+            X,
+            Y,
+            epochs=20,
+            callbacks=[Recorder()],
+            should_stop=lambda: len(epochs_seen) == 8,
+            **SETTINGS["momentum"],
+        )
+    assert stop.value.checkpoint.epoch == 8
+    assert epochs_seen == list(range(8))
+    history = train(
+        softmax_net(), X, Y, epochs=20, resume_from=stop.value.checkpoint, **SETTINGS["momentum"]
+    )
+    assert history == whole_history
+
+
+def test_on_epoch_end_receives_each_epochs_metrics():
+    X, Y = blobs()
+    seen = []
+
+    class Recorder:
+        def on_epoch_end(self, epoch, metrics):
+            seen.append((epoch, metrics["cost"]))
+
+    history = train(softmax_net(), X, Y, epochs=4, callbacks=[Recorder()], **SETTINGS["gd"])
+    assert seen == list(enumerate(history["cost"]))
+
+
+def test_divergence_stops_training_with_the_epoch_and_the_likely_cause():
+    X, Y = blobs()
+    X = X * 1e3  # unscaled inputs and a huge rate: the weights blow up within a few epochs
+    with pytest.raises(DivergenceError, match=r"diverged at epoch \d+: .*learning rate 1e\+06"):
+        train(
+            Network([6, 8, 3], output="softmax", seed=0),
+            X,
+            Y,
+            optimizer="gd",
+            learning_rate=1e6,
+            epochs=50,
+        )
+
+
+def test_divergence_error_carries_the_epoch():
+    X, Y = blobs()
+    with pytest.raises(DivergenceError) as error:
+        train(
+            Network([6, 8, 3], output="softmax", seed=0),
+            X * 1e3,
+            Y,
+            optimizer="gd",
+            learning_rate=1e6,
+            epochs=50,
+        )
+    assert f"epoch {error.value.epoch}:" in str(error.value)
+    assert 0 < error.value.epoch < 50
+
+
+def test_learning_rate_decay_is_recorded_per_epoch():
+    X, Y = blobs()
+    history = train(softmax_net(), X, Y, epochs=4, decay_rate=1.0, decay_every=2, **SETTINGS["gd"])
+    assert history["learning_rate"] == pytest.approx([0.1, 0.1, 0.05, 0.05])
+
+
+def test_a_row_stored_dataset_is_trained_without_copying_it():
+    X, Y = blobs()
+    assert np.shares_memory(Batches(softmax_net("float32"), X, Y, 32).rows, X)
+
+
+def test_last_partial_batch_is_trained_on_too():
+    X, Y = blobs(m=100)
+    net = softmax_net()
+    history = train(net, X, Y, epochs=1, optimizer="sgd", learning_rate=0.0, batch_size=64)
+    # learning rate 0: the weights never move, so the epoch's mean batch cost is the full cost
+    assert history["cost"][0] == pytest.approx(net.cost(X, Y), rel=1e-12)
+
+
+def test_zero_initialized_logistic_regression_starts_at_ln_2_in_history():
+    X, Y = blobs(k=2)
+    history = train(Network([6, 1], dtype="float64"), X, Y, epochs=2, learning_rate=0.01)
+    assert abs(history["cost"][0] - math.log(2)) < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"optimizer": "sgd"}, "'sgd' trains on mini-batches: give a batch_size"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"X_val": np.zeros((6, 2))}, "give both X_val and Y_val"),
+        ({"X_val": np.zeros((5, 2)), "Y_val": np.zeros((1, 2))}, r"X_val must have shape \(6, m\)"),
+        ({"X_val": np.zeros((6, 2)), "Y_val": np.zeros((1, 3))}, "Y_val has 3 examples, X has 2"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+    ],
+)
+def test_bad_training_arguments_raise_value_errors_that_say_why(kwargs, message):
+    X, Y = blobs()
+    with pytest.raises(ValueError, match=message):
+        train(softmax_net(), X, Y, epochs=1, **kwargs)
+
+
+def test_labels_outside_the_outputs_classes_are_refused():
+    X, Y = blobs(k=3)
+    with pytest.raises(ValueError, match=r"Y labels must be in \[0, 2\) for this output, got 0..2"):
+        train(Network([6, 1]), X, Y, epochs=1)
