@@ -48,10 +48,38 @@ def categorical_cross_entropy(Z: np.ndarray, Y: np.ndarray) -> float:
     return float((log_sum_exp.sum(dtype=np.float64) - (Z * Y).sum(dtype=np.float64)) / m)
 
 
-def cross_entropy_gradient(A: np.ndarray, Y: np.ndarray, out: np.ndarray | None = None):
-    """dZ = (A - Y) / m, the gradient of either pair's cost with respect to the logits."""
+def softmax_with_cost(
+    Z: np.ndarray, Y: np.ndarray, out: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """softmax(Z) into ``out`` and categorical_cross_entropy(Z, Y) in one pass over Z (k, m).
+
+    Both need the shifted logits Z - max and their exponentials; sharing them halves the work
+    of the training loop's output layer. log softmax(z)_y = (z_y - max) - log Σ exp(z - max).
+    """
+    m = Z.shape[1]
+    out = np.subtract(Z, Z.max(axis=0, keepdims=True), out=out)
+    picked = float(np.multiply(out, Y).sum(dtype=np.float64))
+    np.exp(out, out=out)
+    sums = out.sum(axis=0, keepdims=True)
+    cost = (float(np.log(sums).sum(dtype=np.float64)) - picked) / m
+    out /= sums
+    return out, cost
+
+
+def sigmoid_with_cost(
+    Z: np.ndarray, Y: np.ndarray, out: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """σ(Z) into ``out`` and binary_cross_entropy(Z, Y), for Z: (1, m)."""
+    return sigmoid(Z, out), binary_cross_entropy(Z, Y)
+
+
+def cross_entropy_gradient(
+    A: np.ndarray, Y: np.ndarray, out: np.ndarray | None = None, scale: float = 1.0
+) -> np.ndarray:
+    """dZ = (A - Y) / m (times ``scale``), the gradient of either pair's cost with respect to
+    the logits."""
     out = np.subtract(A, Y, out=out)
-    out *= 1.0 / A.shape[1]
+    out *= scale / A.shape[1]
     return out
 
 
@@ -61,19 +89,29 @@ class Output:
 
     activate(Z, out) -> A: (k, m) probabilities.
     cost(Z, Y) -> float: mean loss from the logits.
-    gradient(A, Y, out) -> dZ: (k, m), ∂J/∂Z.
+    activate_with_cost(Z, Y, out) -> (A, cost): both at once, as training needs them.
+    gradient(A, Y, out, scale) -> dZ: (k, m), ∂J/∂Z (times scale).
     """
 
     name: str
     loss: str
     activate: Callable[..., np.ndarray]
     cost: Callable[[np.ndarray, np.ndarray], float]
+    activate_with_cost: Callable[..., tuple[np.ndarray, float]]
     gradient: Callable[..., np.ndarray] = cross_entropy_gradient
 
 
 OUTPUTS: dict[str, Output] = {
-    "sigmoid": Output("sigmoid", "binary_cross_entropy", sigmoid, binary_cross_entropy),
-    "softmax": Output("softmax", "categorical_cross_entropy", softmax, categorical_cross_entropy),
+    "sigmoid": Output(
+        "sigmoid", "binary_cross_entropy", sigmoid, binary_cross_entropy, sigmoid_with_cost
+    ),
+    "softmax": Output(
+        "softmax",
+        "categorical_cross_entropy",
+        softmax,
+        categorical_cross_entropy,
+        softmax_with_cost,
+    ),
 }
 
 

@@ -1,8 +1,12 @@
 """Update rules, one small class each, and the learning-rate schedule.
 
 Each optimizer updates the parameters in place from the gradients of one batch:
-``step(params, grads, learning_rate)``, with params {"W1": (n[1], n[0]), "b1": (n[1], 1), ...}
-and grads of the same shapes under "dW1", "db1", .... The gradients may be overwritten.
+``step(params, grads, learning_rate, grads_scale)``, with params {"W1": (n[1], n[0]),
+"b1": (n[1], 1), ...} and grads of the same shapes under "dW1", "db1", ..., multiplied by
+``grads_scale``. The gradients may be overwritten. ``gradient_scale(learning_rate)`` says
+which scale the optimizer would like back propagation to apply for free (see
+Network.propagate_backward): gradient descent asks for its learning rate, so its update is a
+single ``θ -= dθ``.
 Its state (velocities, moments, step count) round-trips through ``state()`` /
 ``load_state()`` so that a resumed run continues bit for bit.
 """
@@ -18,10 +22,14 @@ class GradientDescent:
     def __init__(self, params: dict[str, np.ndarray]):
         pass
 
-    def step(self, params, grads, learning_rate: float) -> None:
+    def gradient_scale(self, learning_rate: float) -> float:
+        return learning_rate
+
+    def step(self, params, grads, learning_rate: float, grads_scale: float = 1.0) -> None:
         for name, theta in params.items():
             d_theta = grads["d" + name]
-            d_theta *= learning_rate  # the gradient buffer is scratch: no temporary array
+            if grads_scale != learning_rate:
+                d_theta *= learning_rate / grads_scale  # the gradient buffer is scratch
             theta -= d_theta
 
     def state(self) -> dict[str, np.ndarray]:
@@ -40,11 +48,14 @@ class Momentum:
         self.beta = beta
         self.velocity = {name: np.zeros_like(p) for name, p in params.items()}
 
-    def step(self, params, grads, learning_rate: float) -> None:
+    def gradient_scale(self, learning_rate: float) -> float:
+        return 1.0
+
+    def step(self, params, grads, learning_rate: float, grads_scale: float = 1.0) -> None:
         for name, theta in params.items():
             v, d_theta = self.velocity[name], grads["d" + name]
             v *= self.beta
-            d_theta *= 1.0 - self.beta
+            d_theta *= (1.0 - self.beta) / grads_scale
             v += d_theta
             np.multiply(v, learning_rate, out=d_theta)
             theta -= d_theta
@@ -76,12 +87,17 @@ class Adam:
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
         self._scratch = {name: np.empty_like(p) for name, p in params.items()}
 
-    def step(self, params, grads, learning_rate: float) -> None:
+    def gradient_scale(self, learning_rate: float) -> float:
+        return 1.0
+
+    def step(self, params, grads, learning_rate: float, grads_scale: float = 1.0) -> None:
         self.t += 1
         m_correction = 1.0 - self.beta1**self.t
         v_correction = 1.0 - self.beta2**self.t
         for name, theta in params.items():
             m, v, d_theta = self.m[name], self.v[name], grads["d" + name]
+            if grads_scale != 1.0:
+                d_theta /= grads_scale
             scratch = self._scratch[name]
             np.square(d_theta, out=scratch)
             m *= self.beta1

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.losses import l2_cost
-from models.network import Network, Workspace, labels_of, one_hot_labels
+from models.network import Network, Workspace, column_buffer, labels_of, one_hot_labels
 from models.optimizers import decayed_learning_rate, make_optimizer
 from models.serialization import Checkpoint
 
@@ -190,7 +190,7 @@ class Batches:
             net = self.net
             self._buffers[b] = (
                 np.empty((b, net.layer_dims[0]), net.dtype),
-                np.empty((net.layer_dims[-1], b), net.dtype),
+                column_buffer(net.layer_dims[-1], b, net.dtype),
                 Workspace(net.layer_dims, b, net.dtype),
             )
         return self._buffers[b]
@@ -209,16 +209,17 @@ def _train_one_epoch(net, batches, update, rate, l2, rng) -> dict[str, float]:
     cost_sum, correct, grad_norms = 0.0, 0, None
     for A0, Y, labels, workspace in batches.epoch(rng):
         b = A0.shape[1]
-        A_out = net.propagate_forward(A0, workspace)
-        cost_sum += b * (net.output.cost(workspace.Z_out, Y) + l2_cost(net.params, l2, b))
+        A_out = net.propagate_forward(A0, workspace, Y)
+        cost_sum += b * (workspace.cost + l2_cost(net.params, l2, b))
         correct += int(np.count_nonzero(net.classify(A_out)[0] == labels))
-        grads = net.propagate_backward(A0, Y, workspace, l2)
+        scale = update.gradient_scale(rate) or 1.0  # a zero rate would zero what we measure
+        grads = net.propagate_backward(A0, Y, workspace, l2, scale)
         if grad_norms is None:  # before the update overwrites the gradients
             grad_norms = {
-                f"grad_norm.W{layer}": math.sqrt(float(np.vdot(g, g)))
+                f"grad_norm.W{layer}": math.sqrt(float(np.vdot(g, g))) / scale
                 for layer, g in ((i, grads[f"dW{i}"]) for i in range(1, net.num_layers + 1))
             }
-        update.step(net.params, grads, rate)
+        update.step(net.params, grads, rate, scale)
     return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
 
 

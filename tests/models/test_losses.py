@@ -83,3 +83,15 @@ def test_l2_cost_sums_squared_weights_but_not_biases():
 def test_unknown_output_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown output 'linear'; known: sigmoid, softmax"):
         get_output("linear")
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_activation_with_cost_equals_activation_and_cost_apart(name):
+    rng = np.random.default_rng(5)
+    output = OUTPUTS[name]
+    k = 1 if name == "sigmoid" else 6
+    Z = rng.standard_normal((k, 9)) * 20
+    Y = rng.integers(0, 2, (1, 9)).astype(float) if k == 1 else np.eye(k)[:, rng.integers(0, k, 9)]
+    A, cost = output.activate_with_cost(Z, Y, np.empty_like(Z))
+    np.testing.assert_allclose(A, output.activate(Z, None), rtol=1e-14)
+    assert cost == pytest.approx(output.cost(Z, Y), rel=1e-13)
