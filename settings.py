@@ -1,0 +1,83 @@
+"""gradq's settings: one class, read from GRADQ_* environment variables (and a .env file).
+
+The defaults are the embedded stack of `make up`: everything under ./.gradq, SQLite for jobs, a
+broker that needs no server, MLflow on 127.0.0.1:5000. Secrets (database passwords, API tokens)
+come only from the environment.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRADQ_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".gradq"), description="Where the embedded stack keeps its files.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL of the jobs database; empty: SQLite in home."
+    )
+    broker_url: str = Field(
+        "",
+        description="Celery broker URL, e.g. redis://127.0.0.1:6379/0; empty: the "
+        "filesystem transport in home (no server).",
+    )
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    mlflow_ui_url: str = Field(
+        "", description="Base URL of the MLflow UI for links; empty: the tracking URI."
+    )
+    data_root: Path = Field(
+        Path(""), description="Folder that uploaded datasets live in; empty: home/datasets."
+    )
+    api_tokens: list[SecretStr] = Field(
+        default_factory=list, description="Bearer tokens; none configured: no auth."
+    )
+    max_epochs: int = Field(100_000, ge=1)
+    max_parameters: int = Field(50_000_000, ge=1, description="A network's parameter budget.")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    # How often a running job writes its progress and heartbeat, and checks for a cancel.
+    progress_seconds: float = Field(0.5, gt=0)
+    lease_seconds: float = Field(60.0, gt=0)
+    metrics_flush_seconds: float = Field(1.0, gt=0, description="MLflow log_batch period.")
+    broker_polling_seconds: float = Field(0.05, gt=0, description="Filesystem broker polling.")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'gradq.db').resolve()}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.home / "broker").resolve()
+
+    @property
+    def datasets_folder(self) -> Path:
+        return (
+            self.data_root if str(self.data_root) not in ("", ".") else self.home / "datasets"
+        ).resolve()
+
+    @property
+    def checkpoints_folder(self) -> Path:
+        return (self.home / "checkpoints").resolve()
+
+    @property
+    def mlflow_ui_base(self) -> str:
+        return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,249 @@
+"""Queries on jobs: create (idempotent), list, claim with a lease, progress, finish, cancel.
+
+Every status change writes a job_events row in the same transaction. Writes are short: no
+transaction is held open across training or network calls.
+"""
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
+
+
+class IdempotencyConflictError(Exception):
+    """The Idempotency-Key was used before with another request body."""
+
+
+def record_event(
+    session: Session, job: Job, to_status: str, from_status: str | None, detail: str | None = None
+) -> None:
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            from_status=from_status,
+            to_status=to_status,
+            attempt=job.attempts,
+            detail=detail,
+        )
+    )
+
+
+def create_job(
+    session: Session,
+    *,
+    spec: dict[str, Any],
+    experiment: str,
+    name: str | None,
+    dataset: str,
+    epochs: int,
+    idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+    sweep_id: str | None = None,
+    max_attempts: int = 3,
+) -> tuple[Job, bool]:
+    """Insert a queued job (committed by the caller's transaction) and its first event.
+
+    With an idempotency key already used for the same request: (that job, False); for another
+    request: IdempotencyConflictError. Returns (job, created).
+    """
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, idempotency_key, request_sha256)
+        if existing is not None:
+            return existing, False
+    job = Job(
+        id=uuid.uuid4().hex,
+        experiment=experiment,
+        name=name,
+        status="queued",
+        spec=spec,
+        dataset=dataset,
+        epochs=epochs,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        sweep_id=sweep_id,
+        max_attempts=max_attempts,
+    )
+    try:
+        with session.begin_nested():  # a concurrent request with the same key may win the race
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = _by_idempotency_key(session, idempotency_key, request_sha256)
+        if existing is None:
+            raise
+        return existing, False
+    record_event(session, job, "queued", None, "accepted")
+    return job, True
+
+
+def _by_idempotency_key(session: Session, key: str | None, request_sha256: str | None):
+    job = session.scalar(select(Job).where(Job.idempotency_key == key))
+    if job is not None and job.request_sha256 != request_sha256:
+        raise IdempotencyConflictError(key)
+    return job
+
+
+def mark_dispatched(session: Session, job_id: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None = None,
+    experiment: str | None = None,
+    sweep_id: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if status:
+        query = query.where(Job.status == status)
+    if experiment:
+        query = query.where(Job.experiment == experiment)
+    if sweep_id:
+        query = query.where(Job.sweep_id == sweep_id)
+    if cursor:
+        created_at, job_id = decode_cursor(cursor)
+        query = query.where(
+            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
+        )
+    jobs = list(session.scalars(query))
+    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    return Page(jobs[:limit], next_cursor)
+
+
+def encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """ValueError if the cursor was not made by encode_cursor."""
+    try:
+        created_at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), job_id
+    except Exception as error:
+        raise ValueError("not a cursor returned by this API") from error
+
+
+def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Job | None:
+    """Atomically take the job for ``owner``: a queued job, or a running one whose lease
+    expired. Returns the claimed job (attempts + 1), or None when someone else holds it or it
+    is finished or cancelled."""
+    now = utcnow()
+    claimable = or_(
+        Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)
+    )
+    previous = session.scalar(select(Job.status).where(Job.id == job_id))
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
+        .values(
+            status="running",
+            attempts=Job.attempts + 1,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            heartbeat_at=now,
+            started_at=func.coalesce(Job.started_at, now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    job = session.get(Job, job_id, populate_existing=True)
+    record_event(session, job, "running", previous, f"claimed by {owner}")
+    return job
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    still_owner: bool
+    cancel_requested: bool
+
+
+def heartbeat(
+    session: Session,
+    job_id: str,
+    owner: str,
+    lease_seconds: float,
+    epoch: int | None,
+    cost: float | None,
+) -> Heartbeat:
+    """Record progress and extend the lease; says whether a cancel was asked for."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            progress_epoch=epoch,
+            latest_cost=cost,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+    return Heartbeat(still_owner=result.rowcount == 1, cancel_requested=bool(cancel))
+
+
+def finish(
+    session: Session,
+    job_id: str,
+    owner: str,
+    status: str,
+    *,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """End a running job held by ``owner`` as succeeded, failed or cancelled."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"not a final status: {status}")
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != "running" or job.lease_owner != owner:
+        return False
+    job.status, job.finished_at = status, utcnow()
+    job.metrics, job.error = metrics, error
+    job.lease_owner = job.lease_expires_at = None
+    record_event(session, job, status, "running", error)
+    return True
+
+
+def request_cancel(session: Session, job_id: str) -> Job | None:
+    """Cancel a queued job now; ask a running one to stop at its next epoch. Returns the job
+    (unchanged if already finished), or None if there is no such job."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status in FINAL_STATUSES:
+        return job
+    if job.status == "queued":
+        job.status, job.finished_at = "cancelled", utcnow()
+        record_event(session, job, "cancelled", "queued", "cancelled before it started")
+    else:
+        job.cancel_requested = True
+    return job
+
+
+def set_mlflow_run(session: Session, job_id: str, experiment_id: str, run_id: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(mlflow_experiment_id=experiment_id, mlflow_run_id=run_id)
+    )
+
+
+def events_of(session: Session, job_id: str) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    return list(session.scalars(query))

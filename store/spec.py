@@ -1,0 +1,75 @@
+"""The job spec (DESIGN.md section 4): the request body of POST /v1/jobs, stored with every
+default filled in as jobs.spec, and read back by the worker.
+
+Rules that need the settings or the dataset (the epoch maximum, the parameter budget, the
+class count) are checked by the service; the shape of the spec is checked here.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetRef(Strict):
+    name: str = Field(min_length=1, max_length=255, description="A built-in or uploaded dataset.")
+
+
+class ModelSpec(Strict):
+    hidden_layers: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Units of each hidden layer; [] is logistic regression.",
+    )
+    hidden_activation: Activation = "relu"
+    output: Literal["sigmoid", "softmax"] | None = Field(
+        None, description="None: sigmoid for two classes, softmax for more."
+    )
+    init: Literal["zeros", "random", "xavier", "he"] | None = Field(
+        None, description="None: zeros for logistic regression, he/xavier otherwise."
+    )
+
+
+class TrainingSpec(Strict):
+    optimizer: Literal["gd", "sgd", "momentum", "adam"] = "gd"
+    learning_rate: float = Field(0.005, gt=0, le=100)
+    epochs: int = Field(2000, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="None: full-batch gradient descent.")
+    l2: float = Field(0.0, ge=0)
+    seed: int = Field(1, ge=0, lt=2**32)
+    validation_split: float = Field(0.25, ge=0, lt=1)
+    dtype: Literal["float32", "float64"] = "float32"
+    checkpoint_every: int = Field(100, ge=1)
+    decay_rate: float = Field(0.0, ge=0)
+    decay_every: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _sgd_needs_batches(self) -> "TrainingSpec":
+        if self.optimizer == "sgd" and self.batch_size is None:
+            raise ValueError("optimizer 'sgd' trains on mini-batches: set training.batch_size")
+        return self
+
+
+class JobSpec(Strict):
+    experiment: str = Field("gradq", min_length=1, max_length=255)
+    name: str | None = Field(None, max_length=255)
+    dataset: DatasetRef
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+def flatten(spec: dict, prefix: str = "") -> dict[str, str]:
+    """{"model": {"hidden_layers": [20]}} -> {"model.hidden_layers": "[20]"}: MLflow params."""
+    flat = {}
+    for key, value in spec.items():
+        if isinstance(value, dict) and key != "tags":
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif key != "tags":
+            flat[f"{prefix}{key}"] = "null" if value is None else str(value)
+    return flat
