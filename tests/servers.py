@@ -1,0 +1,44 @@
+"""The real servers tests run against, and what to do when one is missing.
+
+PostgreSQL, Redis and RabbitMQ run on the developers' and CI's machines. Without them a test
+that needs one is skipped with the reason, except under CI=true, where a missing server fails.
+"""
+
+import os
+import socket
+import uuid
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "GRADQ_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("GRADQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def listening(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def need(name: str, host: str, port: int) -> None:
+    """Skip (or, under CI=true, fail) unless ``name`` listens on host:port."""
+    if listening(host, port):
+        return
+    reason = f"{name} is not running on {host}:{port}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}, and CI=true requires it")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
