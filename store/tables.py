@@ -3,7 +3,17 @@
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Constraint names are part of the schema: migrations refer to them by name on every backend.
@@ -68,7 +78,7 @@ class Job(Base):
     dispatched_at: Mapped[datetime | None]  # the outbox: NULL until the broker took the message
     epochs: Mapped[int]
     progress_epoch: Mapped[int | None]
-    latest_cost: Mapped[float | None]
+    latest_cost: Mapped[float | None] = mapped_column(Float)
     checkpoint_uri: Mapped[str | None] = mapped_column(Text)
     checkpoint_epoch: Mapped[int | None]
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -36,7 +36,7 @@ def postgres_url():
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request) -> str:
     """Each test that takes it runs on SQLite and on PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_url")
