@@ -1,0 +1,51 @@
+"""The HTTP API. ``create_app`` is the factory (``uvicorn --factory service.app:create_app``):
+importing this module touches no database and no broker."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.dispatch import make_celery_client
+from service.errors import install_error_handlers
+from service.limits import BodySizeLimit
+from service.routes import datasets, health, jobs
+from service.security import BearerTokenAuth
+from service.telemetry import RequestMetrics
+from settings import Settings, get_settings
+from store.db import make_engine, make_session_factory
+
+# Room for the multipart framing and the form fields around the (at most two) files.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.celery.close()
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="gradq",
+        summary="Neural networks from first principles, trained as queued jobs.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.sql_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.celery = make_celery_client(settings)
+    install_error_handlers(app)
+    for router in (jobs.router, datasets.router, health.router):
+        app.include_router(router)
+    # The last added runs first: metrics see every answer, auth comes before any body is read.
+    app.add_middleware(
+        BodySizeLimit, limit=2 * settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    )
+    tokens = [token.get_secret_value() for token in settings.api_tokens]
+    app.add_middleware(BearerTokenAuth, tokens=tokens)
+    app.add_middleware(RequestMetrics)
+    return app

@@ -1,0 +1,69 @@
+"""Readiness checks of what the API needs: SQL, the broker, MLflow. Each answers quickly."""
+
+import os
+from dataclasses import dataclass
+
+import httpx
+from kombu import Connection
+from sqlalchemy import Engine, text
+
+from service.dispatch import broker_options
+from settings import Settings
+
+TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    detail: str
+
+
+def check_sql(engine: Engine) -> Check:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # any failure means not ready; the detail says which
+        return Check(False, f"{type(error).__name__}: {error}".splitlines()[0])
+    return Check(True, engine.dialect.name)
+
+
+def check_broker(settings: Settings) -> Check:
+    options = broker_options(settings)
+    if options:  # the filesystem broker: its folder must take new messages
+        folder = options["data_folder_out"]
+        if os.path.isdir(folder) and os.access(folder, os.W_OK):
+            return Check(True, f"filesystem {folder}")
+        return Check(False, f"filesystem folder {folder} is missing or not writable")
+    try:
+        with Connection(settings.celery_broker_url, connect_timeout=TIMEOUT_SECONDS) as connection:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=TIMEOUT_SECONDS
+            )
+    except Exception as error:
+        return Check(False, f"{type(error).__name__}: {error}")
+    return Check(True, _redacted(settings.celery_broker_url))
+
+
+def check_mlflow(settings: Settings) -> Check:
+    uri = settings.mlflow_tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return Check(True, f"local tracking store {uri}")
+    try:
+        response = httpx.get(f"{uri.rstrip('/')}/health", timeout=TIMEOUT_SECONDS)
+    except httpx.HTTPError as error:
+        return Check(False, f"{type(error).__name__}: {error}")
+    return Check(response.status_code == 200, f"{uri}/health answered {response.status_code}")
+
+
+def _redacted(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def readiness(engine: Engine, settings: Settings) -> dict[str, Check]:
+    return {
+        "sql": check_sql(engine),
+        "broker": check_broker(settings),
+        "mlflow": check_mlflow(settings),
+    }

@@ -1,0 +1,141 @@
+"""Datasets: the built-ins and the uploads (a zip of class folders, an .npz, a course .h5)."""
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+from sqlalchemy.exc import IntegrityError
+
+from models import BUILTIN_DATASETS, DatasetError, load_dataset
+from service import uploads
+from service.catalog import all_datasets, describe_row, find_dataset
+from service.deps import SessionDep, SettingsDep
+from service.errors import APIError, not_found
+from service.schemas import DatasetList, DatasetOut, dataset_out
+from settings import Settings
+from store import datasets as dataset_rows
+from store.tables import Dataset as DatasetRow
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+KINDS = {".zip": "images", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+STAGING = ".staging"
+
+
+@router.get("", response_model=DatasetList)
+def list_datasets(session: SessionDep) -> DatasetList:
+    return DatasetList(datasets=[dataset_out(info) for info in all_datasets(session)])
+
+
+@router.get("/{name}", response_model=DatasetOut)
+def get_dataset(name: str, session: SessionDep) -> DatasetOut:
+    info = find_dataset(session, name)
+    if info is None:
+        raise not_found("dataset", name)
+    return dataset_out(info)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+def upload_dataset(
+    name: Annotated[str, Form(pattern=NAME_PATTERN, description="The dataset's name.")],
+    file: Annotated[UploadFile, File(description="A .zip of class folders, .npz or .h5.")],
+    session: SessionDep,
+    settings: SettingsDep,
+    test_file: Annotated[UploadFile | None, File(description="The test_*.h5 partner.")] = None,
+) -> DatasetOut:
+    _check_name_free(session, name)
+    session.commit()  # hold no connection while the upload is checked, which can take a while
+    kind = _kind_of(file, test_file)
+    staging = settings.datasets_folder / STAGING / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    try:
+        source = _stage(kind, file, test_file, staging, settings)
+        dataset = _load(source, staging, name)
+        row = DatasetRow(
+            name=name,
+            path=f"{name}/{source.relative_to(staging).as_posix()}",
+            kind=kind,
+            sha256=dataset.sha256(),
+            n_x=dataset.n_x,
+            m=dataset.m,
+            classes=list(dataset.classes),
+            image_shape=list(dataset.image_shape),
+            size_bytes=uploads.folder_size(staging),
+        )
+        _register(session, row, staging, settings.datasets_folder / name)
+    finally:
+        uploads.remove(staging)
+    return dataset_out(describe_row(row))
+
+
+def _check_name_free(session, name: str) -> None:
+    if name in BUILTIN_DATASETS or dataset_rows.get_dataset(session, name) is not None:
+        raise _name_taken(name)
+
+
+def _name_taken(name: str) -> APIError:
+    return APIError(409, "dataset_exists", f"a dataset named {name!r} already exists", "name")
+
+
+def _kind_of(file: UploadFile, test_file: UploadFile | None) -> str:
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in KINDS:
+        raise APIError(
+            422,
+            "invalid_dataset",
+            f"file {file.filename!r}: expected a .zip of class folders, an .npz or an .h5",
+            "file",
+        )
+    if test_file is not None and KINDS[suffix] != "h5":
+        raise APIError(422, "invalid_dataset", "test_file goes with an .h5 file only", "test_file")
+    return KINDS[suffix]
+
+
+def _stage(
+    kind: str, file: UploadFile, test_file: UploadFile | None, staging: Path, settings: Settings
+) -> Path:
+    """The uploaded files under ``staging``; returns what load_dataset reads."""
+    limit = settings.max_upload_bytes
+    if kind == "npz":
+        uploads.save_capped(file.file, staging / "data.npz", limit, "file")
+        return staging / "data.npz"
+    if kind == "h5":
+        # load_h5 finds the test split by replacing "train" with "test" in the file name.
+        uploads.save_capped(file.file, staging / "train.h5", limit, "file")
+        if test_file is not None:
+            uploads.save_capped(test_file.file, staging / "test.h5", limit, "test_file")
+        return staging / "train.h5"
+    archive = staging / "upload.zip"
+    uploads.save_capped(file.file, archive, limit, "file")
+    extracted = staging / "images"
+    extracted.mkdir()
+    uploads.extract_zip(archive, extracted, uploads.ZIP_EXPANSION_FACTOR * limit, "file")
+    archive.unlink()
+    return uploads.dataset_root(extracted)
+
+
+def _load(source: Path, staging: Path, name: str):
+    try:
+        return load_dataset(source)
+    except DatasetError as error:
+        # The message names the server's staging folder; the client knows the upload's name.
+        message = str(error).replace(str(staging), name)
+        raise APIError(422, "invalid_dataset", message, "file") from error
+
+
+def _register(session, row: DatasetRow, staging: Path, final: Path) -> None:
+    """Insert the row and move the files in place, committed together or not at all."""
+    try:
+        dataset_rows.add_dataset(session, row)
+    except IntegrityError as error:  # another upload of the same name won the race
+        raise _name_taken(row.name) from error
+    # No row holds this name (the insert succeeded), so a folder here is a leftover.
+    uploads.remove(final)
+    staging.rename(final)
+    try:
+        session.commit()
+    except BaseException:
+        uploads.remove(final)
+        raise

@@ -1,0 +1,151 @@
+"""Jobs: submit (validate, store, commit, then send by task name), list, read, cancel."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
+from service import telemetry
+from service.catalog import find_dataset
+from service.deps import SessionDep, SettingsDep, require_json
+from service.dispatch import send_train
+from service.errors import APIError, error_response, invalid, not_found
+from service.job_rules import complete_spec, request_sha256
+from service.mlflow_metrics import MlflowUnavailableError, metric_histories
+from service.schemas import (
+    JobDetailOut,
+    JobMetricsOut,
+    JobOut,
+    JobPage,
+    job_detail_out,
+    job_out,
+)
+from store import jobs as job_rows
+from store.spec import JobSpec
+from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retrying with the same key and body returns the same job.",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    dependencies=[Depends(require_json)],
+)
+def submit_job(
+    spec: JobSpec,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    filled = complete_spec(spec, find_dataset(session, spec.dataset.name), settings)
+    document = filled.model_dump(mode="json")
+    try:
+        job, created = job_rows.create_job(
+            session,
+            spec=document,
+            experiment=filled.experiment,
+            name=filled.name,
+            dataset=filled.dataset.name,
+            epochs=filled.training.epochs,
+            idempotency_key=idempotency_key,
+            request_sha256=request_sha256(document),
+        )
+    except job_rows.IdempotencyConflictError as error:
+        raise APIError(
+            409,
+            "idempotency_conflict",
+            "Idempotency-Key was already used with a different request body",
+            "Idempotency-Key",
+        ) from error
+    session.commit()
+    if created:
+        telemetry.JOBS_SUBMITTED.inc()
+        if send_train(request.app.state.celery, job.id):
+            job_rows.mark_dispatched(session, job.id)
+            session.commit()
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job_out(job, settings)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
+    experiment: str | None = None,
+    sweep_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    try:
+        page = job_rows.list_jobs(
+            session,
+            status=status,
+            experiment=experiment,
+            sweep_id=sweep_id,
+            cursor=cursor,
+            limit=limit,
+        )
+    except ValueError as error:
+        raise invalid("cursor", str(error)) from error
+    return JobPage(jobs=[job_out(job, settings) for job in page.jobs], next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobDetailOut)
+def get_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobDetailOut:
+    job = _job_or_404(session, job_id)
+    return job_detail_out(job, job_rows.events_of(session, job_id), settings)
+
+
+@router.get(
+    "/{job_id}/metrics",
+    response_model=JobMetricsOut,
+    responses={503: {"description": "MLflow is unreachable"}},
+)
+def get_job_metrics(job_id: str, session: SessionDep, settings: SettingsDep):
+    job = _job_or_404(session, job_id)
+    session.commit()  # no connection held while MLflow answers
+    if job.mlflow_run_id is None:
+        histories = {key: [] for key in ("cost", "train_accuracy", "val_accuracy")}
+    else:
+        try:
+            histories = metric_histories(settings.mlflow_tracking_uri, job.mlflow_run_id)
+        except MlflowUnavailableError as error:
+            return error_response(503, "mlflow_unavailable", f"MLflow did not answer: {error}")
+    return JobMetricsOut(job_id=job.id, metrics=histories)
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobOut:
+    current = _job_or_404(session, job_id)
+    if current.status in FINAL_STATUSES:
+        raise _already_finished(job_id, current.status)
+    job = job_rows.request_cancel(session, job_id)  # locks the row and reads it again
+    if job.status in ("succeeded", "failed"):  # it finished in between
+        raise _already_finished(job_id, job.status)
+    session.commit()
+    return job_out(job, settings)
+
+
+def _already_finished(job_id: str, job_status: str) -> APIError:
+    return APIError(409, "already_finished", f"job {job_id} already {job_status}")
+
+
+def _job_or_404(session, job_id: str):
+    job = session.get(Job, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job

@@ -1,0 +1,140 @@
+"""The resources the API answers with (DESIGN.md section 5), built from rows."""
+
+import math
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.catalog import DatasetInfo
+from settings import Settings
+from store.tables import Job, JobEvent
+
+FINAL_METRICS = ("cost", "train_accuracy", "val_accuracy")
+
+
+class Progress(BaseModel):
+    epoch: int | None
+    epochs: int
+    cost: float | None
+
+
+class JobEventOut(BaseModel):
+    at: datetime
+    from_status: str | None
+    to_status: str
+    attempt: int
+    detail: str | None
+
+
+class JobOut(BaseModel):
+    id: str
+    experiment: str
+    name: str | None
+    status: str
+    attempts: int
+    progress: Progress
+    metrics: dict[str, float | None]
+    spec: dict[str, Any]
+    sweep_id: str | None
+    mlflow_run_id: str | None
+    mlflow_url: str | None
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetailOut(JobOut):
+    events: list[JobEventOut]
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+class MetricPoint(BaseModel):
+    step: int
+    value: float | None
+
+
+class JobMetricsOut(BaseModel):
+    job_id: str
+    metrics: dict[str, list[MetricPoint]]
+
+
+class DatasetOut(BaseModel):
+    name: str
+    kind: str
+    n_x: int
+    m: int
+    classes: list[str]
+    image_shape: list[int]
+    sha256: str
+    size_bytes: int | None
+    created_at: datetime | None
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity; a diverged cost is reported as null."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def mlflow_url(job: Job, settings: Settings) -> str | None:
+    if not (job.mlflow_experiment_id and job.mlflow_run_id):
+        return None
+    return (
+        f"{settings.mlflow_ui_base}/#/experiments/{job.mlflow_experiment_id}"
+        f"/runs/{job.mlflow_run_id}"
+    )
+
+
+def job_out(job: Job, settings: Settings) -> JobOut:
+    final = job.metrics or {}
+    return JobOut(
+        id=job.id,
+        experiment=job.experiment,
+        name=job.name,
+        status=job.status,
+        attempts=job.attempts,
+        progress=Progress(
+            epoch=job.progress_epoch, epochs=job.epochs, cost=finite_or_none(job.latest_cost)
+        ),
+        metrics={key: finite_or_none(final.get(key)) for key in FINAL_METRICS},
+        spec=job.spec,
+        sweep_id=job.sweep_id,
+        mlflow_run_id=job.mlflow_run_id,
+        mlflow_url=mlflow_url(job, settings),
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def job_detail_out(job: Job, events: list[JobEvent], settings: Settings) -> JobDetailOut:
+    return JobDetailOut(
+        **job_out(job, settings).model_dump(),
+        events=[JobEventOut.model_validate(event, from_attributes=True) for event in events],
+    )
+
+
+def dataset_out(info: DatasetInfo) -> DatasetOut:
+    return DatasetOut(
+        name=info.name,
+        kind=info.kind,
+        n_x=info.n_x,
+        m=info.m,
+        classes=list(info.classes),
+        image_shape=list(info.image_shape),
+        sha256=info.sha256,
+        size_bytes=info.size_bytes,
+        created_at=info.created_at,
+    )
