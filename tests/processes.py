@@ -1,0 +1,161 @@
+"""Real server and worker processes for tests: an MLflow tracking server and Celery workers.
+
+Each process runs in its own session (process group), so that stopping it also stops whatever it
+forked (uvicorn's and Celery's children). Output goes to a log file whose tail is shown when a
+process fails to come up.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.servers import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Process:
+    """A started process, its log file and, for servers, the URL it answers on."""
+
+    popen: subprocess.Popen
+    log: Path
+    url: str = ""
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_process_group(self.popen, timeout)
+
+
+def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
+    """Start ``command`` in a new session, from the repository root, output into ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Process(popen, log)
+
+
+def stop_process_group(popen: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process's whole group, then SIGKILL what is left after ``timeout``."""
+    if popen.poll() is not None:
+        _kill_group(popen.pid, signal.SIGKILL)  # children may outlive their parent
+        return
+    _kill_group(popen.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        popen.wait(timeout)
+    _kill_group(popen.pid, signal.SIGKILL)
+    popen.wait(timeout)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def wait_until(ready, process: Process, what: str, timeout: float) -> None:
+    """Poll ``ready()`` until true; RuntimeError with the log's tail if the process exits or
+    ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if process.popen.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.stop()
+    raise RuntimeError(f"{what} did not come up; its log ends:\n{process.log_text()[-4000:]}")
+
+
+# -- MLflow ---------------------------------------------------------------------------------
+
+
+def start_mlflow_server(folder: Path, backend_store_uri: str = "", timeout: float = 60.0):
+    """An ``mlflow server`` on a free port with its store and artifacts under ``folder``.
+
+    --workers 1: uvicorn with several workers never sets TCP_NODELAY, and every keep-alive
+    request then waits ~43 ms for a delayed ACK (DESIGN.md section 11).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    # MLflow's job runner (a dozen huey consumer processes) serves features gradq does not use,
+    # and costs seconds at start and memory all along.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = start(command, folder / "mlflow-server.log", env)
+    process.url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _health_ok(process.url), process, "mlflow server", timeout)
+    return process
+
+
+def _health_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+# -- Celery ----------------------------------------------------------------------------------
+
+
+def gradq_env(**settings) -> dict[str, str]:
+    """GRADQ_* environment variables from settings keywords: gradq_env(home=p) sets GRADQ_HOME."""
+    return {f"GRADQ_{name.upper()}": str(value) for name, value in settings.items()}
+
+
+def start_celery_worker(
+    log: Path,
+    env: dict[str, str],
+    *extra_args: str,
+    concurrency: int = 1,
+    timeout: float = 60.0,
+) -> Process:
+    """``celery -A workers.celery_app worker`` with ``env`` (GRADQ_* settings), ready to take
+    tasks when this returns."""
+    command = [
+        str(BIN / "celery"),
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--loglevel=info",
+        f"--hostname=gradq-test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        # Neither is needed by one worker, and mingle waits a second for its peers' replies.
+        "--without-mingle",
+        "--without-gossip",
+        *extra_args,
+    ]
+    process = start(command, log, env)
+    wait_until(lambda: " ready." in process.log_text(), process, "celery worker", timeout)
+    return process

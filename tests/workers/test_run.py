@@ -1,0 +1,294 @@
+"""run_job called directly (no Celery) on SQLite and PostgreSQL, against a real MLflow server."""
+
+import json
+import threading
+import time
+
+import mlflow.pyfunc
+import numpy as np
+import pytest
+
+import store.jobs
+from models import Network, load_dataset, load_weights, train_val_split
+from store.db import transaction
+from store.tables import Dataset
+from tests.workers.helpers import (
+    DIGITS_MLP,
+    FACES_LOGREG,
+    LN2,
+    create_job,
+    get_job,
+    statuses,
+    with_experiment,
+)
+from workers.run import run_job
+
+OWNER = "test-worker/1"
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for info in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, info.path) if info.is_dir else {info.path}
+    return found
+
+
+def reload_trained_network(client, run_id: str, tmp_path) -> Network:
+    """A Network built from the run's network.json and weights.npz, as a user would."""
+    model_dir = client.download_artifacts(run_id, "model/artifacts", str(tmp_path))
+    network = json.loads((tmp_path / "artifacts" / "network.json").read_text())
+    net = Network(
+        network["layer_dims"],
+        hidden_activation=network["hidden_activation"],
+        output=network["output"],
+        init="random",
+        dtype=network["dtype"],
+    )
+    assert model_dir
+    net.params = load_weights(client.download_artifacts(run_id, "weights.npz", str(tmp_path)))
+    return net
+
+
+@pytest.mark.parametrize(
+    ("spec", "network_line"),
+    [(FACES_LOGREG, "W[1]: (1, 625)"), (DIGITS_MLP, "W[2]: (10, 32)")],
+    ids=["faces-logreg", "digits-mlp"],
+)
+def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
+    spec, network_line, settings, session_factory, mlflow_client, tmp_path
+):
+    spec = with_experiment(spec)
+    epochs = spec["training"]["epochs"]
+    job_id = create_job(session_factory, spec)
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "succeeded"
+
+    job = get_job(session_factory, job_id)
+    assert job.status == "succeeded" and job.error is None
+    assert [to for _, to, _ in statuses(session_factory, job_id)] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+    assert job.progress_epoch == epochs and job.latest_cost is not None
+    assert set(job.metrics) >= {"cost", "train_accuracy", "val_accuracy"}
+    assert job.metrics["val_accuracy"] > 0.8
+
+    run = mlflow_client.get_run(job.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == job.mlflow_experiment_id
+    assert run.data.params["training.learning_rate"] == str(spec["training"]["learning_rate"])
+    assert run.data.params["model.hidden_layers"] == str(spec["model"]["hidden_layers"])
+    assert run.data.tags["gradq.job_id"] == job_id
+    assert run.data.tags["gradq.attempt"] == "1"
+    assert run.data.tags["gradq.worker"] == OWNER
+    assert run.data.tags["gradq.dataset"] == spec["dataset"]["name"]
+    dataset = load_dataset(spec["dataset"]["name"])
+    assert run.data.tags["gradq.dataset_sha256"] == dataset.sha256()
+    assert run.data.tags.get("owner") == spec["tags"].get("owner")
+    inputs = run.inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == [spec["dataset"]["name"]]
+    assert dataset.sha256().startswith(inputs[0].dataset.digest)
+
+    cost = history(mlflow_client, run.info.run_id, "cost")
+    assert [step for step, _ in cost] == list(range(epochs))  # once per epoch, no duplicates
+    assert len(history(mlflow_client, run.info.run_id, "grad_norm.W1")) == epochs
+    assert len(history(mlflow_client, run.info.run_id, "val_accuracy")) == epochs
+    [(step, check)] = history(mlflow_client, run.info.run_id, "gradient_check")
+    assert step == 0 and check < 1e-6
+    assert run.data.metrics["final.val_accuracy"] == pytest.approx(job.metrics["val_accuracy"])
+
+    paths = artifact_paths(mlflow_client, run.info.run_id)
+    assert {"weights.npz", "cost_curve.png", "spec.json", "network.md", "model/MLmodel"} <= paths
+    assert "model/code/models/network.py" in paths  # the core travels with the model
+    network_md = (
+        mlflow_client.download_artifacts(run.info.run_id, "network.md", str(tmp_path))
+        and (tmp_path / "network.md").read_text()
+    )
+    assert network_line in network_md
+
+    # weights.npz reproduces the reported accuracy on the same seeded split
+    net = reload_trained_network(mlflow_client, run.info.run_id, tmp_path)
+    _, _, X_val, Y_val = train_val_split(dataset.X, dataset.Y, 0.25, seed=1)
+    assert float(np.mean(net.predict(X_val) == Y_val)) == job.metrics["val_accuracy"]
+
+    # the pyfunc model predicts the same labels as the network
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    predictions = model.predict(np.ascontiguousarray(X_val.T))
+    assert list(predictions["label"]) == list(net.predict(X_val)[0])
+    assert list(predictions["class"])[:3] == [dataset.classes[i] for i in net.predict(X_val)[0]][:3]
+
+
+def test_zero_initialized_logistic_regression_logs_ln2_as_the_first_cost(
+    settings, session_factory, mlflow_client
+):
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
+    run_job(job_id, settings, session_factory, OWNER)
+    run_id = get_job(session_factory, job_id).mlflow_run_id
+    first_step, first_cost = history(mlflow_client, run_id, "cost")[0]
+    assert first_step == 0
+    assert first_cost == pytest.approx(LN2, abs=1e-6)
+
+
+def register_npz(settings, session_factory, name: str, **arrays) -> None:
+    """Save ``arrays`` as an uploaded dataset's .npz below the data root and register it."""
+    folder = settings.datasets_folder / name
+    folder.mkdir(parents=True)
+    np.savez(folder / f"{name}.npz", **arrays)
+    x = arrays["x"]
+    with transaction(session_factory) as session:
+        session.add(
+            Dataset(
+                name=name,
+                path=f"{name}/{name}.npz",
+                kind="npz",
+                sha256="0" * 64,
+                n_x=int(np.prod(x.shape[1:])),
+                m=len(x),
+                classes=[str(c) for c in range(int(arrays["y"].max()) + 1)],
+                image_shape=list(x.shape[1:]),
+                size_bytes=1,
+            )
+        )
+
+
+def test_divergence_fails_the_job_naming_the_epoch_and_the_spec_field(
+    settings, session_factory, mlflow_client
+):
+    digits = load_dataset("digits")
+    raw_values = np.ascontiguousarray(digits.X.T) * 1e4  # far from scaled to [0, 1]
+    register_npz(settings, session_factory, "raw-digits", x=raw_values, y=digits.Y[0])
+    spec = with_experiment(
+        DIGITS_MLP,
+        dataset={"name": "raw-digits"},
+        model={"hidden_layers": [64, 64], "hidden_activation": "relu", "output": "softmax"},
+        training={"optimizer": "gd", "learning_rate": 100, "epochs": 50, "seed": 1},
+    )
+    job_id = create_job(session_factory, spec)
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "failed"
+
+    job = get_job(session_factory, job_id)
+    assert job.status == "failed"
+    assert job.error.startswith("diverged at epoch ")
+    assert job.error.endswith("; lower training.learning_rate")
+    run = mlflow_client.get_run(job.mlflow_run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["gradq.error"] == job.error
+
+
+def test_cancel_requested_while_running_stops_training_as_cancelled_and_kills_the_run(
+    settings, session_factory, mlflow_client
+):
+    epochs = 1_000_000  # far more than can run before the cancel lands
+    spec = with_experiment(FACES_LOGREG, training={"epochs": epochs, "seed": 1})
+    job_id = create_job(session_factory, spec)
+
+    def cancel_after_first_heartbeat():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if get_job(session_factory, job_id).progress_epoch:
+                with transaction(session_factory) as session:
+                    store.jobs.request_cancel(session, job_id)
+                return
+            time.sleep(0.01)
+
+    canceller = threading.Thread(target=cancel_after_first_heartbeat)
+    canceller.start()
+    outcome = run_job(job_id, settings, session_factory, OWNER)
+    canceller.join()
+
+    assert outcome == "cancelled"
+    job = get_job(session_factory, job_id)
+    assert job.status == "cancelled"
+    assert job.progress_epoch < epochs
+    run = mlflow_client.get_run(job.mlflow_run_id)
+    assert run.info.status == "KILLED"
+    steps = [step for step, _ in history(mlflow_client, run.info.run_id, "cost")]
+    assert steps == list(range(len(steps))) and len(steps) >= job.progress_epoch
+
+
+def test_a_second_delivery_of_a_finished_job_is_a_no_op_with_an_event(
+    settings, session_factory, mlflow_client
+):
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG, training={"epochs": 5}))
+    run_job(job_id, settings, session_factory, OWNER)
+    before = get_job(session_factory, job_id)
+
+    assert run_job(job_id, settings, session_factory, "another-worker/2") is None
+
+    after = get_job(session_factory, job_id)
+    assert (after.status, after.attempts, after.finished_at, after.mlflow_run_id) == (
+        "succeeded",
+        before.attempts,
+        before.finished_at,
+        before.mlflow_run_id,
+    )
+    last = statuses(session_factory, job_id)[-1]
+    assert last[:2] == ("succeeded", "succeeded")
+    assert "duplicate delivery ignored" in last[2]
+    runs = mlflow_client.search_runs([before.mlflow_experiment_id])
+    assert len(runs) == 1
+
+
+def test_a_delivery_while_another_worker_holds_the_lease_is_a_no_op(settings, session_factory):
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
+    with transaction(session_factory) as session:
+        store.jobs.claim(session, job_id, "holder/1", lease_seconds=60)
+
+    assert run_job(job_id, settings, session_factory, OWNER) is None
+
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.lease_owner, job.attempts) == ("running", "holder/1", 1)
+    assert statuses(session_factory, job_id)[-1][:2] == ("running", "running")
+
+
+def test_an_uploaded_dataset_is_read_from_the_data_root_and_its_test_split_scored(
+    settings, session_factory, mlflow_client
+):
+    rng = np.random.default_rng(0)
+    x = rng.random((120, 4, 4))
+    y = (x.mean(axis=(1, 2)) > 0.5).astype(np.int64)
+    register_npz(
+        settings, session_factory, "blobs", x=x[:100], y=y[:100], x_test=x[100:], y_test=y[100:]
+    )
+    spec = with_experiment(
+        FACES_LOGREG, dataset={"name": "blobs"}, training={"epochs": 50, "learning_rate": 0.5}
+    )
+    job_id = create_job(session_factory, spec)
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "succeeded"
+
+    job = get_job(session_factory, job_id)
+    assert 0 <= job.metrics["test_accuracy"] <= 1
+    run = mlflow_client.get_run(job.mlflow_run_id)
+    assert run.data.metrics["test_accuracy"] == job.metrics["test_accuracy"]
+    assert run.data.tags["gradq.dataset"] == "blobs"
+
+
+def test_an_unknown_dataset_fails_the_job_with_the_reason(settings, session_factory):
+    job_id = create_job(
+        session_factory, with_experiment(FACES_LOGREG, dataset={"name": "no-such-data"})
+    )
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "failed"
+
+    job = get_job(session_factory, job_id)
+    assert job.error.startswith("DatasetError: unknown dataset 'no-such-data'")
+
+
+def test_an_unreachable_mlflow_fails_the_job_instead_of_leaving_it_running(
+    settings, session_factory, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the default retries for minutes
+    unreachable = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG, training={"epochs": 5}))
+
+    assert run_job(job_id, unreachable, session_factory, OWNER) == "failed"
+
+    job = get_job(session_factory, job_id)
+    assert job.status == "failed" and "MlflowException" in job.error

@@ -1,0 +1,264 @@
+"""One attempt at one job, as plain functions: claim, load the data, train, record the outcome.
+
+SQL holds the job's life (claim, heartbeats, the final status), MLflow what it learned; the
+Celery task only calls ``run_job``. Every SQL write is a short transaction of its own: none is
+held open across training or a call to MLflow.
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+from sqlalchemy.orm import Session, sessionmaker
+
+import store.jobs
+from models import DivergenceError, Network, TrainingStopped, gradient_check, train
+from settings import Settings
+from store.db import transaction
+from store.spec import JobSpec, flatten
+from store.tables import Job, JobEvent
+from workers import artifacts, tracking
+from workers.data import TrainingData, load_training_data
+from workers.progress import Progress
+
+log = logging.getLogger(__name__)
+
+GRADIENT_CHECK_EXAMPLES = 5
+GRADIENT_CHECK_PER_PARAMETER = 20
+
+
+@dataclass
+class Attempt:
+    """What one attempt at a job works with."""
+
+    job_id: str
+    number: int
+    owner: str
+    spec: JobSpec
+    mlflow_run_id: str | None  # an earlier attempt's run, continued
+
+
+def run_job(
+    job_id: str, settings: Settings, session_factory: sessionmaker[Session], owner: str
+) -> str | None:
+    """Run job ``job_id`` as ``owner``; returns its final status, or None when there was
+    nothing to do (another worker holds it, or it is finished) or the lease was lost."""
+    attempt = claim(job_id, settings, session_factory, owner)
+    if attempt is None:
+        return None
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    started = time.perf_counter()
+    run: tracking.RunRef | None = None
+    buffer: tracking.MetricsBuffer | None = None
+    try:
+        run = start_tracking(client, attempt, session_factory)
+        buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
+        data = load_training_data(attempt.spec, settings, session_factory)
+        log_data_to_run(client, run.run_id, attempt, data)
+        outcome, metrics, error = train_and_record(
+            attempt, data, settings, session_factory, client, run, buffer
+        )
+        if outcome == "succeeded":
+            buffer.close()  # a success whose metrics did not all reach MLflow is not one
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
+    if outcome == "lost":
+        log.warning("job %s: lease lost to another worker; leaving the job to it", job_id)
+        close_quietly(buffer)
+        return None
+    close_tracking(client, run, buffer, outcome, error)
+    with transaction(session_factory) as session:
+        store.jobs.finish(session, job_id, owner, outcome, metrics=metrics, error=error)
+    log.info("job %s %s in %.3f s", job_id, outcome, time.perf_counter() - started)
+    return outcome
+
+
+def claim(
+    job_id: str, settings: Settings, session_factory: sessionmaker[Session], owner: str
+) -> Attempt | None:
+    """Take the job, or record that a delivery found nothing to do."""
+    with transaction(session_factory) as session:
+        job = store.jobs.claim(session, job_id, owner, settings.lease_seconds)
+        if job is not None:
+            spec = JobSpec.model_validate(job.spec)
+            return Attempt(job.id, job.attempts, owner, spec, job.mlflow_run_id)
+        found = session.get(Job, job_id)
+        if found is None:
+            log.warning("job %s does not exist: nothing to do", job_id)
+            return None
+        log.info("job %s already claimed or finished: nothing to do", job_id)
+        session.add(
+            JobEvent(
+                job_id=job_id,
+                from_status=found.status,
+                to_status=found.status,
+                attempt=found.attempts,
+                detail=f"duplicate delivery ignored (by {owner})",
+            )
+        )
+    return None
+
+
+def start_tracking(
+    client: MlflowClient, attempt: Attempt, session_factory: sessionmaker[Session]
+) -> tracking.RunRef:
+    """The job's MLflow run, its id stored in SQL at once so a later attempt continues it."""
+    tags = {
+        **attempt.spec.tags,
+        "gradq.job_id": attempt.job_id,
+        "gradq.attempt": str(attempt.number),
+        "gradq.worker": attempt.owner,
+        "gradq.dataset": attempt.spec.dataset.name,
+    }
+    run = tracking.start_run(
+        client,
+        experiment=attempt.spec.experiment,
+        run_name=attempt.spec.name or attempt.job_id,
+        tags=tags,
+        existing_run_id=attempt.mlflow_run_id,
+    )
+    if run.run_id != attempt.mlflow_run_id:
+        with transaction(session_factory) as session:
+            store.jobs.set_mlflow_run(session, attempt.job_id, run.experiment_id, run.run_id)
+    return run
+
+
+def log_data_to_run(
+    client: MlflowClient, run_id: str, attempt: Attempt, data: TrainingData
+) -> None:
+    """Params, the dataset's digest and the dataset input: what the run was trained on."""
+    spec_dict = attempt.spec.model_dump(mode="json")
+    tracking.log_params_and_tags(
+        client, run_id, flatten(spec_dict), {"gradq.dataset_sha256": data.sha256}
+    )
+    tracking.log_dataset(
+        client, run_id, attempt.spec.dataset.name, data.dataset, data.sha256, data.path
+    )
+
+
+def train_and_record(
+    attempt: Attempt,
+    data: TrainingData,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    client: MlflowClient,
+    run: tracking.RunRef,
+    buffer: tracking.MetricsBuffer,
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Train; returns (outcome, final metrics, error), outcome "lost" if the lease was lost."""
+    training = attempt.spec.training
+    net = build_network(attempt.spec, data)
+    X_check = data.X_train[:, :GRADIENT_CHECK_EXAMPLES]
+    Y_check = data.Y_train[:, :GRADIENT_CHECK_EXAMPLES]
+    check = gradient_check(
+        net, X_check, Y_check, l2=training.l2, max_per_parameter=GRADIENT_CHECK_PER_PARAMETER
+    )
+    buffer.add(0, {"gradient_check": check})
+    progress = Progress(session_factory, attempt.job_id, attempt.owner, settings, training.epochs)
+    started = time.perf_counter()
+    try:
+        history = train(
+            net,
+            data.X_train,
+            data.Y_train,
+            optimizer=training.optimizer,
+            learning_rate=training.learning_rate,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            l2=training.l2,
+            X_val=data.X_val,
+            Y_val=data.Y_val,
+            seed=training.seed,
+            decay_rate=training.decay_rate,
+            decay_every=training.decay_every,
+            callbacks=[buffer, progress],
+            should_stop=progress.should_stop,
+        )
+    except TrainingStopped:
+        return ("lost" if progress.lease_lost else "cancelled"), None, None
+    except DivergenceError as error:
+        return "failed", None, f"{error}; lower training.learning_rate"
+    seconds = time.perf_counter() - started
+    metrics = final_metrics(net, data, training.l2)
+    buffer.add(training.epochs, mlflow_final_metrics(metrics))
+    artifacts.log_artifacts(
+        client, run.run_id, net, attempt.spec, history, data.dataset.classes, data.m_train
+    )
+    return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
+
+
+def build_network(spec: JobSpec, data: TrainingData) -> Network:
+    """The spec's network for the data: sigmoid output for two classes unless told otherwise."""
+    k = data.dataset.num_classes
+    output = spec.model.output or ("sigmoid" if k == 2 else "softmax")
+    if output == "sigmoid" and k != 2:
+        raise ValueError(f"model.output 'sigmoid' needs 2 classes; the dataset has {k}")
+    return Network(
+        layer_dims=[data.dataset.n_x, *spec.model.hidden_layers, 1 if output == "sigmoid" else k],
+        hidden_activation=spec.model.hidden_activation,
+        output=output,
+        init=spec.model.init,
+        seed=spec.training.seed,
+        dtype=spec.training.dtype,
+    )
+
+
+def final_metrics(net: Network, data: TrainingData, l2: float) -> dict[str, float | None]:
+    """The trained network's cost and accuracies (after the last update)."""
+    metrics: dict[str, float | None] = {
+        "cost": net.cost(data.X_train, data.Y_train, l2=l2),
+        "train_accuracy": accuracy(net, data.X_train, data.Y_train),
+        "val_accuracy": None,
+    }
+    if data.X_val is not None:
+        metrics["val_accuracy"] = accuracy(net, data.X_val, data.Y_val)
+    if data.dataset.X_test is not None:
+        metrics["test_accuracy"] = accuracy(net, data.dataset.X_test, data.dataset.Y_test)
+    return metrics
+
+
+def mlflow_final_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
+    """The final metrics' MLflow names: ``final.cost`` and so on (``cost`` is per epoch, taken
+    before each update), but ``test_accuracy`` as is (only ever measured at the end)."""
+    named = {k if k == "test_accuracy" else f"final.{k}": v for k, v in metrics.items()}
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def accuracy(net: Network, X: np.ndarray, Y: np.ndarray) -> float:
+    """The fraction of the columns of X: (n_x, m) classified as Y: (1, m) says."""
+    return float(np.mean(net.predict(X) == Y)) if X.shape[1] else math.nan
+
+
+def close_tracking(
+    client: MlflowClient,
+    run: tracking.RunRef | None,
+    buffer: tracking.MetricsBuffer | None,
+    outcome: str,
+    error: str | None,
+) -> None:
+    """Send the last metrics and end the run with the outcome's status. A failure here is
+    logged, not raised: the job's outcome in SQL must still be written."""
+    if run is None:
+        return
+    try:
+        if buffer is not None:
+            buffer.close()
+        if error:
+            client.set_tag(run.run_id, "gradq.error", error[:5000])
+        tracking.end_run(client, run.run_id, outcome)
+    except Exception:
+        log.exception("could not close MLflow run %s", run.run_id)
+
+
+def close_quietly(buffer: tracking.MetricsBuffer | None) -> None:
+    if buffer is None:
+        return
+    try:
+        buffer.close()
+    except Exception:
+        log.exception("could not send the last metrics")

@@ -1,0 +1,201 @@
+"""The MLflow adapter: one job is one run (names in DESIGN.md section 7).
+
+Every call goes through ``MlflowClient`` against the tracking server; nothing uses MLflow's
+fluent, process-global active run, so several jobs never share state. Per-epoch metrics are
+appended to a buffer by the training loop and sent by a background thread with ``log_batch``,
+never one request per metric (DESIGN.md section 11).
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+# MLflow's limits for one log_batch call (mlflow/utils/validation.py).
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+MAX_DATASET_DIGEST = 36
+
+# A job's outcome and the run status that records it.
+RUN_STATUS = {
+    "succeeded": RunStatus.to_string(RunStatus.FINISHED),
+    "failed": RunStatus.to_string(RunStatus.FAILED),
+    "cancelled": RunStatus.to_string(RunStatus.KILLED),
+}
+
+# Experiment ids by (tracking URI, name): looked up once per worker process, not once per job.
+_experiment_ids: dict[tuple[str, str], str] = {}
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the experiment ``name``, created if missing (by this worker or a racing one)."""
+    key = (client.tracking_uri, name)
+    if key in _experiment_ids:
+        return _experiment_ids[key]
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            found = client.create_experiment(name)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            found = client.get_experiment_by_name(name).experiment_id  # another worker won
+    elif experiment.lifecycle_stage != "active":
+        raise MlflowException(
+            f"MLflow experiment {name!r} is deleted: restore it, or use another experiment name"
+        )
+    else:
+        found = experiment.experiment_id
+    _experiment_ids[key] = found
+    return found
+
+
+@dataclass(frozen=True)
+class RunRef:
+    experiment_id: str
+    run_id: str
+
+
+def start_run(
+    client: MlflowClient,
+    *,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    existing_run_id: str | None = None,
+) -> RunRef:
+    """A new RUNNING run, or ``existing_run_id`` (an earlier attempt's) set running again."""
+    if existing_run_id is not None:
+        run = client.get_run(existing_run_id)
+        client.update_run(existing_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        log_params_and_tags(client, existing_run_id, {}, tags)
+        return RunRef(run.info.experiment_id, existing_run_id)
+    found = experiment_id(client, experiment)
+    run = client.create_run(found, run_name=run_name, tags=dict(tags))
+    return RunRef(found, run.info.run_id)
+
+
+def log_params_and_tags(
+    client: MlflowClient, run_id: str, params: Mapping[str, str], tags: Mapping[str, str]
+) -> None:
+    """Params and tags in as few log_batch calls as MLflow's limits allow (one, usually)."""
+    param_list = [Param(k, str(v)) for k, v in params.items()]
+    tag_list = [RunTag(k, str(v)) for k, v in tags.items()]
+    while param_list or tag_list:
+        client.log_batch(
+            run_id,
+            params=param_list[:MAX_PARAMS_PER_BATCH],
+            tags=tag_list[:MAX_TAGS_PER_BATCH],
+        )
+        param_list = param_list[MAX_PARAMS_PER_BATCH:]
+        tag_list = tag_list[MAX_TAGS_PER_BATCH:]
+
+
+def log_dataset(
+    client: MlflowClient, run_id: str, name: str, dataset, sha256: str, path: str | None
+) -> None:
+    """The training data as the run's dataset input ``name``, read from ``path`` (None: built
+    in). Its digest is the sha256's prefix (MLflow stores at most 36 characters); the whole
+    sha256 is the gradq.dataset_sha256 tag."""
+    import mlflow.data
+
+    numpy_dataset = mlflow.data.from_numpy(
+        dataset.X.T,  # MLflow's convention: one example per row
+        targets=dataset.Y[0],
+        source=dataset_source(name, path),
+        name=name,
+        digest=sha256[:MAX_DATASET_DIGEST],
+    )
+    context = InputTag(key="mlflow.data.context", value="train")
+    client.log_inputs(run_id, [DatasetInput(numpy_dataset._to_mlflow_entity(), [context])])
+
+
+def dataset_source(name: str, path: str | None):
+    """A local file source for an uploaded dataset, a code source naming a built-in one."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    if path is None:
+        return CodeDatasetSource({"gradq.builtin_dataset": name})
+    # Built directly: resolving a path string warns that MLflow registered its local source
+    # twice (MLflow 3.17).
+    local = next(s for s in get_registered_sources() if s._get_source_type() == "local")
+    return local(path)
+
+
+def end_run(client: MlflowClient, run_id: str, outcome: str) -> None:
+    client.set_terminated(run_id, RUN_STATUS[outcome])
+
+
+class MetricsBuffer:
+    """Metrics appended by the training loop, sent in batches by a background thread.
+
+    ``add`` only appends to a list under a lock (about a microsecond); a thread wakes every
+    ``flush_seconds`` and sends what accumulated with ``log_batch`` (at most 1000 metrics per
+    call). Each metric keeps the timestamp of its ``add``, so a batch re-sent after a failed
+    call is the same rows (the store ignores exact duplicates). ``close`` sends the rest and
+    stops the thread; it raises if metrics could not be sent.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float):
+        self.client = client
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self._pending: list[tuple[int, int, Mapping[str, float]]] = []  # (step, ms, metrics)
+        self._unsent: list[Metric] = []  # converted, but not sent yet (a failed call)
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def add(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Queue ``metrics`` at ``step``; the mapping must not change afterwards."""
+        entry = (step, int(time.time() * 1000), metrics)
+        with self._lock:
+            self._pending.append(entry)
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """The training loop's callback: the epoch's metrics at step = epoch."""
+        self.add(epoch, metrics)
+
+    def flush(self) -> None:
+        """Send everything added so far."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        with self._send_lock:
+            self._unsent.extend(_as_metrics(pending))
+            while self._unsent:
+                chunk = self._unsent[:MAX_METRICS_PER_BATCH]
+                self.client.log_batch(self.run_id, metrics=chunk)
+                del self._unsent[: len(chunk)]
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception as error:  # kept in _unsent: the next flush tries again
+                log.warning("sending metrics to MLflow failed, will retry: %s", error)
+
+
+def _as_metrics(pending: Iterable[tuple[int, int, Mapping[str, float]]]) -> list[Metric]:
+    return [
+        Metric(key, float(value), timestamp, step)
+        for step, timestamp, metrics in pending
+        for key, value in metrics.items()
+        if value is not None
+    ]
