@@ -17,6 +17,8 @@ from store.db import make_engine, make_session_factory
 
 # Room for the multipart framing and the form fields around the (at most two) files.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+# A job spec is a few hundred bytes; prediction inputs as JSON are the largest bodies expected.
+MAX_JSON_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     # The last added runs first: metrics see every answer, auth comes before any body is read.
     app.add_middleware(
-        BodySizeLimit, limit=2 * settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        BodySizeLimit,
+        json_limit=MAX_JSON_BYTES,
+        upload_limit=2 * settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
     tokens = [token.get_secret_value() for token in settings.api_tokens]
     app.add_middleware(BearerTokenAuth, tokens=tokens)

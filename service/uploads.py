@@ -7,12 +7,19 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+import h5py
+from PIL import Image, UnidentifiedImageError
+
+from models import DatasetError
+from models.datasets.images import class_folders, image_files
 from service.errors import APIError
 
 CHUNK_BYTES = 1024 * 1024
 MAX_ZIP_MEMBERS = 20_000
 ZIP_EXPANSION_FACTOR = 4  # uncompressed bytes allowed per uploaded byte limit
 IGNORED_ZIP_FOLDERS = ("__MACOSX",)
+EXTRACT_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError,
+                  NotImplementedError, ValueError)  # fmt: skip
 
 
 def unusable(field: str, message: str) -> APIError:
@@ -61,7 +68,7 @@ def _check_members(members: list[zipfile.ZipInfo], max_bytes: int, field: str) -
     for member in members:
         name = member.filename
         parts = PurePosixPath(name).parts
-        if name.startswith(("/", "\\")) or "\\" in name or ".." in parts or ":" in name:
+        if name.startswith("/") or ".." in parts or any(c in name for c in "\\:\0"):
             raise unusable(field, f"{field}: unsafe path {name!r} in the archive")
         if stat.S_ISLNK(member.external_attr >> 16):
             raise unusable(field, f"{field}: symbolic link {name!r} in the archive")
@@ -75,19 +82,19 @@ def _extract_member(
     destination = (target / member.filename).resolve()
     if not destination.is_relative_to(target.resolve()):
         raise unusable(field, f"{field}: unsafe path {member.filename!r} in the archive")
-    if member.is_dir():
-        destination.mkdir(parents=True, exist_ok=True)
-        return 0
-    destination.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     try:
+        if member.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+            return 0
+        destination.parent.mkdir(parents=True, exist_ok=True)
         with zip_file.open(member) as source, open(destination, "wb") as out:
             while chunk := source.read(CHUNK_BYTES):
                 written += len(chunk)
                 if written > budget:
                     raise unusable(field, f"{field} expands past its uncompressed limit")
                 out.write(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
+    except EXTRACT_ERRORS as error:  # a file where a folder goes, encryption, bad data...
         raise unusable(field, f"{field}: cannot extract {member.filename!r} ({error})") from error
     return written
 
@@ -109,3 +116,47 @@ def folder_size(folder: Path) -> int:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def check_decoded_size(kind: str, source: Path, limit: int, field: str) -> None:
+    """422 for a dataset whose arrays would take over ``limit`` bytes once decoded: compressed
+    images or arrays make a small upload a huge allocation. Unreadable sources pass here and
+    are reported by the loader."""
+    estimate = {"npz": _npz_bytes, "h5": _h5_bytes, "images": _image_bytes}[kind](source)
+    if estimate > limit:
+        raise unusable(field, f"{field} decodes to about {estimate} bytes, over {limit}")
+
+
+def _npz_bytes(path: Path) -> int:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return 0
+
+
+def _h5_bytes(path: Path) -> int:
+    sizes = []
+
+    def add(_name, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            sizes.append(item.size * item.dtype.itemsize)
+
+    for h5_path in (path, path.with_name(path.name.replace("train", "test"))):
+        try:
+            with h5py.File(h5_path, "r") as file:
+                file.visititems(add)
+        except (OSError, ValueError, TypeError):
+            continue
+    return sum(sizes)
+
+
+def _image_bytes(root: Path) -> int:
+    """Every image at the first one's size, as RGB bytes: what the loader will allocate."""
+    try:
+        files = [image_files(folder) for folder in class_folders(root)]
+        with Image.open(files[0][0]) as first:  # reads the header, not the pixels
+            width, height = first.size
+    except (DatasetError, OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        return 0
+    return sum(len(names) for names in files) * width * height * 3

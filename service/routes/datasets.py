@@ -52,6 +52,9 @@ def upload_dataset(
     staging.mkdir(parents=True)
     try:
         source = _stage(kind, file, test_file, staging, settings)
+        uploads.check_decoded_size(
+            kind, source, uploads.ZIP_EXPANSION_FACTOR * settings.max_upload_bytes, "file"
+        )
         dataset = _load(source, staging, name)
         row = DatasetRow(
             name=name,

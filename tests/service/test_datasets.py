@@ -182,6 +182,30 @@ def bomb_zip() -> bytes:
     return zip_of({"cat/0.png": bytes(3 * MAX_UPLOAD), "dog/0.png": bytes(3 * MAX_UPLOAD)})
 
 
+def big_png(side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (9, 9, 9)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def compressed_npz(values: int) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=np.zeros((values, 1), dtype=np.uint8), y=np.arange(values) % 2)
+    return buffer.getvalue()
+
+
+def compressed_h5(values: int) -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        file.create_dataset("train_set_x", data=np.zeros((values, 1, 1, 1), np.uint8),
+                            compression="gzip")  # fmt: skip
+        file.create_dataset("train_set_y", data=np.zeros(values, np.uint8), compression="gzip")
+    return buffer.getvalue()
+
+
+BOMB_VALUES = 8 * MAX_UPLOAD  # twice the decoded limit, a few kilobytes compressed
+
+
 UNUSABLE = {  # filename, content, status, field, a word of the reason
     "garbage npz": ("x.npz", b"not an archive at all", 422, "file", "not an .npz"),
     "npz without y": ("x.npz", npz_bytes(x=np.zeros((3, 2, 2))), 422, "file", "missing"),
@@ -194,6 +218,12 @@ UNUSABLE = {  # filename, content, status, field, a word of the reason
                       "unsafe"),
     "symlink": ("link.zip", symlink_zip(), 422, "file", "symbolic link"),
     "zip bomb": ("bomb.zip", bomb_zip(), 422, "file", "expands to"),
+    "image bomb": ("big.zip", zip_of({"a/0.png": big_png(400), "b/0.png": big_png(400)}), 422,
+                   "file", "decodes to"),
+    "npz bomb": ("bomb.npz", compressed_npz(BOMB_VALUES), 422, "file", "decodes to"),
+    "h5 bomb": ("bomb.h5", compressed_h5(BOMB_VALUES), 422, "file", "decodes to"),
+    "file where a folder goes": ("clash.zip", zip_of({"cat": b"x", "cat/0.png": b"y"}), 422,
+                                 "file", "cannot extract"),
     "unknown type": ("data.csv", b"1,2,3", 422, "file", "expected a .zip"),
     "oversize file": ("big.npz", bytes(MAX_UPLOAD + 1), 413, "file", "over the limit"),
     "oversize body": ("huge.npz", bytes(2 * MAX_UPLOAD + 1024 * 1024 + 1), 413, None, "over"),

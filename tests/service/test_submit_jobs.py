@@ -174,6 +174,17 @@ def test_a_body_that_is_not_declared_json_is_415(client, rows, redis_queue, cont
     assert redis_queue.messages() == []
 
 
+def test_a_json_body_over_the_limit_is_413_and_stores_nothing(client, rows, redis_queue):
+    padding = "x" * (16 * 1024 * 1024)
+
+    response = client.post("/v1/jobs", json=VALID | {"name": padding})
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert count_jobs(rows) == 0
+    assert redis_queue.messages() == []
+
+
 def test_the_same_idempotency_key_and_body_give_the_same_job_once(client, rows, redis_queue):
     headers = {"Idempotency-Key": "retry-me"}
 
