@@ -5,8 +5,11 @@ import pytest
 from tests.servers import free_port
 
 FACES = {"dataset": {"name": "faces"}, "training": {"epochs": 5}}
+# What does not depend on the database runs on one.
+ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+@ONE_DATABASE
 def test_healthz_is_always_ok(make_client):
     client = make_client(database_url=f"postgresql+psycopg2://x@127.0.0.1:{free_port()}/none")
 
@@ -61,7 +64,7 @@ def test_readyz_is_503_when_mlflow_does_not_answer(make_client, redis_queue):
     assert response.json()["checks"]["mlflow"]["ok"] is False
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@ONE_DATABASE
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [("GET", "/v1/jobs", None), ("POST", "/v1/jobs", FACES), ("GET", "/v1/jobs/abc", None),
@@ -79,7 +82,7 @@ def test_a_database_that_is_down_is_503_with_retry_after_never_500(make_client, 
     assert int(response.headers["Retry-After"]) > 0
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@ONE_DATABASE
 def test_readyz_reports_the_database_that_is_down(make_client):
     client = make_client(
         broker_url="", database_url=f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/test"
@@ -96,6 +99,7 @@ def secured(make_client, redis_queue):
     return make_client(broker_url=redis_queue.url, api_tokens="first-token,second-token")
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize("path", ["/v1/jobs", "/v1/datasets", "/metrics", "/docs", "/nowhere"])
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer wrong", "first-token", "Basic Zmlyc3QtdG9rZW4=", "Bearer "]
@@ -110,6 +114,7 @@ def test_with_tokens_configured_a_request_without_a_valid_one_is_401(secured, pa
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize("token", ["first-token", "second-token"])
 def test_with_tokens_configured_any_of_them_is_accepted(secured, token):
     headers = {"Authorization": f"Bearer {token}"}
@@ -118,15 +123,18 @@ def test_with_tokens_configured_any_of_them_is_accepted(secured, token):
     assert secured.post("/v1/jobs", json=FACES, headers=headers).status_code == 202
 
 
+@ONE_DATABASE
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_the_probes_need_no_token(secured, path):
     assert secured.get(path).status_code != 401
 
 
+@ONE_DATABASE
 def test_without_tokens_configured_no_authorization_is_needed(client):
     assert client.get("/v1/jobs").status_code == 200
 
 
+@ONE_DATABASE
 def test_metrics_count_requests_by_route_and_jobs_submitted(client):
     def sample(text: str, prefix: str) -> float:
         lines = [line for line in text.splitlines() if line.startswith(prefix)]
@@ -145,6 +153,7 @@ def test_metrics_count_requests_by_route_and_jobs_submitted(client):
     assert "gradq_http_request_duration_seconds_bucket" in after
 
 
+@ONE_DATABASE
 def test_the_openapi_document_lists_the_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
 
