@@ -2,9 +2,13 @@
 model as an MLflow pyfunc under model/ (DESIGN.md section 7)."""
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
+import mlflow.pyfunc
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 import models
@@ -28,8 +32,6 @@ def write_files(
 
 def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weights: Path) -> None:
     """The network as an MLflow pyfunc saved from code (workers/pyfunc_model.py) at ``path``."""
-    import mlflow.pyfunc
-
     network_json = path.parent / "network.json"
     network_json.write_text(
         json.dumps(
@@ -42,6 +44,8 @@ def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weight
             }
         )
     )
+    # MLflow warns once per process that predict has no type hints: on purpose, the model
+    # takes any (m, n_x) array or DataFrame; a type hint would make MLflow convert the input.
     mlflow.pyfunc.save_model(
         path,
         python_model=str(PYFUNC_MODEL_FILE),
@@ -50,14 +54,19 @@ def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weight
         # Explicit: inferring requirements starts a subprocess and takes seconds.
         pip_requirements=["numpy"],
     )
+    _forget_code_model_modules()
     network_json.unlink()  # inside model/artifacts/ now
+
+
+def _forget_code_model_modules() -> None:
+    """MLflow runs the model's code as a new module ``code_model_<uuid>`` at every save and
+    leaves it in sys.modules: a worker that saves a model per job would keep them all."""
+    for name in [n for n in sys.modules if n.startswith("code_model_")]:
+        del sys.modules[name]
 
 
 def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> None:
     """Cost per epoch, and the accuracies on a second axis."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     # Figure + Agg canvas, not pyplot: no global figure state and no GUI backend in a worker.
     figure = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(figure)

@@ -12,6 +12,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import mlflow.data
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import get_registered_sources
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
@@ -106,8 +109,6 @@ def log_dataset(
     """The training data as the run's dataset input ``name``, read from ``path`` (None: built
     in). Its digest is the sha256's prefix (MLflow stores at most 36 characters); the whole
     sha256 is the gradq.dataset_sha256 tag."""
-    import mlflow.data
-
     numpy_dataset = mlflow.data.from_numpy(
         dataset.X.T,  # MLflow's convention: one example per row
         targets=dataset.Y[0],
@@ -121,9 +122,6 @@ def log_dataset(
 
 def dataset_source(name: str, path: str | None):
     """A local file source for an uploaded dataset, a code source naming a built-in one."""
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import get_registered_sources
-
     if path is None:
         return CodeDatasetSource({"gradq.builtin_dataset": name})
     # Built directly: resolving a path string warns that MLflow registered its local source

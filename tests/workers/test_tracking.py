@@ -1,0 +1,166 @@
+"""The MLflow adapter against a real server: buffered metrics, batching limits, experiments."""
+
+import math
+import time
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+import store.jobs
+from settings import Settings
+from store.db import make_engine, make_session_factory, transaction
+from tests.servers import unique_name
+from tests.workers.helpers import FACES_LOGREG, create_job, with_experiment
+from workers import tracking
+from workers.progress import Progress
+
+
+@pytest.fixture
+def run_id(mlflow_client) -> str:
+    experiment = tracking.experiment_id(mlflow_client, unique_name("tracking"))
+    return mlflow_client.create_run(experiment).info.run_id
+
+
+@pytest.fixture
+def log_batch_calls(mlflow_client) -> list[dict[str, int]]:
+    """Counts of what each log_batch call carried; the calls still reach the real server."""
+    calls = []
+    real = mlflow_client.log_batch
+
+    def spy(run_id, metrics=(), params=(), tags=(), **kwargs):
+        calls.append({"metrics": len(metrics), "params": len(params), "tags": len(tags)})
+        return real(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    mlflow_client.log_batch = spy
+    return calls
+
+
+def steps(client, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_epoch_callbacks_cost_under_a_tenth_of_a_millisecond_and_batch_their_metrics(
+    mlflow_client, run_id, log_batch_calls, sqlite_url, tmp_path
+):
+    session_factory = make_session_factory(make_engine(sqlite_url))
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
+    with transaction(session_factory) as session:
+        store.jobs.claim(session, job_id, "me", lease_seconds=60)
+    settings = Settings(home=tmp_path, progress_seconds=3600)
+    epochs = 5000
+    progress = Progress(session_factory, job_id, "me", settings, epochs=epochs + 1)
+    buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
+    progress.on_epoch_end(0, {"cost": 1.0})  # the first epoch beats: a SQL write, not timed
+
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        metrics = {"cost": 1.0 / (epoch + 1), "train_accuracy": 0.5}  # train() makes a new dict
+        buffer.on_epoch_end(epoch, metrics)
+        progress.on_epoch_end(epoch, metrics)
+    per_epoch = (time.perf_counter() - started) / epochs
+    buffer.close()
+
+    assert per_epoch < 1e-4
+    assert progress.beats == 1
+    assert len(log_batch_calls) == math.ceil(2 * epochs / tracking.MAX_METRICS_PER_BATCH)
+    assert max(call["metrics"] for call in log_batch_calls) <= tracking.MAX_METRICS_PER_BATCH
+    assert steps(mlflow_client, run_id, "cost") == list(range(epochs))
+    assert steps(mlflow_client, run_id, "train_accuracy") == list(range(epochs))
+
+
+def test_the_background_thread_sends_metrics_while_training_runs(
+    mlflow_client, run_id, log_batch_calls
+):
+    buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=0.1)
+    for epoch in range(10):
+        buffer.on_epoch_end(epoch, {"cost": 0.5})
+
+    deadline = time.monotonic() + 10
+    arrived = []
+    while len(arrived) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        arrived = steps(mlflow_client, run_id, "cost")
+    buffer.close()
+
+    assert arrived == list(range(10))  # before close
+    assert [call["metrics"] for call in log_batch_calls] == [10]
+
+
+def test_metrics_of_a_failed_call_are_sent_again_by_the_next_flush(
+    mlflow_client, run_id, monkeypatch
+):
+    buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
+    buffer.add(0, {"cost": 0.7})
+    real = mlflow_client.log_batch
+    monkeypatch.setattr(mlflow_client, "log_batch", _raise_mlflow_outage)
+    with pytest.raises(MlflowException):
+        buffer.flush()
+    monkeypatch.setattr(mlflow_client, "log_batch", real)
+    buffer.add(1, {"cost": 0.6})
+
+    buffer.close()
+
+    assert steps(mlflow_client, run_id, "cost") == [0, 1]
+
+
+def _raise_mlflow_outage(*args, **kwargs):
+    raise MlflowException("tracking server unavailable")
+
+
+def test_params_and_tags_beyond_mlflows_batch_limits_go_in_several_calls(
+    mlflow_client, run_id, log_batch_calls
+):
+    params = {f"p{i}": str(i) for i in range(250)}
+    tags = {f"t{i}": str(i) for i in range(150)}
+
+    tracking.log_params_and_tags(mlflow_client, run_id, params, tags)
+
+    assert len(log_batch_calls) == 3
+    data = mlflow_client.get_run(run_id).data
+    assert data.params == params
+    assert {k: v for k, v in data.tags.items() if k.startswith("t")} == tags
+
+
+def test_an_experiment_created_by_a_racing_worker_is_found_not_an_error(mlflow_client):
+    name = unique_name("race")
+    real = mlflow_client.get_experiment_by_name
+    lookups = []
+
+    def racing_lookup(experiment_name):
+        lookups.append(experiment_name)
+        if len(lookups) == 1:  # another worker creates it right after our lookup
+            mlflow_client.create_experiment(experiment_name)
+            return None
+        return real(experiment_name)
+
+    mlflow_client.get_experiment_by_name = racing_lookup
+
+    found = tracking.experiment_id(mlflow_client, name)
+
+    assert found == real(name).experiment_id
+    assert len(lookups) == 2
+
+
+def test_a_deleted_experiment_is_an_error_that_says_so(mlflow_client):
+    name = unique_name("deleted")
+    mlflow_client.delete_experiment(mlflow_client.create_experiment(name))
+
+    with pytest.raises(MlflowException, match="is deleted"):
+        tracking.experiment_id(mlflow_client, name)
+
+
+def test_a_later_attempt_continues_the_run_of_the_first(mlflow_client, run_id):
+    mlflow_client.set_terminated(run_id, "FAILED")
+
+    again = tracking.start_run(
+        mlflow_client,
+        experiment="unused",
+        run_name="unused",
+        tags={"gradq.attempt": "2"},
+        existing_run_id=run_id,
+    )
+
+    run = mlflow_client.get_run(run_id)
+    assert again.run_id == run_id
+    assert run.info.status == "RUNNING"
+    assert run.data.tags["gradq.attempt"] == "2"
