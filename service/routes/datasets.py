@@ -4,10 +4,11 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from models import BUILTIN_DATASETS, DatasetError, load_dataset
+from models import BUILTIN_DATASETS, Dataset, DatasetError, load_dataset
 from service import uploads
 from service.catalog import all_datasets, describe_row, find_dataset
 from service.deps import SessionDep, SettingsDep
@@ -37,7 +38,7 @@ def get_dataset(name: str, session: SessionDep) -> DatasetOut:
     return dataset_out(info)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+@router.post("", status_code=201, response_model=DatasetOut)
 def upload_dataset(
     name: Annotated[str, Form(pattern=NAME_PATTERN, description="The dataset's name.")],
     file: Annotated[UploadFile, File(description="A .zip of class folders, .npz or .h5.")],
@@ -73,7 +74,7 @@ def upload_dataset(
     return dataset_out(describe_row(row))
 
 
-def _check_name_free(session, name: str) -> None:
+def _check_name_free(session: Session, name: str) -> None:
     if name in BUILTIN_DATASETS or dataset_rows.get_dataset(session, name) is not None:
         raise _name_taken(name)
 
@@ -119,7 +120,7 @@ def _stage(
     return uploads.dataset_root(extracted)
 
 
-def _load(source: Path, staging: Path, name: str):
+def _load(source: Path, staging: Path, name: str) -> Dataset:
     try:
         return load_dataset(source)
     except DatasetError as error:
@@ -128,7 +129,7 @@ def _load(source: Path, staging: Path, name: str):
         raise APIError(422, "invalid_dataset", message, "file") from error
 
 
-def _register(session, row: DatasetRow, staging: Path, final: Path) -> None:
+def _register(session: Session, row: DatasetRow, staging: Path, final: Path) -> None:
     """Insert the row and move the files in place, committed together or not at all."""
     try:
         dataset_rows.add_dataset(session, row)

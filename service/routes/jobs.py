@@ -2,15 +2,16 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from service import telemetry
 from service.catalog import find_dataset
 from service.deps import SessionDep, SettingsDep, require_json
 from service.dispatch import send_train
-from service.errors import APIError, error_response, invalid, not_found
+from service.errors import APIError, invalid, not_found
 from service.job_rules import complete_spec, request_sha256
-from service.mlflow_metrics import MlflowUnavailableError, metric_histories
+from service.mlflow_metrics import METRIC_KEYS, MlflowUnavailableError, metric_histories
 from service.schemas import (
     JobDetailOut,
     JobMetricsOut,
@@ -38,7 +39,7 @@ IdempotencyKey = Annotated[
 
 @router.post(
     "",
-    status_code=status.HTTP_202_ACCEPTED,
+    status_code=202,
     response_model=JobOut,
     dependencies=[Depends(require_json)],
 )
@@ -84,7 +85,7 @@ def submit_job(
 def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
-    status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
+    status: Literal[JOB_STATUSES] | None = None,
     experiment: str | None = None,
     sweep_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -115,20 +116,21 @@ def get_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobDetai
     response_model=JobMetricsOut,
     responses={503: {"description": "MLflow is unreachable"}},
 )
-def get_job_metrics(job_id: str, session: SessionDep, settings: SettingsDep):
+def get_job_metrics(job_id: str, session: SessionDep, settings: SettingsDep) -> JobMetricsOut:
     job = _job_or_404(session, job_id)
     session.commit()  # no connection held while MLflow answers
     if job.mlflow_run_id is None:
-        histories = {key: [] for key in ("cost", "train_accuracy", "val_accuracy")}
+        histories = {key: [] for key in METRIC_KEYS}
     else:
         try:
             histories = metric_histories(settings.mlflow_tracking_uri, job.mlflow_run_id)
         except MlflowUnavailableError as error:
-            return error_response(503, "mlflow_unavailable", f"MLflow did not answer: {error}")
+            message = f"MLflow did not answer: {error}"
+            raise APIError(503, "mlflow_unavailable", message) from error
     return JobMetricsOut(job_id=job.id, metrics=histories)
 
 
-@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
 def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobOut:
     current = _job_or_404(session, job_id)
     if current.status in FINAL_STATUSES:
@@ -144,7 +146,7 @@ def _already_finished(job_id: str, job_status: str) -> APIError:
     return APIError(409, "already_finished", f"job {job_id} already {job_status}")
 
 
-def _job_or_404(session, job_id: str):
+def _job_or_404(session: Session, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise not_found("job", job_id)
