@@ -16,6 +16,7 @@ from models import Network, save_weights
 from store.spec import JobSpec
 from workers import network_doc
 
+MAX_POINTS = 2000
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 MODELS_PACKAGE = Path(models.__file__).resolve().parent
 
@@ -71,15 +72,19 @@ def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> 
     figure = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(figure)
     cost_axis = figure.add_subplot()
-    cost = history.get("cost", [])
-    cost_axis.plot(range(len(cost)), cost, color="tab:blue", label="cost")
+    epochs = len(history.get("cost", []))
+    # Every epoch of a long run is more points than pixels: plot at most ~MAX_POINTS of them.
+    stride = max(1, epochs // MAX_POINTS)
+    x = range(0, epochs, stride)
+    cost_axis.plot(x, history.get("cost", [])[::stride], color="tab:blue", label="cost")
     cost_axis.set_xlabel("epoch")
     cost_axis.set_ylabel("cost")
     cost_axis.set_title(title)
     accuracy_axis = cost_axis.twinx()
     for name, color in (("train_accuracy", "tab:orange"), ("val_accuracy", "tab:green")):
         if history.get(name):
-            accuracy_axis.plot(history[name], color=color, label=name.replace("_", " "))
+            label = name.replace("_", " ")
+            accuracy_axis.plot(x, history[name][::stride], color=color, label=label)
     accuracy_axis.set_ylabel("accuracy")
     accuracy_axis.set_ylim(0, 1.02)
     handles = cost_axis.get_legend_handles_labels()

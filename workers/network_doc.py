@@ -39,17 +39,20 @@ def render(net: Network, spec: JobSpec, classes: tuple[str, ...], m_train: int) 
         "",
         "## Forward propagation",
         "",
-        "```",
-        f"A[0] = X                       X: ({dims[0]}, m)",
+        f"`A[0] = X`, X: ({dims[0]}, m)",
+        "",
+        "| layer | computes | shapes |",
+        "|---|---|---|",
     ]
     for layer in range(1, L + 1):
         g = net.hidden_activation.name if layer < L else net.output.name
-        lines += [
-            f"Z[{layer}] = W[{layer}] A[{layer - 1}] + b[{layer}]"
-            f"     W[{layer}]: ({dims[layer]}, {dims[layer - 1]}), b[{layer}]: ({dims[layer]}, 1)",
-            f"A[{layer}] = {g}(Z[{layer}])" + " " * 14 + f"A[{layer}]: ({dims[layer]}, m)",
-        ]
-    lines += ["```", "", _activations(net), "", *_cost(net, spec.training.l2), ""]
+        lines.append(
+            f"| {layer} | `Z[{layer}] = W[{layer}] A[{layer - 1}] + b[{layer}]`, "
+            f"`A[{layer}] = {g}(Z[{layer}])` "
+            f"| `W[{layer}]: ({dims[layer]}, {dims[layer - 1]})`, "
+            f"`b[{layer}]: ({dims[layer]}, 1)`, `A[{layer}]: ({dims[layer]}, m)` |"
+        )
+    lines += ["", _activations(net), "", *_cost(net, spec.training.l2, classes), ""]
     lines += [*_optimizer(spec), ""]
     return "\n".join(lines)
 
@@ -61,10 +64,13 @@ def _activations(net: Network) -> str:
     return f"Hidden activation: {ACTIVATION_FORMULAS[name]}."
 
 
-def _cost(net: Network, l2: float) -> list[str]:
+def _cost(net: Network, l2: float, classes: tuple[str, ...]) -> list[str]:
     L = net.num_layers
     if net.output.name == "sigmoid":
-        output = f"Output: a = σ(Z[{L}]) = P(y = 1 | x), predicted class 1 when a > 0.5."
+        output = (
+            f"Output: a = σ(Z[{L}]) = P(y = 1 | x), the probability of `{classes[-1]}`; "
+            "predicted class 1 when a > 0.5."
+        )
         cost = "J = -1/m Σ [y log a + (1-y) log(1-a)]"
     else:
         output = (

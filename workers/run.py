@@ -8,7 +8,9 @@ held open across training or a call to MLflow.
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,26 @@ class Attempt:
     owner: str
     spec: JobSpec
     mlflow_run_id: str | None  # an earlier attempt's run, continued
+    phases: "Phases" = field(default_factory=lambda: Phases())
+
+
+class Phases:
+    """Seconds spent per phase of an attempt, for the log line that ends it: the fixed cost
+    of a small job is MLflow's, and this shows how much (DESIGN.md section 11)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {1000 * s:.0f} ms" for name, s in self.seconds.items())
 
 
 def run_job(
@@ -52,18 +74,23 @@ def run_job(
         return None
     client = MlflowClient(settings.mlflow_tracking_uri)
     started = time.perf_counter()
+    phase = attempt.phases
     run: tracking.RunRef | None = None
     buffer: tracking.MetricsBuffer | None = None
     try:
-        run = start_tracking(client, attempt, session_factory)
-        buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
-        data = load_training_data(attempt.spec, settings, session_factory)
-        log_data_to_run(client, run.run_id, attempt, data)
+        with phase("mlflow run"):
+            run = start_tracking(client, attempt, session_factory)
+            buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
+        with phase("data"):
+            data = load_training_data(attempt.spec, settings, session_factory)
+        with phase("mlflow params"):
+            log_data_to_run(client, run.run_id, attempt, data)
         outcome, metrics, error = train_and_record(
             attempt, data, settings, session_factory, client, run, buffer
         )
         if outcome == "succeeded":
-            buffer.close()  # a success whose metrics did not all reach MLflow is not one
+            with phase("mlflow end"):
+                buffer.close()  # a success whose metrics did not all reach MLflow is not one
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
@@ -71,10 +98,12 @@ def run_job(
         log.warning("job %s: lease lost to another worker; leaving the job to it", job_id)
         close_quietly(buffer)
         return None
-    close_tracking(client, run, buffer, outcome, error)
+    with phase("mlflow end"):
+        close_tracking(client, run, buffer, outcome, error)
     with transaction(session_factory) as session:
         store.jobs.finish(session, job_id, owner, outcome, metrics=metrics, error=error)
-    log.info("job %s %s in %.3f s", job_id, outcome, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    log.info("job %s %s in %.3f s: %s", job_id, outcome, seconds, phase)
     return outcome
 
 
@@ -151,34 +180,36 @@ def train_and_record(
     buffer: tracking.MetricsBuffer,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Train; returns (outcome, final metrics, error), outcome "lost" if the lease was lost."""
-    training = attempt.spec.training
+    training, phase = attempt.spec.training, attempt.phases
     net = build_network(attempt.spec, data)
-    X_check = data.X_train[:, :GRADIENT_CHECK_EXAMPLES]
-    Y_check = data.Y_train[:, :GRADIENT_CHECK_EXAMPLES]
-    check = gradient_check(
-        net, X_check, Y_check, l2=training.l2, max_per_parameter=GRADIENT_CHECK_PER_PARAMETER
-    )
+    with phase("gradient check"):
+        X_check = data.X_train[:, :GRADIENT_CHECK_EXAMPLES]
+        Y_check = data.Y_train[:, :GRADIENT_CHECK_EXAMPLES]
+        check = gradient_check(
+            net, X_check, Y_check, l2=training.l2, max_per_parameter=GRADIENT_CHECK_PER_PARAMETER
+        )
     buffer.add(0, {"gradient_check": check})
     progress = Progress(session_factory, attempt.job_id, attempt.owner, settings, training.epochs)
     started = time.perf_counter()
     try:
-        history = train(
-            net,
-            data.X_train,
-            data.Y_train,
-            optimizer=training.optimizer,
-            learning_rate=training.learning_rate,
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            l2=training.l2,
-            X_val=data.X_val,
-            Y_val=data.Y_val,
-            seed=training.seed,
-            decay_rate=training.decay_rate,
-            decay_every=training.decay_every,
-            callbacks=[buffer, progress],
-            should_stop=progress.should_stop,
-        )
+        with phase("training"):
+            history = train(
+                net,
+                data.X_train,
+                data.Y_train,
+                optimizer=training.optimizer,
+                learning_rate=training.learning_rate,
+                epochs=training.epochs,
+                batch_size=training.batch_size,
+                l2=training.l2,
+                X_val=data.X_val,
+                Y_val=data.Y_val,
+                seed=training.seed,
+                decay_rate=training.decay_rate,
+                decay_every=training.decay_every,
+                callbacks=[buffer, progress],
+                should_stop=progress.should_stop,
+            )
     except TrainingStopped:
         return ("lost" if progress.lease_lost else "cancelled"), None, None
     except DivergenceError as error:
@@ -186,9 +217,11 @@ def train_and_record(
     seconds = time.perf_counter() - started
     metrics = final_metrics(net, data, training.l2)
     buffer.add(training.epochs, mlflow_final_metrics(metrics))
-    artifacts.log_artifacts(
-        client, run.run_id, net, attempt.spec, history, data.dataset.classes, data.m_train
-    )
+    buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
+    with phase("mlflow artifacts"):
+        artifacts.log_artifacts(
+            client, run.run_id, net, attempt.spec, history, data.dataset.classes, data.m_train
+        )
     return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
 
 

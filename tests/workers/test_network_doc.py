@@ -17,8 +17,9 @@ def test_logistic_regression_doc_has_the_real_shapes_and_the_binary_cost():
     doc = render(net, spec(), ("non-face", "face"), m_train=150)
 
     assert "Z[1] = W[1] A[0] + b[1]" in doc
-    assert "W[1]: (1, 625), b[1]: (1, 1)" in doc
+    assert "`W[1]: (1, 625)`, `b[1]: (1, 1)`" in doc
     assert "J = -1/m Σ [y log a + (1-y) log(1-a)]" in doc
+    assert "the probability of `face`" in doc
     assert "626 parameters" in doc
     assert "λ" not in doc  # no L2 term without l2
     assert "θ := θ - α dθ" in doc
@@ -33,8 +34,8 @@ def test_mlp_doc_has_every_layer_its_activation_the_categorical_cost_l2_and_adam
 
     doc = render(net, job, tuple(str(d) for d in range(10)), m_train=1348)
 
-    assert "W[1]: (16, 64), b[1]: (16, 1)" in doc
-    assert "W[2]: (10, 16), b[2]: (10, 1)" in doc
+    assert "`W[1]: (16, 64)`, `b[1]: (16, 1)`, `A[1]: (16, m)`" in doc
+    assert "`W[2]: (10, 16)`, `b[2]: (10, 1)`, `A[2]: (10, m)`" in doc
     assert "A[1] = tanh(Z[1])" in doc and "A[2] = softmax(Z[2])" in doc
     assert "J = -1/m Σ_examples Σ_k y_k log a_k + λ/(2m) Σ_l ||W[l]||²   (λ = 0.1)" in doc
     assert f"{16 * 64 + 16 + 10 * 16 + 10:,} parameters" in doc

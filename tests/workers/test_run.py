@@ -1,6 +1,9 @@
 """run_job called directly (no Celery) on SQLite and PostgreSQL, against a real MLflow server."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -10,7 +13,8 @@ import pytest
 
 import store.jobs
 from models import Network, load_dataset, load_weights, train_val_split
-from store.db import transaction
+from settings import Settings
+from store.db import make_engine, make_session_factory, transaction
 from store.tables import Dataset
 from tests.workers.helpers import (
     DIGITS_MLP,
@@ -292,3 +296,35 @@ def test_an_unreachable_mlflow_fails_the_job_instead_of_leaving_it_running(
 
     job = get_job(session_factory, job_id)
     assert job.status == "failed" and "MlflowException" in job.error
+
+
+def test_the_logged_model_loads_its_own_copy_of_the_core_in_a_fresh_python(
+    sqlite_url, tmp_path, mlflow_server
+):
+    settings = Settings(
+        home=tmp_path / "gradq", database_url=sqlite_url, mlflow_tracking_uri=mlflow_server.url
+    )
+    session_factory = make_session_factory(make_engine(sqlite_url))
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG, training={"epochs": 5}))
+    run_job(job_id, settings, session_factory, OWNER)
+    run_id = get_job(session_factory, job_id).mlflow_run_id
+    script = (
+        "import sys, numpy, mlflow.pyfunc\n"
+        f"model = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
+        "print(model.predict(numpy.zeros((2, 625)))['class'].tolist())\n"
+        "print(sys.modules['models'].__file__)\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,  # not the repository: `models` is not importable from here by path
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url, "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    classes, models_file = done.stdout.strip().splitlines()[-2:]
+    assert classes in ("['non-face', 'non-face']", "['face', 'face']")  # two equal inputs
+    assert "/code/models/__init__.py" in models_file  # the model's copy, not the repository's
