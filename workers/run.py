@@ -101,7 +101,10 @@ def run_job(
     with phase("mlflow end"):
         close_tracking(client, run, buffer, outcome, error)
     with transaction(session_factory) as session:
-        store.jobs.finish(session, job_id, owner, outcome, metrics=metrics, error=error)
+        finished = store.jobs.finish(session, job_id, owner, outcome, metrics=metrics, error=error)
+    if not finished:
+        log.warning("job %s: not %s in SQL, its lease was lost meanwhile", job_id, outcome)
+        return None
     seconds = time.perf_counter() - started
     log.info("job %s %s in %.3f s: %s", job_id, outcome, seconds, phase)
     return outcome

@@ -10,12 +10,13 @@ import time
 import mlflow.pyfunc
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 import store.jobs
 from models import Network, load_dataset, load_weights, train_val_split
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from store.tables import Dataset
+from store.tables import Dataset, Job
 from tests.workers.helpers import (
     DIGITS_MLP,
     FACES_LOGREG,
@@ -188,7 +189,7 @@ def test_divergence_fails_the_job_naming_the_epoch_and_the_spec_field(
 def test_cancel_requested_while_running_stops_training_as_cancelled_and_kills_the_run(
     settings, session_factory, mlflow_client
 ):
-    epochs = 1_000_000  # far more than can run before the cancel lands
+    epochs = 100_000  # ~20 s of training, far more than runs before the cancel lands
     spec = with_experiment(FACES_LOGREG, training={"epochs": epochs, "seed": 1})
     job_id = create_job(session_factory, spec)
 
@@ -214,6 +215,34 @@ def test_cancel_requested_while_running_stops_training_as_cancelled_and_kills_th
     assert run.info.status == "KILLED"
     steps = [step for step, _ in history(mlflow_client, run.info.run_id, "cost")]
     assert steps == list(range(len(steps))) and len(steps) >= job.progress_epoch
+
+
+def test_a_worker_whose_lease_was_taken_stops_and_leaves_job_and_run_to_the_new_owner(
+    settings, session_factory, mlflow_client
+):
+    spec = with_experiment(FACES_LOGREG, training={"epochs": 100_000, "seed": 1})
+    job_id = create_job(session_factory, spec)
+
+    def take_the_lease_after_first_heartbeat():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if get_job(session_factory, job_id).progress_epoch:
+                with transaction(session_factory) as session:
+                    session.execute(
+                        update(Job).where(Job.id == job_id).values(lease_owner="reclaimer/9")
+                    )
+                return
+            time.sleep(0.01)
+
+    thief = threading.Thread(target=take_the_lease_after_first_heartbeat)
+    thief.start()
+    outcome = run_job(job_id, settings, session_factory, OWNER)
+    thief.join()
+
+    assert outcome is None
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.lease_owner, job.finished_at) == ("running", "reclaimer/9", None)
+    assert mlflow_client.get_run(job.mlflow_run_id).info.status == "RUNNING"
 
 
 def test_a_second_delivery_of_a_finished_job_is_a_no_op_with_an_event(
