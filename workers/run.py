@@ -40,9 +40,16 @@ class Attempt:
     job_id: str
     number: int
     owner: str
-    spec: JobSpec
+    stored_spec: dict[str, Any]
     mlflow_run_id: str | None  # an earlier attempt's run, continued
     phases: "Phases" = field(default_factory=lambda: Phases())
+
+    @property
+    def spec(self) -> JobSpec:
+        """The spec, read at first use: a spec that no longer validates fails the job."""
+        if not hasattr(self, "_spec"):
+            self._spec = JobSpec.model_validate(self.stored_spec)
+        return self._spec
 
 
 class Phases:
@@ -117,8 +124,7 @@ def claim(
     with transaction(session_factory) as session:
         job = store.jobs.claim(session, job_id, owner, settings.lease_seconds)
         if job is not None:
-            spec = JobSpec.model_validate(job.spec)
-            return Attempt(job.id, job.attempts, owner, spec, job.mlflow_run_id)
+            return Attempt(job.id, job.attempts, owner, job.spec, job.mlflow_run_id)
         found = session.get(Job, job_id)
         if found is None:
             log.warning("job %s does not exist: nothing to do", job_id)

@@ -357,3 +357,23 @@ def test_the_logged_model_loads_its_own_copy_of_the_core_in_a_fresh_python(
     classes, models_file = done.stdout.strip().splitlines()[-2:]
     assert classes in ("['non-face', 'non-face']", "['face', 'face']")  # two equal inputs
     assert "/code/models/__init__.py" in models_file  # the model's copy, not the repository's
+
+
+def test_a_stored_spec_that_no_longer_validates_fails_the_job_with_the_reason(
+    settings, session_factory
+):
+    with transaction(session_factory) as session:
+        job, _ = store.jobs.create_job(
+            session,
+            spec={"dataset": {"name": "faces"}, "training": {"momentum_beta": 0.9}},
+            experiment="gradq",
+            name=None,
+            dataset="faces",
+            epochs=1,
+        )
+
+    assert run_job(job.id, settings, session_factory, OWNER) == "failed"
+
+    failed = get_job(session_factory, job.id)
+    assert failed.error.startswith("ValidationError: ")
+    assert "training.momentum_beta" in failed.error
