@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+REDIS_VISIBILITY_TIMEOUT_SECONDS = 24 * 3600
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRADQ_", env_file=".env", extra="ignore")
@@ -61,6 +63,31 @@ class Settings(BaseSettings):
     @property
     def broker_folder(self) -> Path:
         return (self.home / "broker").resolve()
+
+    def broker_transport_options(self) -> dict:
+        """Kombu transport options for the broker, the same for the API (which sends) and the
+        workers (which receive); creates the filesystem broker's folders."""
+        url = self.celery_broker_url
+        if url.startswith("filesystem://"):
+            queue, processed, control = (
+                self.broker_folder / name for name in ("queue", "processed", "control")
+            )
+            for folder in (queue, processed, control):
+                folder.mkdir(parents=True, exist_ok=True)
+            # One folder in and out: the producer writes where the consumer reads.
+            return {
+                "data_folder_in": str(queue),
+                "data_folder_out": str(queue),
+                "processed_folder": str(processed),
+                # kombu's default is "control" in the working directory (remote control).
+                "control_folder": str(control),
+                "polling_interval": self.broker_polling_seconds,
+            }
+        if url.startswith(("redis://", "rediss://")):
+            # Longer than the longest job: Redis re-delivers an unacknowledged message after
+            # this, and with late acks a running job's message stays unacknowledged.
+            return {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
+        return {}
 
     @property
     def datasets_folder(self) -> Path:

@@ -23,30 +23,10 @@ PUBLISH_RETRY_POLICY = {
 }
 
 
-def broker_options(settings: Settings) -> dict:
-    """Transport options for ``settings.celery_broker_url``; creates the filesystem broker's
-    folders. Producer and consumer use the same queue folder for both directions."""
-    if not settings.celery_broker_url.startswith("filesystem"):
-        return {}
-    queue, processed, control = (
-        settings.broker_folder / name for name in ("queue", "processed", "control")
-    )
-    for folder in (queue, processed, control):
-        folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(queue),
-        "data_folder_out": str(queue),
-        "processed_folder": str(processed),
-        # kombu's default is "control" relative to the working directory.
-        "control_folder": str(control),
-        "polling_interval": settings.broker_polling_seconds,
-    }
-
-
 def make_celery_client(settings: Settings) -> Celery:
     client = Celery("gradq-service", broker=settings.celery_broker_url, set_as_current=False)
     client.conf.update(
-        broker_transport_options=broker_options(settings),
+        broker_transport_options=settings.broker_transport_options(),
         broker_connection_timeout=2,
         task_publish_retry_policy=PUBLISH_RETRY_POLICY,
     )

@@ -7,7 +7,6 @@ import httpx
 from kombu import Connection
 from sqlalchemy import Engine, text
 
-from service.dispatch import broker_options
 from settings import Settings
 
 TIMEOUT_SECONDS = 2.0
@@ -29,9 +28,8 @@ def check_sql(engine: Engine) -> Check:
 
 
 def check_broker(settings: Settings) -> Check:
-    options = broker_options(settings)
-    if options:  # the filesystem broker: its folder must take new messages
-        folder = options["data_folder_out"]
+    folder = settings.broker_transport_options().get("data_folder_out")
+    if folder:  # the filesystem broker: its folder must take new messages
         if os.path.isdir(folder) and os.access(folder, os.W_OK):
             return Check(True, f"filesystem {folder}")
         return Check(False, f"filesystem folder {folder} is missing or not writable")

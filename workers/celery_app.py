@@ -13,39 +13,12 @@ from settings import Settings, get_settings
 # MLflow prints a "View run" line to stdout at every run's end; the worker logs its own line.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-# Longer than the longest job a worker may run: Redis re-delivers an unacknowledged message after
-# this, and with late acks a running job's message stays unacknowledged until the job ends.
-REDIS_VISIBILITY_TIMEOUT_SECONDS = 24 * 3600
-
-
-def broker_transport_options(settings: Settings) -> dict:
-    """The transport options of ``settings.celery_broker_url``: for the filesystem broker the
-    same folders as the API's (service/dispatch.py), which sends into them."""
-    if settings.celery_broker_url.startswith("filesystem://"):
-        queue, processed, control = (
-            settings.broker_folder / name for name in ("queue", "processed", "control")
-        )
-        for folder in (queue, processed, control):
-            folder.mkdir(parents=True, exist_ok=True)
-        # One folder in and out: the producer writes where the consumer reads.
-        return {
-            "data_folder_in": str(queue),
-            "data_folder_out": str(queue),
-            "processed_folder": str(processed),
-            # kombu's default is "control" in the working directory (remote control, fanout).
-            "control_folder": str(control),
-            "polling_interval": settings.broker_polling_seconds,
-        }
-    if settings.celery_broker_url.startswith(("redis://", "rediss://")):
-        return {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
-    return {}
-
 
 def make_app(settings: Settings) -> Celery:
     app = Celery("gradq", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.celery_broker_url,
-        broker_transport_options=broker_transport_options(settings),
+        broker_transport_options=settings.broker_transport_options(),
         # Messages carry a job id and nothing else: JSON, never pickle from the wire.
         task_serializer="json",
         accept_content=["json"],

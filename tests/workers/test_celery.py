@@ -13,7 +13,6 @@ from store.db import make_engine, make_session_factory
 from tests.processes import gradq_env, start_celery_worker
 from tests.servers import REDIS_URL, need
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, statuses, with_experiment
-from workers.celery_app import broker_transport_options
 
 WORKER_SETTINGS = {"progress_seconds": 0.1, "metrics_flush_seconds": 0.5}
 
@@ -60,7 +59,7 @@ def worker(tmp_path, mlflow_server):
 def producer(settings: Settings) -> Celery:
     """What the API sends with: a Celery client that knows no tasks, same broker options."""
     client = Celery("test-producer", broker=settings.celery_broker_url, set_as_current=False)
-    client.conf.broker_transport_options = broker_transport_options(settings)
+    client.conf.broker_transport_options = settings.broker_transport_options()
     return client
 
 

@@ -1,7 +1,7 @@
 """The Celery app's configuration, read from the settings."""
 
-from settings import Settings
-from workers.celery_app import REDIS_VISIBILITY_TIMEOUT_SECONDS, make_app
+from settings import REDIS_VISIBILITY_TIMEOUT_SECONDS, Settings
+from workers.celery_app import make_app
 
 
 def test_the_app_speaks_json_keeps_no_results_and_acknowledges_late(tmp_path):
