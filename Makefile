@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test lint bench clean
+.PHONY: up test lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+$(VENV)/.installed-service: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[service]'
+	touch $@
+
+# The embedded stack: SQLite, a filesystem broker, MLflow on local files, all under ./.gradq.
+up: $(VENV)/.installed-service
+	$(VENV)/bin/gradq up
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
