@@ -14,13 +14,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from service.app import create_app
 from settings import Settings
 from store.db import make_engine, make_session_factory
-from store.migrate import upgrade
-from tests.servers import POSTGRES_ADMIN_URL, REDIS_URL, free_port, need, unique_name
+from tests.servers import REDIS_URL, free_port, fresh_postgres_database, need
 
 REDIS_DB = 14  # a database of its own, so that purging it disturbs no other suite
 QUEUE = "celery"  # Celery's default queue, which the workers consume
@@ -63,20 +61,8 @@ def redis_queue():
 @pytest.fixture(scope="session")
 def service_postgres_database():
     """One migrated PostgreSQL database for this folder's tests, dropped at the end."""
-    admin = make_url(POSTGRES_ADMIN_URL)
-    need("PostgreSQL", admin.host or "127.0.0.1", admin.port or 5432)
-    name = unique_name("gradq_service_test")
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with fresh_postgres_database() as url:
         yield url
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 @pytest.fixture
