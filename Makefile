@@ -1,4 +1,4 @@
-# The two commands of the README: `make up` (comes with the service) and `make test`.
+# The two commands of the README: `make up` (the embedded stack) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
