@@ -195,3 +195,30 @@ def test_cli_submit_watch_follows_a_job_to_success(stack, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "succeeded" in done.stdout
     assert "MLflow run: http" in done.stdout.replace("\n", "")
+
+
+def gradq(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "gradq"), *args, "--api", stack.api_url]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_uploads_a_dataset_lists_shows_and_cancels_jobs(stack, tmp_path):
+    ds = load_dataset("digits")
+    picked = ds.Y[0] < 2  # a two-class npz of the digits 0 and 1, pixels in [0, 1]
+    np.savez(tmp_path / "zeros_ones.npz", x=ds.X.T[picked], y=ds.Y[0][picked])
+    name = f"zeros-ones-{tmp_path.name[-8:]}".replace("_", "-")
+    added = gradq(stack, "datasets", "add", str(tmp_path / "zeros_ones.npz"), "--name", name)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert '"n_x": 64' in added.stdout
+
+    job = stack.submit({**LONG, "dataset": {"name": name}, "name": "cli-cancel"})
+    stack.wait(job["id"], statuses=("running",), timeout=60)
+    listed = gradq(stack, "jobs", "--experiment", LONG["experiment"])
+    assert listed.returncode == 0 and job["id"][:8] in listed.stdout
+    shown = gradq(stack, "show", job["id"])
+    assert shown.returncode == 0 and f'"name": "{name}"' in shown.stdout  # in its spec
+    cancelled = gradq(stack, "cancel", job["id"])
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert stack.wait(job["id"], timeout=60)["status"] == "cancelled"
+    missing = gradq(stack, "show", "no-such-job")
+    assert missing.returncode == 1 and "404" in missing.stdout
