@@ -125,10 +125,10 @@ def train(
     for epoch in range(start, epochs):
         rate = decayed_learning_rate(learning_rate, epoch, decay_rate, decay_every)
         metrics = {}
-        if validation is not None:
-            metrics["val_accuracy"] = _accuracy(net.predict(validation[0]), validation[1])
         # Overflow on the way to divergence is caught and explained by _check_finite below.
         with np.errstate(over="ignore", invalid="ignore"):
+            if validation is not None:
+                metrics["val_accuracy"] = _accuracy(net.predict(validation[0]), validation[1])
             metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng))
         metrics["learning_rate"] = rate
         _check_finite(net, epoch, metrics["cost"], rate)
