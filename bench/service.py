@@ -1,0 +1,679 @@
+"""The service benchmark: submissions, queue latency and tracking cost on Redis + PostgreSQL.
+
+``.venv/bin/python bench/service.py --write docs/benchmarks.md`` starts, in one run, the
+commands of service/stack.py (``mlflow server --workers 1`` on a PostgreSQL store, the API as
+one uvicorn process, a prefork Celery worker of concurrency 1) and the baselines of
+bench/minimal_app.py, on the local PostgreSQL (databases of its own, dropped at the end) and
+Redis (db 12, flushed at the start and the end). Each target is measured against a peer in the
+same run, repeats alternated; every process started is stopped, even on failure.
+"""
+# ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import numpy as np
+import redis
+import uvloop
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import minimal_app  # bench/minimal_app.py
+from core import busy_cpu_seconds  # bench/core.py
+
+from models import train
+from service.stack import MLFLOW_ENV, api_command, mlflow_command, worker_command
+from settings import Settings
+from store.db import make_engine, make_session_factory, transaction
+from store.migrate import upgrade
+from store.spec import JobSpec
+from store.tables import FINAL_STATUSES, Job, JobEvent
+from tests.processes import Process, start, wait_until
+from tests.servers import POSTGRES_ADMIN_URL, REDIS_URL, free_port
+
+START, END = "<!-- service:start -->", "<!-- service:end -->"
+REDIS_DB = 12
+SUBMIT_SPEC = {  # a valid faces logistic regression, as in DESIGN.md section 4
+    "experiment": "bench-submit",
+    "dataset": {"name": "faces"},
+    "model": {"hidden_layers": [], "init": "zeros"},
+    "training": {"learning_rate": 0.005, "epochs": 100},
+}
+LONG_SPEC = {  # its epochs are set at run time, for TRAIN_SECONDS of training alone
+    "experiment": "bench-tracking",
+    "dataset": {"name": "digits"},
+    "model": {"hidden_layers": [64, 32], "hidden_activation": "relu", "output": "softmax",
+              "init": "he"},
+    "training": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": 16},
+}  # fmt: skip
+TRAIN_SECONDS = 5.5  # >= 5 s asked
+CONNECTIONS = 4  # keep-alive connections of the load generator (1 to 16 gave the same rates)
+IDLE_PAUSE = 0.02  # after a job or task ends and before the next: the worker is idle again
+POLL = 0.01  # seconds between two reads of a tiny job's row
+SERVERS = ("postgres", "redis-server")  # shared servers, counted apart from other processes
+PACKAGES = ("fastapi", "uvicorn", "celery", "sqlalchemy", "mlflow")
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """The servers of one run: URLs, the jobs database, and the processes to stop."""
+
+    home: Path
+    broker: str
+    jobs_db: str
+    env: dict[str, str]
+    url: dict[str, str]
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str], ready: Callable[[Process], bool], **env):
+        process = start(command, self.home / f"{name}.log", {**self.env, **env})
+        self.processes[name] = process
+        wait_until(lambda: ready(process), process, name, 120)
+
+
+@contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped on exit."""
+    admin = make_url(POSTGRES_ADMIN_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def flush_redis(url: str) -> None:
+    redis.Redis.from_url(url).flushdb()  # db REDIS_DB only: the URL names it
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_all(processes: list[Process]) -> None:
+    """SIGTERM all at once, then wait for each (SIGKILL to what is left after 5 s)."""
+    for process in processes:
+        if process.popen.poll() is None:
+            process.popen.terminate()
+    for process in processes:
+        process.stop(timeout=5)
+
+
+def start_servers(stack: ExitStack, home: Path) -> Bench:
+    """Databases, Redis db, MLflow, the API and the minimal app: all up when this returns."""
+    jobs_db, mlflow_db, minimal_db = (stack.enter_context(postgres_database(f"gradq_bench_{n}"))
+                                      for n in ("jobs", "mlflow", "minimal"))  # fmt: skip
+    upgrade(jobs_db)
+    broker = f"{REDIS_URL}/{REDIS_DB}"
+    flush_redis(broker)
+    stack.callback(flush_redis, broker)
+    port = {name: free_port() for name in ("api", "minimal", "mlflow")}
+    url = {name: f"http://127.0.0.1:{p}" for name, p in port.items()}
+    env = {**MLFLOW_ENV, "GRADQ_HOME": str(home), "GRADQ_DATABASE_URL": jobs_db,
+           "GRADQ_BROKER_URL": broker, "GRADQ_MLFLOW_TRACKING_URI": url["mlflow"],
+           "BENCH_SQL_URL": minimal_db, "BENCH_BROKER_URL": broker}  # fmt: skip
+    bench = Bench(home, broker, jobs_db, env, url)
+    stack.callback(lambda: stop_all(list(bench.processes.values())))
+    mlflow = mlflow_command(Settings(home=home), "127.0.0.1", port["mlflow"])
+    mlflow[mlflow.index("--backend-store-uri") + 1] = mlflow_db  # PostgreSQL, as compose's
+    bench.start("mlflow", mlflow, lambda _: answers(f"{url['mlflow']}/health"))
+    bench.start("api", api_command("127.0.0.1", port["api"]),
+                lambda _: answers(f"{url['api']}/healthz"))  # fmt: skip
+    minimal = api_command("127.0.0.1", port["minimal"])
+    minimal[minimal.index("service.app:create_app")] = "minimal_app:create_app"
+    bench.start("minimal", [*minimal, "--app-dir", "bench"],
+                lambda _: answers(f"{url['minimal']}/docs"))  # fmt: skip
+    return bench
+
+
+def start_workers(bench: Bench) -> None:
+    """gradq's worker (the command of make up) and the baseline's, alike but for the app."""
+    ready = lambda process: " ready." in process.log_text()  # noqa: E731
+    bench.start("worker", worker_command(), ready)
+    baseline = worker_command()
+    baseline[baseline.index("workers.celery_app")] = "minimal_app:celery_app"
+    bench.start("baseline-worker", baseline, ready, PYTHONPATH=str(ROOT / "bench"))
+
+
+# -- CPU used meanwhile -------------------------------------------------------------------------
+
+
+def cpu_seconds_by(wanted: Callable[[int, str], bool]) -> float:
+    """CPU seconds used so far by the live processes for which wanted(session, name) holds."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:  # it exited meanwhile
+            continue
+        fields = tail.split()  # from field 3 on: 6 is the session, 14 and 15 utime and stime
+        if wanted(int(fields[3]), head.split("(", 1)[1]):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def cpu_shares(bench: Bench, out: dict) -> Iterator[None]:
+    """Sets out["servers"], out["others"]: the shares of the machine's CPU time used meanwhile
+    by PostgreSQL + Redis, and by every process that is neither those nor this one nor one it
+    started (each of those leads a session of its own)."""
+    sessions = {p.popen.pid for p in bench.processes.values()}
+    servers = lambda: cpu_seconds_by(lambda _, name: name in SERVERS)  # noqa: E731
+    ours = lambda: time.process_time() + cpu_seconds_by(lambda s, _: s in sessions)  # noqa: E731
+    now = lambda: (time.perf_counter(), busy_cpu_seconds(), servers(), ours())  # noqa: E731
+    before = now()
+    yield
+    wall, busy, server, own = (b - a for a, b in zip(before, now(), strict=True))
+    out["servers"] = server / (wall * os.cpu_count())
+    out["others"] = max(busy - server - own, 0.0) / (wall * os.cpu_count())
+
+
+# -- HTTP load: keep-alive HTTP/1.1 on raw uvloop streams, cheap for the client -----------------
+
+
+def submissions_of(url: str, path: str) -> Callable[[int], bytes]:
+    """Request i: POST the spec, with a fresh Idempotency-Key on every other request."""
+    body, prefix = json.dumps(SUBMIT_SPEC).encode(), uuid.uuid4().hex[:12]
+    head = (f"POST {path} HTTP/1.1\r\nHost: {url.removeprefix('http://')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")  # fmt: skip
+    key = lambda i: f"Idempotency-Key: {prefix}-{i}\r\n" if i % 2 == 0 else ""  # noqa: E731
+    return lambda i: f"{head}{key(i)}\r\n".encode() + body
+
+
+async def load(url: str, requests, connections: int, seconds: float, rate: float | None):
+    """Closed loop (rate None: each connection sends as soon as it has its answer) or open
+    loop (request i is due at start + i/rate; its latency counts from then, as in wrk2).
+    Returns (answers per second, latencies in seconds, answers other than 202)."""
+    loop, latencies, errors = asyncio.get_running_loop(), [], 0
+    due_slots, request_ids = itertools.count(), itertools.count()
+    host, port = url.removeprefix("http://").split(":")
+    began = loop.time() + 0.05
+    end = began + seconds
+
+    async def connection():
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while (due := began + next(due_slots) / rate if rate else loop.time()) < end:
+            await asyncio.sleep(due - loop.time())
+            writer.write(requests(next(request_ids)))
+            head = await reader.readuntil(b"\r\n\r\n")  # uvicorn always sends Content-Length
+            await reader.readexactly(int(re.search(rb"(?i)content-length: *(\d+)", head)[1]))
+            errors += head[9:12] != b"202"
+            latencies.append(loop.time() - due)
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return len(latencies) / (loop.time() - began), latencies, errors
+
+
+# -- submissions ------------------------------------------------------------------------------
+
+
+def submissions(bench: Bench, repeats: int, seconds: float) -> dict:
+    """Closed-loop rates (and CPU per request of the app and of PostgreSQL), alternated; then
+    open-loop latencies at half the minimal's rate and at half gradq's own."""
+    apps = {"gradq": (bench.url["api"], "/v1/jobs"), "minimal": (bench.url["minimal"], "/submit")}
+    out: dict = {"seconds": seconds, "open": {}, "client": [0.0, 0], "errors": 0}
+    out.update({key: {name: [] for name in apps} for key in ("rate", "app_cpu", "pg_cpu")})
+    postgres = lambda: cpu_seconds_by(lambda _, name: name == "postgres")  # noqa: E731
+
+    def measure(name: str, duration: float, rate=None, keep=True) -> list[float]:
+        pid = bench.processes["api" if name == "gradq" else "minimal"].popen.pid
+        app = lambda: cpu_seconds_by(lambda session, _: session == pid)  # noqa: E731
+        before = time.process_time(), app(), postgres()
+        requests = submissions_of(*apps[name])
+        achieved, latencies, errors = uvloop.run(
+            load(apps[name][0], requests, CONNECTIONS, duration, rate)
+        )
+        after = time.process_time(), app(), postgres()
+        client, app_cpu, pg_cpu = (b - a for a, b in zip(before, after, strict=True))
+        out["client"] = [out["client"][0] + client, out["client"][1] + len(latencies)]
+        out["errors"] += errors
+        if keep and rate is None:
+            out["rate"][name].append(achieved)
+            out["app_cpu"][name].append(app_cpu / len(latencies))
+            out["pg_cpu"][name].append(pg_cpu / len(latencies))
+        return latencies
+
+    with cpu_shares(bench, out):
+        for name in apps:  # warm-up: connection pools, first imports
+            measure(name, 2, keep=False)
+        for r in range(repeats):
+            for name in rotated(list(apps), r):
+                measure(name, seconds)
+        rate = {name: statistics.median(rates) for name, rates in out["rate"].items()}
+        for name, at in [("gradq", rate["minimal"] / 2), ("minimal", rate["minimal"] / 2),
+                         ("gradq", rate["gradq"] / 2)]:  # fmt: skip
+            out["open"][name, at] = measure(name, 2 * seconds, at)
+    out["queued_messages"] = redis.Redis.from_url(bench.broker).llen("celery")
+    return out
+
+
+def rotated(items: list, r: int) -> list:
+    return items[r % len(items) :] + items[: r % len(items)]
+
+
+# -- jobs, one at a time ------------------------------------------------------------------------
+
+
+def one_job(api: httpx.Client, sessions, spec: dict, poll: float) -> dict:
+    """Submit ``spec`` and read its row every ``poll`` s until final. Its status and times in
+    Unix seconds: sent, 202 (received), created, dispatched, claimed, finished."""
+    sent = time.time()
+    job_id = api.post("/v1/jobs", json=spec).raise_for_status().json()["id"]
+    times = {"sent": sent, "202": time.time()}
+    while True:
+        with sessions() as session:
+            job = session.get(Job, job_id)
+            if job.status in FINAL_STATUSES:
+                claimed = session.scalar(
+                    select(JobEvent.at)
+                    .where(JobEvent.job_id == job_id, JobEvent.to_status == "running")
+                    .order_by(JobEvent.id)
+                    .limit(1)
+                )
+                break
+        time.sleep(poll)
+    at = {"created": job.created_at, "dispatched": job.dispatched_at, "claimed": claimed,
+          "finished": job.finished_at}  # fmt: skip
+    times.update((key, value.timestamp() if value else math.nan) for key, value in at.items())
+    return {"id": job_id, "status": job.status, **times}
+
+
+def one_task(client, store: redis.Redis) -> float:
+    """Publish the trivial task and wait until it starts: publish → start, in seconds."""
+    client.send_task(minimal_app.TASK, args=[time.time()])
+    _, raw = store.blpop(minimal_app.STARTS_KEY, timeout=30)
+    sent_at, started = json.loads(raw)
+    return started - sent_at
+
+
+QUEUE_FROM = {"dispatched": "dispatched_at → claimed", "202": "202 received → claimed",
+              "created": "created_at → claimed"}  # fmt: skip
+
+
+def queue_latency(bench: Bench, jobs: int) -> dict:
+    """Tiny jobs (faces, 1..10 epochs) one at a time, each after the last ended, alternated
+    with the baseline's trivial task."""
+    api = httpx.Client(base_url=bench.url["api"], timeout=30)
+    sessions = make_session_factory(make_engine(bench.jobs_db))
+    client, store = minimal_app.make_celery(bench.broker), redis.Redis.from_url(bench.broker)
+    spec = lambda i: {**with_epochs(SUBMIT_SPEC, i % 10 + 1), "experiment": "bench-queue"}  # noqa: E731
+    out: dict = {"baseline": [], "run": [], "statuses": [], **{key: [] for key in QUEUE_FROM}}
+    for i in range(3):  # warm-up: the worker's imports, MLflow's experiment, connections
+        one_job(api, sessions, spec(i), POLL), one_task(client, store)
+    with cpu_shares(bench, out):
+        for i in range(jobs):
+            time.sleep(IDLE_PAUSE)
+            job = one_job(api, sessions, spec(i), POLL)
+            out["statuses"].append(job["status"])
+            for key in QUEUE_FROM:
+                out[key].append(job["claimed"] - job[key])
+            out["run"].append(job["finished"] - job["claimed"])
+            time.sleep(IDLE_PAUSE)
+            out["baseline"].append(one_task(client, store))
+    return out
+
+
+def with_epochs(spec: dict, epochs: int) -> dict:
+    return {**spec, "training": {**spec["training"], "epochs": epochs}}
+
+
+# -- tracking -----------------------------------------------------------------------------------
+
+
+class TimedCallbacks:
+    """The worker's two callbacks, called as the training loop calls them, each epoch's pair
+    of calls timed (apart: those in which Progress wrote a heartbeat)."""
+
+    def __init__(self, buffer, progress):
+        self.buffer, self.progress, self.plain, self.beats = buffer, progress, [], []
+
+    def on_epoch_end(self, epoch: int, metrics) -> None:
+        beats, started = self.progress.beats, time.perf_counter()
+        self.buffer.on_epoch_end(epoch, metrics)
+        self.progress.on_epoch_end(epoch, metrics)
+        seconds = time.perf_counter() - started
+        (self.plain if self.progress.beats == beats else self.beats).append(seconds)
+
+
+def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -> TimedCallbacks:
+    """The callbacks run_job gives train: a MetricsBuffer on a new MLflow run, and a Progress
+    on a new job row claimed by this process."""
+    from mlflow.tracking import MlflowClient
+
+    import store.jobs
+    from workers import tracking
+    from workers.progress import Progress
+
+    with transaction(sessions) as session:
+        job, _ = store.jobs.create_job(session, spec=SUBMIT_SPEC, experiment="bench-callbacks",
+                                       name=None, dataset="faces", epochs=epochs)  # fmt: skip
+    with transaction(sessions) as session:
+        store.jobs.claim(session, job.id, "bench", settings.lease_seconds)
+    client = MlflowClient(bench.url["mlflow"])
+    run = tracking.start_run(client, experiment="bench-callbacks", run_name=job.id, tags={})
+    buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
+    return TimedCallbacks(buffer, Progress(sessions, job.id, "bench", settings, epochs))
+
+
+def train_alone(spec: JobSpec, sessions, callbacks=()) -> float:
+    """Seconds of the worker's models.train(...) call for ``spec`` (on a built-in dataset),
+    in this process."""
+    from workers.data import load_training_data
+    from workers.run import build_network
+
+    data, t = load_training_data(spec, Settings(), sessions), spec.training
+    net = build_network(spec, data)
+    started = time.perf_counter()
+    train(net, data.X_train, data.Y_train, optimizer=t.optimizer, learning_rate=t.learning_rate,
+          epochs=t.epochs, batch_size=t.batch_size, l2=t.l2, X_val=data.X_val, Y_val=data.Y_val,
+          seed=t.seed, decay_rate=t.decay_rate, decay_every=t.decay_every,
+          callbacks=callbacks)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:
+    """SUBMIT_SPEC's training for ``epochs`` epochs in this process, without and with the
+    worker's callbacks (on the MLflow server and a PostgreSQL row), alternated."""
+    settings = Settings(database_url=bench.jobs_db, mlflow_tracking_uri=bench.url["mlflow"])
+    sessions = make_session_factory(make_engine(bench.jobs_db))
+    spec = JobSpec.model_validate(with_epochs(SUBMIT_SPEC, epochs))
+    out: dict = {"epochs": epochs, "without": [], "with": [], "plain": [], "beats": [],
+                 "close": []}  # fmt: skip
+    for r in range(repeats):
+        for kind in rotated(["without", "with"], r):
+            timed = tracked_callbacks(bench, sessions, settings, epochs) if kind == "with" else None
+            out[kind].append(train_alone(spec, sessions, [timed] if timed else []))
+            if timed:
+                started = time.perf_counter()
+                timed.buffer.close()  # the metrics not sent yet: the job's "mlflow end" phase
+                out["close"].append(time.perf_counter() - started)
+                out["plain"] += timed.plain
+                out["beats"] += timed.beats
+    return out
+
+
+def tracking_overhead(bench: Bench, repeats: int) -> dict:
+    """The long job in this process (training alone) and through API + worker + MLflow,
+    alternated, after a 1-epoch job that has the worker load the dataset."""
+    api = httpx.Client(base_url=bench.url["api"], timeout=30)
+    sessions = make_session_factory(make_engine(bench.jobs_db))
+    per_epoch = train_alone(JobSpec.model_validate(with_epochs(LONG_SPEC, 20)), sessions) / 20
+    spec = with_epochs(LONG_SPEC, math.ceil(TRAIN_SECONDS / per_epoch))
+    warm = one_job(api, sessions, with_epochs(spec, 1), POLL)
+    out: dict = {"spec": spec, "without": [], "with": [], "lines": [], "statuses": [],
+                 "first": worker_line(bench, warm["id"])}  # fmt: skip
+    with cpu_shares(bench, out):
+        for r in range(repeats):
+            for kind in rotated(["without", "with"], r):
+                if kind == "without":
+                    out["without"].append(train_alone(JobSpec.model_validate(spec), sessions))
+                    continue
+                job = one_job(api, sessions, spec, poll=0.25)  # seldom: the CPU is busy
+                out["with"].append(job["finished"] - job["sent"])
+                out["statuses"].append(job["status"])
+                out["lines"].append(worker_line(bench, job["id"]))
+    return out
+
+
+def worker_line(bench: Bench, job_id: str) -> str:
+    """run_job's log line for the job: its outcome, seconds and phase timings."""
+    for _ in range(50):  # written just after the row turned final
+        found = re.findall(rf"job {job_id} (\w+ in .*)", bench.processes["worker"].log_text())
+        if found:
+            return found[-1].strip()
+        time.sleep(0.05)
+    return "(not found in the worker's log)"
+
+
+# -- the report -------------------------------------------------------------------------------
+
+LATENCY_HEAD = ["| | n | min ms | p50 ms | p90 ms | p99 ms | max ms |", "|---|---:|" + "---:|" * 5]
+
+
+def pct(values, q: float, scale: float = 1000) -> float:
+    return scale * float(np.percentile(values, q))
+
+
+def latency_row(name: str, values) -> str:
+    return f"| {name} | {len(values)} | " + " | ".join(
+        f"{pct(values, q):.1f}" for q in (0, 50, 90, 99, 100)) + " |"  # fmt: skip
+
+
+def verdict(name: str, measured: float, unit: str, target: float, at_least=False) -> str:
+    ok = measured >= target if at_least else measured <= target
+    sign, result = "≥" if at_least else "≤", "PASS" if ok else "**FAIL**"
+    shown = f"{measured:,.0f}" if abs(measured) >= 100 else f"{measured:.3g}"
+    return f"| {name} | {shown}{unit} | {sign} {target:g}{unit} | {result} |"
+
+
+def cpu_line(out: dict, during: str) -> str:
+    return (f"Shares of the machine's CPU time during {during}: PostgreSQL + Redis "
+            f"{out['servers']:.0%}, processes not the benchmark's "
+            f"{out['others']:.0%}.")  # fmt: skip
+
+
+def submissions_lines(s: dict) -> tuple[list[str], list[str]]:
+    rate = {name: statistics.median(rates) for name, rates in s["rate"].items()}
+    cpu = {name: [1000 * statistics.median(s[k][name]) for k in ("app_cpu", "pg_cpu")]
+           for name in rate}  # fmt: skip
+    rows = [f"| {n} | {', '.join(f'{r:.0f}' for r in s['rate'][n])} | {rate[n]:.0f} | "
+            f"{cpu[n][0]:.2f} | {cpu[n][1]:.2f} |" for n in rate]  # fmt: skip
+    (strict, _), own = [key for key in s["open"] if key[0] == "gradq"], list(s["open"])[2]
+    lines = [
+        "", "### Submissions: `POST /v1/jobs` vs a minimal endpoint (one row, `send_task`)",
+        "", f"Closed loop: {CONNECTIONS} keep-alive connections, each sending its next request as "
+        f"soon as it has the answer, {s['seconds']:g} s a repeat, alternated. Half the requests "
+        "carry a fresh Idempotency-Key. No worker runs.", "",
+        "| endpoint | req/s per repeat | median req/s | its process, CPU ms a request | "
+        "PostgreSQL, CPU ms a request |", "|---|---|---:|---:|---:|", *rows, "",
+        f"Open loop, {CONNECTIONS} keep-alive connections, {2 * s['seconds']:g} s of requests "
+        "due at a fixed rate, latency counted from each request's due time (as wrk2 does). "
+        "Half the minimal's rate is the target's \"half that rate\" read literally; above "
+        "gradq's own rate, its queue grows for the whole run. Half gradq's own rate is shown "
+        "too:", "",
+        *LATENCY_HEAD,
+        *(latency_row(f"{name} at {at:.0f} req/s", v) for (name, at), v in s["open"].items()),
+        "", f"Answers other than 202: {s['errors']}. Messages left in Redis: "
+        f"{s['queued_messages']:,} (flushed). The load generator (this process) used "
+        f"{1e6 * s['client'][0] / s['client'][1]:.0f} µs of CPU a request, on the same 2 cores. "
+        + cpu_line(s, "this part"),
+    ]  # fmt: skip
+    targets = [
+        verdict("submissions: gradq's rate ÷ the minimal's", rate["gradq"] / rate["minimal"],
+                "", 0.7, at_least=True),
+        verdict(f"submissions: p99 at half the minimal's rate ({strict[1]:.0f}/s)",
+                pct(s["open"][strict], 99), " ms", 50),
+        verdict(f"submissions: p99 at half gradq's own rate ({own[1]:.0f}/s)",
+                pct(s["open"][own], 99), " ms", 50),
+        verdict("submissions: p50 there, keep-alive (~40 ms: the delayed-ACK stall)",
+                pct(s["open"][own], 50), " ms", 20),
+    ]  # fmt: skip
+    return lines, targets
+
+
+def queue_lines(q: dict) -> tuple[list[str], list[str]]:
+    lines = [
+        "", "### Queue latency, idle worker (prefork, concurrency 1)", "",
+        f"{len(q['run'])} tiny jobs (faces logistic regression, 1 to 10 epochs), each submitted "
+        f"{1000 * IDLE_PAUSE:.0f} ms after the previous one ended, alternated with the baseline, "
+        "a trivial task of a separate Celery app (bench/minimal_app.py: acks late, prefetch 1, "
+        "a queue and a prefork worker of its own) on the same Redis. Claimed: the job's "
+        "`running` event in `job_events`. The API writes dispatched_at just after `send_task` "
+        "returns, and answers 202 after committing it: a 202 can reach the client after the "
+        "claim. created_at → claimed also holds the API's insert, commit and publish.", "",
+        *LATENCY_HEAD,
+        *(latency_row(f"gradq: {label}", q[key]) for key, label in QUEUE_FROM.items()),
+        latency_row("baseline: before send_task → task starts", q["baseline"]), "",
+        f"Jobs not succeeded: {sum(s != 'succeeded' for s in q['statuses'])}. A tiny job then "
+        f"ran (claimed → finished_at) {1000 * statistics.median(q['run']):.0f} ms, median. "
+        + cpu_line(q, "this part"),
+    ]  # fmt: skip
+    targets = [verdict(f"queue latency: p{p}, {QUEUE_FROM['dispatched']}",
+                       pct(q["dispatched"], p), " ms", target)
+               for p, target in ((50, 20), (99, 100))]  # fmt: skip
+    return lines, targets
+
+
+def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
+    timed, epochs = np.array(c["plain"] + c["beats"]), c["epochs"]
+    loop = {kind: statistics.median(c[kind]) for kind in ("without", "with")}
+    alone, served = statistics.median(t["without"]), statistics.median(t["with"])
+    phase = [float(m[1]) / 1000 if (m := re.search(r"training (\d+) ms", line)) else math.nan
+             for line in t["lines"]]  # the worker's own training phase, in seconds  # fmt: skip
+    column = lambda values: ", ".join(f"{x:.2f}" for x in values)  # noqa: E731
+    training = t["spec"]["training"]
+    lines = [
+        "", "### Tracking", "",
+        f"(a) Faces logistic regression, {epochs} epochs in this process, without and with the "
+        "worker's `MetricsBuffer` + `Progress` (a new run on the MLflow server, a running job's "
+        f"row in PostgreSQL), {len(c['with'])} times each, alternated:", "",
+        "| | median | per epoch |", "|---|---:|---:|",
+        *(f"| training loop {kind} the callbacks | {loop[kind]:.3f} s | "
+          f"{1e6 * loop[kind] / epochs:.1f} µs |" for kind in loop),
+        f"| the callbacks, timed around each epoch's calls | | mean {1e6 * timed.mean():.1f} µs |",
+        f"| … in the epochs without a heartbeat | | p50 {pct(c['plain'], 50, 1e6):.1f} µs, "
+        f"p99 {pct(c['plain'], 99, 1e6):.1f} µs |",
+        f"| … in the {len(c['beats'])} epochs with a heartbeat | | p50 "
+        f"{pct(c['beats'], 50):.1f} ms |",
+        f"| then `MetricsBuffer.close()`: the metrics not sent yet | "
+        f"{statistics.median(c['close']):.2f} s | |", "",
+        f"(b) Digits, [64, 32] relu/softmax, adam, batch {training['batch_size']}, "
+        f"{training['epochs']} epochs (set at run time for ~{TRAIN_SECONDS:g} s of training): the "
+        "worker's `models.train(...)` call in this process (training alone), and submit → "
+        "finished_at through the API, the worker and MLflow; alternated.", "",
+        "| | per repeat, s | median s |", "|---|---|---:|",
+        f"| training alone | {column(t['without'])} | {alone:.2f} |",
+        f"| through the service | {column(t['with'])} | {served:.2f} |",
+        f"| … of which the worker's training phase | {column(phase)} | "
+        f"{statistics.median(phase):.2f} |",
+        f"| through the service ÷ training alone, same repeat | "
+        f"{column(w / a for w, a in zip(t['with'], t['without'], strict=True))} | |",
+        "", f"Statuses: {', '.join(t['statuses'])}. The worker's log line (`run_job`: claim to "
+        "end, by phase) of each, after that of the 1-epoch job before them (the worker's first "
+        "on digits):", "", f"- `{t['first']}`", *(f"- `{line}`" for line in t["lines"]), "",
+        cpu_line(t, "(b)"),
+    ]  # fmt: skip
+    targets = [
+        verdict("tracking: callbacks per epoch, mean of the timed calls", 1000 * timed.mean(),
+                " ms", 0.1),
+        verdict("tracking: callbacks per epoch, loop with minus without", 1000 *
+                (loop["with"] - loop["without"]) / epochs, " ms", 0.1),
+        verdict("tracking: long job through the service ÷ training alone", served / alone, "",
+                1.05),
+    ]  # fmt: skip
+    return lines, targets
+
+
+def machine(bench: Bench) -> list[str]:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    engine = create_engine(bench.jobs_db)
+    with engine.connect() as connection:
+        postgres = connection.execute(text("show server_version")).scalar()
+    engine.dispose()
+    redis_version = redis.Redis.from_url(bench.broker).info("server")["redis_version"]
+    return [
+        f"- Machine: nproc {len(os.sched_getaffinity(0))}, {cpu}",
+        f"- Python {platform.python_version()}, "
+        + ", ".join(f"{name} {version(name)}" for name in PACKAGES)
+        + f"; PostgreSQL {postgres}, Redis {redis_version}, both local",
+    ]
+
+
+def report(args) -> str:
+    """Start everything, measure, stop everything; the section as markdown."""
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-bench-")))
+        bench = start_servers(stack, home)
+        environment = machine(bench)
+        sub = submissions(bench, args.repeats, args.seconds)
+        flush_redis(bench.broker)  # the submissions' messages: nobody is to run those jobs
+        start_workers(bench)
+        queue = queue_latency(bench, args.jobs)
+        callbacks = callback_cost(bench, args.callback_epochs, args.repeats)
+        overhead = tracking_overhead(bench, args.repeats)
+    parts = [submissions_lines(sub), queue_lines(queue), tracking_lines(callbacks, overhead)]
+    lines, targets = ([x for part in parts for x in part[i]] for i in range(2))
+    return "\n".join([
+        "## Service: submissions, queue latency, tracking (Redis + PostgreSQL)", "",
+        f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        "- Command: `.venv/bin/python bench/service.py --write docs/benchmarks.md` (`make bench` "
+        "runs it after bench/core.py)", *environment,
+        "- Started by the benchmark with the commands of `service/stack.py`: `mlflow server "
+        "--workers 1` on a PostgreSQL store (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false), the API "
+        "as one uvicorn process, Celery workers `--pool prefork --concurrency 1` on Redis; jobs "
+        "in PostgreSQL. The client, the servers and the workers share the machine's 2 cores.",
+        *lines, "", "### Targets", "", "| target | measured | required | result |",
+        "|---|---:|---|---|", *targets, "",
+        f"Benchmark time: {time.perf_counter() - started:.0f} s.",
+    ]) + "\n"  # fmt: skip
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the text between the service markers in ``path``, or append it."""
+    block = f"{START}\n{section.rstrip()}\n{END}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternated repeats")
+    parser.add_argument("--seconds", type=float, default=4, help="closed-loop seconds a repeat")
+    parser.add_argument("--jobs", type=int, default=200, help="tiny jobs for queue latency")
+    parser.add_argument("--callback-epochs", type=int, default=5000)
+    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
+    args = parser.parse_args()
+    # Ctrl-C and SIGTERM (even when started with SIGINT ignored) unwind the ExitStack, which
+    # stops the servers and drops the databases.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    section = report(args)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()
