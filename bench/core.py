@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sections import write_section  # bench/ is on sys.path: scripts run from it
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- core:start -->", "<!-- core:end -->"
 MLP_DIMS, MLP_M, BATCH, MLP_LR, CAT_M = [784, 256, 128, 10], 60_000, 128, 0.01, 209
 FULL_BATCH = {  # name -> (layer_dims, init, learning rate, epochs the issue asks for)
     "logistic regression [12288, 1]": ([12288, 1], "zeros", 0.005, 2000),
@@ -337,19 +337,6 @@ def report(args) -> str:
     ]) + "\n"  # fmt: skip
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the core markers in ``path``, or add it (creating the file)."""
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender")
@@ -360,7 +347,7 @@ def main() -> None:
     text = report(args)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, "core", text)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import minimal_app  # bench/minimal_app.py
 from core import busy_cpu_seconds  # bench/core.py
+from sections import write_section
 
 from models import train
 from service.stack import MLFLOW_ENV, api_command, mlflow_command, worker_command
@@ -53,7 +54,6 @@ from store.tables import FINAL_STATUSES, Job, JobEvent
 from tests.processes import Process, start, wait_until
 from tests.servers import POSTGRES_ADMIN_URL, REDIS_URL, free_port
 
-START, END = "<!-- service:start -->", "<!-- service:end -->"
 REDIS_DB = 12
 SUBMIT_SPEC = {  # a valid faces logistic regression, as in DESIGN.md section 4
     "experiment": "bench-submit",
@@ -645,18 +645,6 @@ def report(args) -> str:
     ]) + "\n"  # fmt: skip
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the service markers in ``path``, or append it."""
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="alternated repeats")
@@ -672,7 +660,7 @@ def main() -> None:
     section = report(args)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, "service", section)
 
 
 if __name__ == "__main__":
