@@ -47,9 +47,14 @@ def create_job(
     request_sha256: str | None = None,
     sweep_id: str | None = None,
     max_attempts: int = 3,
+    dispatching: bool = False,
 ) -> tuple[Job, bool]:
     """Insert a queued job (committed by the caller's transaction) and its first event.
 
+    dispatching: the caller sends the job's message right after the commit, so dispatched_at
+    is set now, saving a second transaction per submission; a failed send clears it
+    (mark_undispatched). A crash between the commit and the send leaves a queued row whose
+    message never went: the reconciler re-sends stale queued rows whatever this says.
     With an idempotency key already used for the same request: (that job, False); for another
     request: IdempotencyConflictError. Returns (job, created).
     """
@@ -62,6 +67,7 @@ def create_job(
         experiment=experiment,
         name=name,
         status="queued",
+        attempts=0,
         spec=spec,
         dataset=dataset,
         epochs=epochs,
@@ -69,7 +75,12 @@ def create_job(
         request_sha256=request_sha256,
         sweep_id=sweep_id,
         max_attempts=max_attempts,
+        dispatched_at=utcnow() if dispatching else None,
     )
+    if idempotency_key is None:  # nothing to race for: no savepoint, no flush
+        session.add(job)
+        record_event(session, job, "queued", None, "accepted")
+        return job, True
     try:
         with session.begin_nested():  # a concurrent request with the same key may win the race
             session.add(job)
@@ -90,8 +101,9 @@ def _by_idempotency_key(session: Session, key: str | None, request_sha256: str |
     return job
 
 
-def mark_dispatched(session: Session, job_id: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
+def mark_undispatched(session: Session, job_id: str) -> None:
+    """The send after the commit failed: the outbox holds this job again."""
+    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ def submit_job(
             epochs=filled.training.epochs,
             idempotency_key=idempotency_key,
             request_sha256=request_sha256(document),
+            dispatching=True,
         )
     except job_rows.IdempotencyConflictError as error:
         raise APIError(
@@ -74,8 +75,8 @@ def submit_job(
     session.commit()
     if created:
         telemetry.JOBS_SUBMITTED.inc()
-        if send_train(request.app.state.celery, job.id):
-            job_rows.mark_dispatched(session, job.id)
+        if not send_train(request.app.state.celery, job.id):
+            job_rows.mark_undispatched(session, job.id)
             session.commit()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job, settings)
