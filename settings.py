@@ -96,10 +96,6 @@ class Settings(BaseSettings):
         ).resolve()
 
     @property
-    def checkpoints_folder(self) -> Path:
-        return (self.home / "checkpoints").resolve()
-
-    @property
     def mlflow_ui_base(self) -> str:
         return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
 

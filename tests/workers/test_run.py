@@ -186,6 +186,26 @@ def test_divergence_fails_the_job_naming_the_epoch_and_the_spec_field(
     assert run.data.tags["gradq.error"] == job.error
 
 
+def run_while_doing_after_first_heartbeat(settings, session_factory, job_id, action):
+    """run_job, while another thread waits for the job's first heartbeat and then does
+    ``action(session)`` in a transaction of its own; returns run_job's outcome."""
+
+    def act_after_first_heartbeat():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if get_job(session_factory, job_id).progress_epoch:
+                with transaction(session_factory) as session:
+                    action(session)
+                return
+            time.sleep(0.01)
+
+    other = threading.Thread(target=act_after_first_heartbeat)
+    other.start()
+    outcome = run_job(job_id, settings, session_factory, OWNER)
+    other.join()
+    return outcome
+
+
 def test_cancel_requested_while_running_stops_training_as_cancelled_and_kills_the_run(
     settings, session_factory, mlflow_client
 ):
@@ -193,19 +213,10 @@ def test_cancel_requested_while_running_stops_training_as_cancelled_and_kills_th
     spec = with_experiment(FACES_LOGREG, training={"epochs": epochs, "seed": 1})
     job_id = create_job(session_factory, spec)
 
-    def cancel_after_first_heartbeat():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if get_job(session_factory, job_id).progress_epoch:
-                with transaction(session_factory) as session:
-                    store.jobs.request_cancel(session, job_id)
-                return
-            time.sleep(0.01)
+    def cancel(session):
+        store.jobs.request_cancel(session, job_id)
 
-    canceller = threading.Thread(target=cancel_after_first_heartbeat)
-    canceller.start()
-    outcome = run_job(job_id, settings, session_factory, OWNER)
-    canceller.join()
+    outcome = run_while_doing_after_first_heartbeat(settings, session_factory, job_id, cancel)
 
     assert outcome == "cancelled"
     job = get_job(session_factory, job_id)
@@ -223,21 +234,12 @@ def test_a_worker_whose_lease_was_taken_stops_and_leaves_job_and_run_to_the_new_
     spec = with_experiment(FACES_LOGREG, training={"epochs": 100_000, "seed": 1})
     job_id = create_job(session_factory, spec)
 
-    def take_the_lease_after_first_heartbeat():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if get_job(session_factory, job_id).progress_epoch:
-                with transaction(session_factory) as session:
-                    session.execute(
-                        update(Job).where(Job.id == job_id).values(lease_owner="reclaimer/9")
-                    )
-                return
-            time.sleep(0.01)
+    def take_the_lease(session):
+        session.execute(update(Job).where(Job.id == job_id).values(lease_owner="reclaimer/9"))
 
-    thief = threading.Thread(target=take_the_lease_after_first_heartbeat)
-    thief.start()
-    outcome = run_job(job_id, settings, session_factory, OWNER)
-    thief.join()
+    outcome = run_while_doing_after_first_heartbeat(
+        settings, session_factory, job_id, take_the_lease
+    )
 
     assert outcome is None
     job = get_job(session_factory, job_id)
