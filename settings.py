@@ -41,7 +41,27 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     # How often a running job writes its progress and heartbeat, and checks for a cancel.
     progress_seconds: float = Field(0.5, gt=0)
-    lease_seconds: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(
+        60.0, gt=0, description="A running job's lease; a worker silent this long is lost."
+    )
+    max_attempts: int = Field(3, ge=1, description="Claims of a job before it fails.")
+    # The reconciler (Celery beat): how often it runs, and how long a queued job's message may
+    # go unclaimed before it is sent again (a broker that lost it, e.g. a restarted Redis).
+    reconcile_seconds: float = Field(10.0, gt=0)
+    redispatch_seconds: float = Field(300.0, gt=0)
+    checkpoint_root: Path = Field(
+        Path(""),
+        description="Where workers write checkpoints, a folder every worker reads (a shared "
+        "volume); empty: home/checkpoints.",
+    )
+    # MLflow: one HTTP call never takes longer than this (training does not wait on it at all:
+    # metrics go through a background thread and a spool)...
+    mlflow_timeout_seconds: float = Field(10.0, gt=0)
+    # ... and a job waits at most this long for MLflow to come back, at its start and its end.
+    mlflow_wait_seconds: float = Field(300.0, ge=0)
+    metrics_spool_max: int = Field(
+        2_000_000, ge=1000, description="Metric values kept for MLflow while it is down."
+    )
     metrics_flush_seconds: float = Field(1.0, gt=0, description="MLflow log_batch period.")
     broker_polling_seconds: float = Field(0.05, gt=0, description="Filesystem broker polling.")
 
@@ -88,6 +108,11 @@ class Settings(BaseSettings):
             # this, and with late acks a running job's message stays unacknowledged.
             return {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
         return {}
+
+    @property
+    def checkpoints_folder(self) -> Path:
+        root = self.checkpoint_root
+        return (root if str(root) not in ("", ".") else self.home / "checkpoints").resolve()
 
     @property
     def datasets_folder(self) -> Path:

@@ -1,7 +1,6 @@
 """Alembic environment: the only migration file that reads the application's metadata."""
 
 from alembic import context
-from sqlalchemy import pool
 
 from store.db import make_engine
 from store.tables import Base
@@ -25,9 +24,11 @@ def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
         engine = make_engine(config.get_main_option("sqlalchemy.url"))
-        engine.pool = pool.NullPool(engine.pool._creator)
-        with engine.connect() as connection:
-            _run(connection)
+        try:
+            with engine.connect() as connection:
+                _run(connection)
+        finally:
+            engine.dispose()  # no connection outlives the migration
     else:
         _run(connection)
 

@@ -1,5 +1,5 @@
-"""The embedded stack of `make up`: the MLflow server, the API and one worker, as child
-processes on local files under the home folder, stopped together.
+"""The embedded stack of `make up`: the MLflow server, the API, one worker and the reconciler,
+as child processes on local files under the home folder, stopped together.
 
 The commands here are the ones docker-compose's services run too, so both stacks start the
 same way.
@@ -50,6 +50,16 @@ def worker_command(concurrency: int = 1) -> list[str]:
     ]  # fmt: skip
 
 
+def reconciler_command() -> list[str]:
+    # Celery beat inside a worker of the reconcile queue alone: one process that schedules the
+    # passes and runs them, never queued behind a training job. Run exactly one per stack.
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--beat",
+        "--queues", "gradq.reconcile", "--pool", "solo", "--loglevel", "INFO",
+        "--hostname", "reconciler@%h", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+
+
 def run_embedded_stack(host: str = "127.0.0.1", api_port: int = 8000, mlflow_port: int = 5000):
     """Migrate, start everything, wait until it answers, and run until Ctrl-C or a child
     dies; then stop every child. Returns the exit code."""
@@ -67,6 +77,7 @@ def run_embedded_stack(host: str = "127.0.0.1", api_port: int = 8000, mlflow_por
         "mlflow": mlflow_command(settings, host, mlflow_port),
         "api": api_command(host, api_port),
         "worker": worker_command(),
+        "reconciler": reconciler_command(),
     }
     children = {name: start(command, env) for name, command in commands.items()}
     stop_requested = []

@@ -1,12 +1,18 @@
 """Engines and sessions, with SQLite made fit for several processes (WAL, busy timeout)."""
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -40,3 +46,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits at the end of the block, or rolls back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def in_transaction_retrying(
+    factory: sessionmaker[Session], work: Callable[[Session], T], seconds: float
+) -> T:
+    """``work(session)`` in a transaction of its own, tried again while the database cannot
+    be reached (a restarting PostgreSQL), for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    pause = 0.1
+    while True:
+        try:
+            with transaction(factory) as session:
+                return work(session)
+        except (OperationalError, InterfaceError) as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("database unreachable, trying again in %.1f s: %s", pause, error)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)

@@ -157,9 +157,10 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Jo
     expired. Returns the claimed job (attempts + 1), or None when someone else holds it or it
     is finished or cancelled."""
     now = utcnow()
-    claimable = or_(
-        Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)
+    expired_with_attempts_left = and_(
+        Job.status == "running", Job.lease_expires_at < now, Job.attempts < Job.max_attempts
     )
+    claimable = or_(Job.status == "queued", expired_with_attempts_left)
     previous = session.scalar(select(Job.status).where(Job.id == job_id))
     result = session.execute(
         update(Job)
@@ -170,6 +171,7 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Jo
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             heartbeat_at=now,
+            handoff_requested=False,
             started_at=func.coalesce(Job.started_at, now),
         )
         .execution_options(synchronize_session=False)
@@ -185,6 +187,7 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Jo
 class Heartbeat:
     still_owner: bool
     cancel_requested: bool
+    handoff_requested: bool = False
 
 
 def heartbeat(
@@ -208,8 +211,11 @@ def heartbeat(
         )
         .execution_options(synchronize_session=False)
     )
-    cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
-    return Heartbeat(still_owner=result.rowcount == 1, cancel_requested=bool(cancel))
+    flags = session.execute(
+        select(Job.cancel_requested, Job.handoff_requested).where(Job.id == job_id)
+    ).one_or_none()
+    cancel, handoff = flags or (False, False)
+    return Heartbeat(result.rowcount == 1, bool(cancel), bool(handoff))
 
 
 def finish(
@@ -220,8 +226,10 @@ def finish(
     *,
     metrics: dict[str, Any] | None = None,
     error: str | None = None,
+    mlflow_closed: bool = False,
 ) -> bool:
-    """End a running job held by ``owner`` as succeeded, failed or cancelled."""
+    """End a running job held by ``owner`` as succeeded, failed or cancelled; mlflow_closed:
+    its MLflow run already has its final status (if not, the reconciler closes it)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"not a final status: {status}")
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
@@ -230,8 +238,53 @@ def finish(
     job.status, job.finished_at = status, utcnow()
     job.metrics, job.error = metrics, error
     job.lease_owner = job.lease_expires_at = None
+    job.handoff_requested = False
+    job.mlflow_closed_at = utcnow() if mlflow_closed else None
     record_event(session, job, status, "running", error)
     return True
+
+
+def release(session: Session, job_id: str, owner: str, detail: str) -> bool:
+    """Hand a running job held by ``owner`` back to the queue (a worker shutting down, or
+    MLflow out of reach): queued, no lease, marked dispatched since the caller sends its
+    message right after the commit. The attempt is kept; the next one resumes from the
+    checkpoint."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != "running" or job.lease_owner != owner:
+        return False
+    job.status, job.dispatched_at = "queued", utcnow()
+    job.lease_owner = job.lease_expires_at = None
+    job.handoff_requested = False
+    record_event(session, job, "queued", "running", detail)
+    return True
+
+
+def record_checkpoint(
+    session: Session, job_id: str, owner: str, uri: str, epoch: int, sha256: str
+) -> bool:
+    """The job's newest checkpoint, recorded only while ``owner`` still holds the job."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(checkpoint_uri=uri, checkpoint_epoch=epoch, checkpoint_sha256=sha256)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def request_handoff(session: Session, worker_hostname: str) -> int:
+    """Ask every running job of the worker ``worker_hostname`` (its owners are
+    ``hostname/pid``) to checkpoint and go back to the queue. Returns how many were asked."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.status == "running",
+            Job.lease_owner.startswith(f"{worker_hostname}/", autoescape=True),
+        )
+        .values(handoff_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def request_cancel(session: Session, job_id: str) -> Job | None:

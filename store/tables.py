@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,6 +76,8 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # Set for the running jobs of a worker shutting down: they checkpoint and go back to queued.
+    handoff_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
     dispatched_at: Mapped[datetime | None]  # the outbox: NULL until the broker took the message
     epochs: Mapped[int]
     progress_epoch: Mapped[int | None]
@@ -84,6 +87,8 @@ class Job(Base):
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # When the run got its final status; NULL on a finished job: the reconciler still owes it.
+    mlflow_closed_at: Mapped[datetime | None]
     metrics: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -91,7 +96,10 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_jobs_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+    )
 
 
 class JobEvent(Base):

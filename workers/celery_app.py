@@ -1,23 +1,41 @@
-"""The Celery app of the workers: `celery -A workers.celery_app worker`.
+"""The Celery app of the workers: `celery -A workers.celery_app worker`, and the reconciler,
+`celery -A workers.celery_app worker --beat -Q gradq.reconcile` (service/stack.py).
 
 The broker only delivers job ids; SQL holds every job's state (DESIGN.md section 1), so nothing
-here keeps results or relies on a message surviving.
+here keeps results or relies on a message surviving: what a broker loses, the reconciler sends
+again.
 """
 
+import math
 import os
 
 from celery import Celery
 
 from settings import Settings, get_settings
 
+TRAIN_TASK = "gradq.train"  # the name the API sends by (service/dispatch.py)
+RECONCILE_TASK = "gradq.reconcile"
+RECONCILE_QUEUE = "gradq.reconcile"  # its own queue: never behind a long training job
+
 # MLflow prints a "View run" line to stdout at every run's end; the worker logs its own line.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
+def configure_mlflow_client(settings: Settings) -> None:
+    """Bound every MLflow HTTP call: by default the client retries for minutes with
+    backoff, blocking whatever waits on it. gradq retries on its own terms instead
+    (tracking.wait_for), and metrics never wait: they are spooled."""
+    timeout = str(math.ceil(settings.mlflow_timeout_seconds))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
 def make_app(settings: Settings) -> Celery:
-    app = Celery("gradq", include=["workers.tasks"])
+    app = Celery("gradq", include=["workers.tasks", "workers.shutdown"])
     app.conf.update(
         broker_url=settings.celery_broker_url,
+        # On Redis its visibility_timeout: longer than the longest job (settings.py).
         broker_transport_options=settings.broker_transport_options(),
         # Messages carry a job id and nothing else: JSON, never pickle from the wire.
         task_serializer="json",
@@ -33,10 +51,24 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         # Jobs are long: a worker reserves only the one it runs, leaving the rest to its peers.
         worker_prefetch_multiplier=1,
-        # A worker started before its broker (compose, make up) waits for it instead of exiting.
+        # A worker started before its broker (compose, make up) waits for it instead of exiting,
+        # and one that loses it (a Redis restart) keeps reconnecting, for ever.
         broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        task_routes={RECONCILE_TASK: {"queue": RECONCILE_QUEUE}},
+        beat_schedule={
+            "reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": settings.reconcile_seconds,
+                # A pass that waited longer than a period is stale: the next one is coming.
+                "options": {"expires": settings.reconcile_seconds},
+            }
+        },
+        beat_schedule_filename=str((settings.home / "celerybeat-schedule").resolve()),
     )
     return app
 
 
+configure_mlflow_client(get_settings())
 app = make_app(get_settings())

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import store.jobs
 from settings import Settings
 from store.db import transaction
+from workers import shutdown
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +18,9 @@ class Progress:
     """The training loop's callback that writes a heartbeat every ``settings.progress_seconds``
     (and after the last epoch): the epochs done, the latest cost, a longer lease.
 
-    Between heartbeats an epoch costs one clock read. A heartbeat that finds a cancel requested,
-    or the lease taken by another worker, makes ``should_stop`` true.
+    Between heartbeats an epoch costs one clock read. A heartbeat that finds a cancel or a
+    handoff requested, or the lease taken by another worker, makes ``should_stop`` true; so
+    does a SIGTERM to this process (workers/shutdown.py).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class Progress:
         self.next_beat = 0.0  # the first epoch beats at once: progress shows from the start
         self.cancel_requested = False
         self.lease_lost = False
+        self.handoff_requested = False
         self.beats = 0
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -59,6 +62,18 @@ class Progress:
         self.beats += 1
         self.cancel_requested = answer.cancel_requested
         self.lease_lost = not answer.still_owner
+        self.handoff_requested = answer.handoff_requested
 
     def should_stop(self) -> bool:
-        return self.cancel_requested or self.lease_lost
+        return self.stop_reason() is not None
+
+    def stop_reason(self) -> str | None:
+        """Why training should stop now: "lost" (the lease is another worker's), "cancelled",
+        "handoff" (this worker is shutting down), or None."""
+        if self.lease_lost:
+            return "lost"
+        if self.cancel_requested:
+            return "cancelled"
+        if self.handoff_requested or shutdown.requested.is_set():
+            return "handoff"
+        return None

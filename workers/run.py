@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import store.jobs
 from models import DivergenceError, Network, TrainingStopped, gradient_check, train
+from models.serialization import Checkpoint
 from settings import Settings
-from store.db import transaction
+from store.db import in_transaction_retrying, transaction
 from store.spec import JobSpec, flatten
 from store.tables import Job, JobEvent
 from workers import artifacts, tracking
+from workers.checkpoints import CheckpointStore
 from workers.data import TrainingData, load_training_data
 from workers.progress import Progress
 
@@ -74,44 +76,58 @@ class Phases:
 def run_job(
     job_id: str, settings: Settings, session_factory: sessionmaker[Session], owner: str
 ) -> str | None:
-    """Run job ``job_id`` as ``owner``; returns its final status, or None when there was
-    nothing to do (another worker holds it, or it is finished) or the lease was lost."""
+    """Run job ``job_id`` as ``owner``, resuming from its newest checkpoint if an earlier
+    attempt left one. Returns its final status; "queued" when it was handed back (the worker
+    is shutting down: the caller sends its message again); None when there was nothing to do
+    (another worker holds it, or it is finished) or the lease was lost."""
     attempt = claim(job_id, settings, session_factory, owner)
     if attempt is None:
         return None
     client = MlflowClient(settings.mlflow_tracking_uri)
+    checkpoints = CheckpointStore(settings.checkpoints_folder)
     started = time.perf_counter()
     phase = attempt.phases
     run: tracking.RunRef | None = None
     buffer: tracking.MetricsBuffer | None = None
     try:
         with phase("mlflow run"):
-            run = start_tracking(client, attempt, session_factory)
-            buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
+            run, buffer, resume = start_or_resume(client, attempt, settings, session_factory)
         with phase("data"):
             data = load_training_data(attempt.spec, settings, session_factory)
         with phase("mlflow params"):
-            log_data_to_run(client, run.run_id, attempt, data)
+            tracking.wait_for(
+                lambda: log_data_to_run(client, run.run_id, attempt, data),
+                settings.mlflow_wait_seconds,
+                "log params",
+            )
         outcome, metrics, error = train_and_record(
-            attempt, data, settings, session_factory, client, run, buffer
+            attempt, data, settings, session_factory, client, run, buffer, resume, checkpoints
         )
         if outcome == "succeeded":
-            with phase("mlflow end"):
-                buffer.close()  # a success whose metrics did not all reach MLflow is not one
+            with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
+                tracking.wait_for(buffer.close, settings.mlflow_wait_seconds, "send metrics")
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
     if outcome == "lost":
         log.warning("job %s: lease lost to another worker; leaving the job to it", job_id)
-        close_quietly(buffer)
+        if buffer is not None:
+            buffer.discard()  # the new owner sends these steps: never twice
         return None
+    if outcome == "queued":
+        return hand_back(client, run, buffer, attempt, settings, session_factory, error)
     with phase("mlflow end"):
-        close_tracking(client, run, buffer, outcome, error)
-    with transaction(session_factory) as session:
-        finished = store.jobs.finish(session, job_id, owner, outcome, metrics=metrics, error=error)
-    if not finished:
+        closed = close_tracking(client, run, buffer, outcome, error)
+
+    def record(session: Session) -> bool:
+        return store.jobs.finish(
+            session, job_id, owner, outcome, metrics=metrics, error=error, mlflow_closed=closed
+        )
+
+    if not in_transaction_retrying(session_factory, record, settings.lease_seconds):
         log.warning("job %s: not %s in SQL, its lease was lost meanwhile", job_id, outcome)
         return None
+    checkpoints.discard(job_id)
     seconds = time.perf_counter() - started
     log.info("job %s %s in %.3f s: %s", job_id, outcome, seconds, phase)
     return outcome
@@ -179,6 +195,38 @@ def log_data_to_run(
     )
 
 
+def start_or_resume(
+    client: MlflowClient,
+    attempt: Attempt,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> tuple[tracking.RunRef, tracking.MetricsBuffer, Checkpoint | None]:
+    """The job's run (an earlier attempt's, continued), a metrics buffer that skips the steps
+    the run already has, and the checkpoint to resume from (None: start at epoch 0)."""
+    wait = settings.mlflow_wait_seconds
+    run = tracking.wait_for(
+        lambda: start_tracking(client, attempt, session_factory), wait, "start run"
+    )
+    logged = {}
+    if attempt.mlflow_run_id is not None:
+        logged = tracking.wait_for(
+            lambda: tracking.logged_steps(client, run.run_id), wait, "read logged steps"
+        )
+    buffer = tracking.MetricsBuffer(
+        client,
+        run.run_id,
+        settings.metrics_flush_seconds,
+        logged=logged,
+        max_values=settings.metrics_spool_max,
+    )
+    resume = CheckpointStore(settings.checkpoints_folder).load_latest(attempt.job_id)
+    if resume is not None:
+        # Steps the last attempt computed but may not have delivered before it stopped.
+        buffer.add_history(resume.history)
+        log.info("job %s resumes at epoch %d", attempt.job_id, resume.epoch)
+    return run, buffer, resume
+
+
 def train_and_record(
     attempt: Attempt,
     data: TrainingData,
@@ -187,11 +235,14 @@ def train_and_record(
     client: MlflowClient,
     run: tracking.RunRef,
     buffer: tracking.MetricsBuffer,
+    resume: Checkpoint | None,
+    checkpoints: CheckpointStore,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
-    """Train; returns (outcome, final metrics, error), outcome "lost" if the lease was lost."""
+    """Train; returns (outcome, final metrics, error). The outcome is "lost" if the lease was
+    lost, "queued" if the job is to be handed back (its checkpoint is written)."""
     training, phase = attempt.spec.training, attempt.phases
     net = build_network(attempt.spec, data)
-    with phase("gradient check"):
+    with phase("gradient check"):  # of the initial network, so at step 0 (skipped if logged)
         X_check = data.X_train[:, :GRADIENT_CHECK_EXAMPLES]
         Y_check = data.Y_train[:, :GRADIENT_CHECK_EXAMPLES]
         check = gradient_check(
@@ -199,6 +250,7 @@ def train_and_record(
         )
     buffer.add(0, {"gradient_check": check})
     progress = Progress(session_factory, attempt.job_id, attempt.owner, settings, training.epochs)
+    writer = CheckpointWriter(checkpoints, session_factory, attempt.job_id, attempt.owner)
     started = time.perf_counter()
     try:
         with phase("training"):
@@ -216,11 +268,17 @@ def train_and_record(
                 seed=training.seed,
                 decay_rate=training.decay_rate,
                 decay_every=training.decay_every,
-                callbacks=[buffer, progress],
+                callbacks=[buffer, progress, writer],
                 should_stop=progress.should_stop,
+                checkpoint_every=training.checkpoint_every,
+                resume_from=resume,
             )
-    except TrainingStopped:
-        return ("lost" if progress.lease_lost else "cancelled"), None, None
+    except TrainingStopped as stopped:
+        reason = progress.stop_reason()
+        if reason != "handoff":
+            return reason, None, None
+        writer.on_checkpoint(stopped.checkpoint)
+        return "queued", None, f"handed back at epoch {stopped.checkpoint.epoch}: worker stopping"
     except DivergenceError as error:
         return "failed", None, f"{error}; lower training.learning_rate"
     seconds = time.perf_counter() - started
@@ -228,10 +286,62 @@ def train_and_record(
     buffer.add(training.epochs, mlflow_final_metrics(metrics))
     buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
     with phase("mlflow artifacts"):
-        artifacts.log_artifacts(
-            client, run.run_id, net, attempt.spec, history, data.dataset.classes, data.m_train
+        tracking.wait_for(
+            lambda: artifacts.log_artifacts(
+                client, run.run_id, net, attempt.spec, history, data.dataset.classes, data.m_train
+            ),
+            settings.mlflow_wait_seconds,
+            "log artifacts",
         )
     return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
+
+
+class CheckpointWriter:
+    """The training loop's callback that stores each checkpoint where any worker finds it and
+    records it (epoch, checksum) in SQL. A checkpoint that cannot be written costs only the
+    work since the previous one, so an error is logged, not raised."""
+
+    def __init__(self, checkpoints: CheckpointStore, session_factory, job_id: str, owner: str):
+        self.checkpoints = checkpoints
+        self.session_factory = session_factory
+        self.job_id = job_id
+        self.owner = owner
+
+    def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        try:
+            saved = self.checkpoints.save(self.job_id, checkpoint)
+            with transaction(self.session_factory) as session:
+                store.jobs.record_checkpoint(
+                    session, self.job_id, self.owner, str(saved.path), saved.epoch, saved.sha256
+                )
+        except Exception:
+            log.exception("job %s: checkpoint at epoch %d not saved", self.job_id, checkpoint.epoch)
+
+
+def hand_back(
+    client: MlflowClient,
+    run: tracking.RunRef,
+    buffer: tracking.MetricsBuffer,
+    attempt: Attempt,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    detail: str,
+) -> str | None:
+    """Queue the job again after its checkpoint was written: metrics sent (those that cannot
+    be are in the checkpoint's history), the run SCHEDULED rather than RUNNING."""
+    try:
+        buffer.close()
+        tracking.mark_scheduled(client, run.run_id)
+    except Exception as error:
+        log.warning("job %s: MLflow not updated before hand-back: %s", attempt.job_id, error)
+
+    def release(session: Session) -> bool:
+        return store.jobs.release(session, attempt.job_id, attempt.owner, detail)
+
+    if not in_transaction_retrying(session_factory, release, settings.lease_seconds):
+        return None
+    log.info("job %s %s", attempt.job_id, detail)
+    return "queued"
 
 
 def build_network(spec: JobSpec, data: TrainingData) -> Network:
@@ -282,11 +392,12 @@ def close_tracking(
     buffer: tracking.MetricsBuffer | None,
     outcome: str,
     error: str | None,
-) -> None:
-    """Send the last metrics and end the run with the outcome's status. A failure here is
-    logged, not raised: the job's outcome in SQL must still be written."""
+) -> bool:
+    """Send the last metrics and end the run with the outcome's status; True if done. A
+    failure here is logged, not raised: the job's outcome in SQL must still be written, and
+    the reconciler ends the run when MLflow answers again."""
     if run is None:
-        return
+        return True
     try:
         if buffer is not None:
             buffer.close()
@@ -294,13 +405,6 @@ def close_tracking(
             client.set_tag(run.run_id, "gradq.error", error[:5000])
         tracking.end_run(client, run.run_id, outcome)
     except Exception:
-        log.exception("could not close MLflow run %s", run.run_id)
-
-
-def close_quietly(buffer: tracking.MetricsBuffer | None) -> None:
-    if buffer is None:
-        return
-    try:
-        buffer.close()
-    except Exception:
-        log.exception("could not send the last metrics")
+        log.exception("could not close MLflow run %s; the reconciler will", run.run_id)
+        return False
+    return True

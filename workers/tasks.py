@@ -1,14 +1,20 @@
 """The Celery tasks: thin, they find their resources and call plain functions."""
 
+import logging
 import os
 from functools import lru_cache
 
+from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import get_settings
-from store.db import make_engine, make_session_factory
-from workers.celery_app import app
+from store.db import make_engine, make_session_factory, transaction
+from store.jobs import mark_undispatched
+from workers import reconciler
+from workers.celery_app import RECONCILE_TASK, TRAIN_TASK, app
 from workers.run import run_job
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache
@@ -18,9 +24,34 @@ def session_factory(url: str) -> sessionmaker[Session]:
     return make_session_factory(make_engine(url))
 
 
-@app.task(name="gradq.train", bind=True)
+@app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> None:
     """Train job ``job_id`` (a row of the jobs table) and record its outcome."""
     settings = get_settings()
     owner = f"{self.request.hostname or 'worker'}/{os.getpid()}"
-    run_job(job_id, settings, session_factory(settings.sql_url), owner)
+    factory = session_factory(settings.sql_url)
+    if run_job(job_id, settings, factory, owner) == "queued":  # handed back: send it again
+        send_train(job_id, factory)
+
+
+def send_train(job_id: str, factory: sessionmaker[Session]) -> None:
+    """Publish gradq.train(job_id); if the broker does not take it, the outbox keeps it."""
+    try:
+        app.send_task(TRAIN_TASK, args=[job_id])
+    except Exception as error:
+        log.warning("job %s not sent, the reconciler will send it: %s", job_id, error)
+        with transaction(factory) as session:
+            mark_undispatched(session, job_id)
+
+
+@app.task(name=RECONCILE_TASK, ignore_result=True)
+def reconcile() -> None:
+    """One pass of the reconciler (scheduled by Celery beat)."""
+    settings = get_settings()
+    factory = session_factory(settings.sql_url)
+    reconciler.reconcile(
+        factory,
+        settings,
+        send=lambda job_id: send_train(job_id, factory),
+        mlflow=MlflowClient(settings.mlflow_tracking_uri),
+    )

@@ -9,10 +9,12 @@ never one request per metric (DESIGN.md section 11).
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import mlflow.data
+import requests
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source_registry import get_registered_sources
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
@@ -21,6 +23,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # MLflow's limits for one log_batch call (mlflow/utils/validation.py).
 MAX_METRICS_PER_BATCH = 1000
@@ -134,6 +137,43 @@ def end_run(client: MlflowClient, run_id: str, outcome: str) -> None:
     client.set_terminated(run_id, RUN_STATUS[outcome])
 
 
+def mark_scheduled(client: MlflowClient, run_id: str) -> None:
+    """The run of a job handed back to the queue: not RUNNING, and not over either."""
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.SCHEDULED))
+
+
+def logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
+    """The highest step logged so far for each metric of the run. The buffer sends in order
+    and retries a failed batch before the next, so every step below it is logged too."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def wait_for(call: Callable[[], T], seconds: float, what: str) -> T:
+    """``call()``, tried again with growing pauses while MLflow cannot be reached, for at most
+    ``seconds``; then its last error is raised. An answer from MLflow that is an error (a
+    4xx) is raised at once: trying again would not change it."""
+    deadline = time.monotonic() + seconds
+    pause = 0.2
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not _unreachable(error) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: MLflow unreachable, trying again in %.1f s: %s", what, pause, error)
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
+def _unreachable(error: Exception) -> bool:
+    """A connection refused or reset, a timeout, or a 5xx: MLflow is down or overloaded."""
+    if isinstance(error, MlflowException):
+        status = getattr(error, "get_http_status_code", lambda: 500)()
+        return status >= 500
+    return isinstance(error, OSError | requests.RequestException)
+
+
 class MetricsBuffer:
     """Metrics appended by the training loop, sent in batches by a background thread.
 
@@ -144,10 +184,23 @@ class MetricsBuffer:
     stops the thread; it raises if metrics could not be sent.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float):
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        flush_seconds: float,
+        *,
+        logged: Mapping[str, int] | None = None,
+        max_values: int = 2_000_000,
+    ):
         self.client = client
         self.run_id = run_id
         self.flush_seconds = flush_seconds
+        # A resumed run: the highest step of each metric already in MLflow, never sent twice.
+        self.logged = dict(logged or {})
+        self.max_values = max_values  # the spool's bound while MLflow is down
+        self.dropped = 0
+        self._values = 0  # metric values pending or unsent
         self._pending: list[tuple[int, int, Mapping[str, float]]] = []  # (step, ms, metrics)
         self._unsent: list[Metric] = []  # converted, but not sent yet (a failed call)
         self._lock = threading.Lock()
@@ -161,7 +214,30 @@ class MetricsBuffer:
         """Queue ``metrics`` at ``step``; the mapping must not change afterwards."""
         entry = (step, int(time.time() * 1000), metrics)
         with self._lock:
+            if self._values + len(metrics) > self.max_values:
+                self._drop(len(metrics))
+                return
+            self._values += len(metrics)
             self._pending.append(entry)
+
+    def add_history(self, history: Mapping[str, list[float]], first_step: int = 0) -> None:
+        """Queue a checkpoint's history (``history[key][e]`` is step ``first_step + e``): the
+        steps an earlier attempt computed but may not have delivered before it died."""
+        epochs = max((len(values) for values in history.values()), default=0)
+        for e in range(epochs):
+            step = first_step + e
+            metrics = {k: v[e] for k, v in history.items() if e < len(v)}
+            metrics = {k: v for k, v in metrics.items() if step > self.logged.get(k, -1)}
+            if metrics:
+                self.add(step, metrics)
+
+    def _drop(self, count: int) -> None:
+        if not self.dropped:
+            log.error(
+                "MLflow spool of run %s is full (%d values): dropping metrics until MLflow "
+                "answers again", self.run_id, self.max_values,
+            )  # fmt: skip
+        self.dropped += count
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """The training loop's callback: the epoch's metrics at step = epoch."""
@@ -172,11 +248,27 @@ class MetricsBuffer:
         with self._lock:
             pending, self._pending = self._pending, []
         with self._send_lock:
-            self._unsent.extend(_as_metrics(pending))
+            added = _as_metrics(pending, self.logged)
+            self._unsent.extend(added)
+            self._forget(sum(len(m) for _, _, m in pending) - len(added))
             while self._unsent:
                 chunk = self._unsent[:MAX_METRICS_PER_BATCH]
                 self.client.log_batch(self.run_id, metrics=chunk)
                 del self._unsent[: len(chunk)]
+                self._forget(len(chunk))
+
+    def _forget(self, count: int) -> None:
+        with self._lock:
+            self._values -= count
+
+    def discard(self) -> None:
+        """Stop the thread and send nothing more (the job is another worker's now)."""
+        with self._lock:
+            self._pending = []
+        with self._send_lock:
+            self._unsent = []
+        self._closed.set()
+        self._wake.set()
 
     def flush_soon(self) -> None:
         """Have the thread send what is pending now, without waiting for it: the server stores
@@ -200,10 +292,12 @@ class MetricsBuffer:
                 log.warning("sending metrics to MLflow failed, will retry: %s", error)
 
 
-def _as_metrics(pending: Iterable[tuple[int, int, Mapping[str, float]]]) -> list[Metric]:
+def _as_metrics(
+    pending: Iterable[tuple[int, int, Mapping[str, float]]], logged: Mapping[str, int]
+) -> list[Metric]:
     return [
         Metric(key, float(value), timestamp, step)
         for step, timestamp, metrics in pending
         for key, value in metrics.items()
-        if value is not None
+        if value is not None and step > logged.get(key, -1)
     ]

@@ -320,7 +320,9 @@ def test_an_unreachable_mlflow_fails_the_job_instead_of_leaving_it_running(
     settings, session_factory, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the default retries for minutes
-    unreachable = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    unreachable = settings.model_copy(
+        update={"mlflow_tracking_uri": "http://127.0.0.1:9", "mlflow_wait_seconds": 0}
+    )
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG, training={"epochs": 5}))
 
     assert run_job(job_id, unreachable, session_factory, OWNER) == "failed"

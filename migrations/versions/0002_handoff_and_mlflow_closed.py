@@ -1,0 +1,30 @@
+"""jobs: handoff_requested (a worker shutting down hands its jobs back), mlflow_closed_at
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(
+            sa.Column("handoff_requested", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(sa.Column("mlflow_closed_at", sa.DateTime(timezone=True)))
+        batch.create_index("ix_jobs_status_lease_expires_at", ["status", "lease_expires_at"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_index("ix_jobs_status_lease_expires_at")
+        batch.drop_column("mlflow_closed_at")
+        batch.drop_column("handoff_requested")

@@ -1,0 +1,100 @@
+"""The reconciler: one pass, run every ``settings.reconcile_seconds`` by Celery beat.
+
+SQL is the source of truth and the broker only a delivery channel (DESIGN.md section 1), so
+one pass puts the two back in agreement:
+
+- a running job whose lease expired (its worker died) goes back to queued and is sent again,
+  or fails once ``max_attempts`` claims were used (a poison job stops there);
+- a queued job whose message was never sent, or went unclaimed for ``redispatch_seconds``
+  (a Redis restarted without persistence), is sent again;
+- the MLflow run of a job that ended while its worker could not close it (MLflow down, the
+  worker dead) gets its final status.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlflow.tracking import MlflowClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from settings import Settings
+from store import recovery
+from store.db import transaction
+from workers import tracking
+from workers.checkpoints import CheckpointStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pass:
+    """What one pass did, by job id."""
+
+    requeued: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)  # failed or cancelled after a lost worker
+    sent: list[str] = field(default_factory=list)
+    runs_closed: list[str] = field(default_factory=list)
+
+
+def reconcile(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    send: Callable[[str], None],
+    mlflow: MlflowClient,
+) -> Pass:
+    done = Pass()
+    with transaction(factory) as session:
+        expired = recovery.expire_leases(session)
+    with transaction(factory) as session:
+        stale = recovery.to_dispatch(session, settings.redispatch_seconds)
+    checkpoints = CheckpointStore(settings.checkpoints_folder)
+    for job in expired:
+        if job.status == "queued":
+            done.requeued.append(job.job_id)
+            _best_effort(lambda job=job: _schedule_run(mlflow, job.mlflow_run_id))
+        else:
+            done.ended.append(job.job_id)
+            checkpoints.discard(job.job_id)
+    for job_id in [*done.requeued, *stale]:
+        send(job_id)
+    done.sent = [*done.requeued, *stale]
+    done.runs_closed = close_open_runs(factory, mlflow)
+    if any((done.requeued, done.ended, done.sent, done.runs_closed)):
+        log.info(
+            "reconciled: %d requeued, %d ended, %d sent, %d MLflow runs closed",
+            len(done.requeued), len(done.ended), len(done.sent), len(done.runs_closed),
+        )  # fmt: skip
+    return done
+
+
+def close_open_runs(factory: sessionmaker[Session], mlflow: MlflowClient) -> list[str]:
+    """End the MLflow runs of finished jobs that their worker could not end; returns the job
+    ids whose runs were closed. MLflow still down: they wait for the next pass."""
+    with transaction(factory) as session:
+        open_runs = recovery.runs_to_close(session)
+    closed = []
+    for run in open_runs:
+        try:
+            if run.error:
+                mlflow.set_tag(run.mlflow_run_id, "gradq.error", run.error[:5000])
+            tracking.end_run(mlflow, run.mlflow_run_id, run.status)
+        except Exception as error:
+            log.warning("MLflow run %s not closed yet: %s", run.mlflow_run_id, error)
+            break  # MLflow is likely down: the rest can wait for the next pass too
+        with transaction(factory) as session:
+            recovery.mark_mlflow_closed(session, run.job_id)
+        closed.append(run.job_id)
+    return closed
+
+
+def _schedule_run(mlflow: MlflowClient, run_id: str | None) -> None:
+    if run_id is not None:
+        tracking.mark_scheduled(mlflow, run_id)
+
+
+def _best_effort(call: Callable[[], None]) -> None:
+    try:
+        call()
+    except Exception as error:
+        log.warning("MLflow not updated: %s", error)
