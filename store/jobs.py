@@ -244,19 +244,24 @@ def finish(
     return True
 
 
-def release(session: Session, job_id: str, owner: str, detail: str) -> bool:
-    """Hand a running job held by ``owner`` back to the queue (a worker shutting down, or
-    MLflow out of reach): queued, no lease, marked dispatched since the caller sends its
-    message right after the commit. The attempt is kept; the next one resumes from the
-    checkpoint."""
+def release(session: Session, job_id: str, owner: str, detail: str) -> str | None:
+    """Hand a running job held by ``owner`` back to the queue (its worker is shutting down):
+    queued, no lease, marked dispatched since the caller sends its message right after the
+    commit. The attempt is kept; the next one resumes from the checkpoint. A job whose cancel
+    was asked for meanwhile ends cancelled instead (it never resumes). Returns the new
+    status, or None if ``owner`` no longer holds the job."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.status != "running" or job.lease_owner != owner:
-        return False
-    job.status, job.dispatched_at = "queued", utcnow()
+        return None
     job.lease_owner = job.lease_expires_at = None
     job.handoff_requested = False
-    record_event(session, job, "queued", "running", detail)
-    return True
+    if job.cancel_requested:
+        job.status, job.finished_at = "cancelled", utcnow()
+        record_event(session, job, "cancelled", "running", f"cancel requested; {detail}")
+    else:
+        job.status, job.dispatched_at = "queued", utcnow()
+        record_event(session, job, "queued", "running", detail)
+    return job.status
 
 
 def record_checkpoint(

@@ -6,7 +6,7 @@ and a worker) racing for the same row change it once.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.jobs import record_event
@@ -69,20 +69,30 @@ def _after_lost_worker(job: Job) -> tuple[str, str, str | None]:
     return "queued", f"{lost}; queued again (attempt {job.attempts} of {job.max_attempts})", None
 
 
-def to_dispatch(session: Session, redispatch_seconds: float, now: datetime | None = None):
-    """Queued jobs whose message was never sent (dispatched_at NULL: the send failed) or went
-    unclaimed for ``redispatch_seconds`` (a broker that lost it). Marks them dispatched now
-    and returns their ids; the caller sends the messages after the commit. A message that
-    was only slow makes a duplicate, which the claim turns into a no-op."""
+def count_queued(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
+
+
+def to_dispatch(
+    session: Session,
+    redispatch_seconds: float,
+    now: datetime | None = None,
+    *,
+    include_stale: bool = True,
+) -> list[str]:
+    """Queued jobs whose message was never sent (dispatched_at NULL: the send failed) and,
+    with ``include_stale``, those that went unclaimed for ``redispatch_seconds`` (a broker
+    that lost them). Marks them dispatched now and returns their ids; the caller sends the
+    messages after the commit. A message that was only slow makes a duplicate, which the
+    claim turns into a no-op."""
     now = now or utcnow()
     stale = now - timedelta(seconds=redispatch_seconds)
+    due = or_(Job.dispatched_at.is_(None), Job.dispatched_at < stale)
+    if not include_stale:
+        due = Job.dispatched_at.is_(None)
     query = (
         select(Job.id)
-        .where(
-            Job.status == "queued",
-            or_(Job.dispatched_at.is_(None), Job.dispatched_at < stale),
-            Job.cancel_requested.is_(False),
-        )
+        .where(Job.status == "queued", due, Job.cancel_requested.is_(False))
         .order_by(Job.created_at)
         .limit(BATCH)
     )
@@ -90,11 +100,7 @@ def to_dispatch(session: Session, redispatch_seconds: float, now: datetime | Non
     for job_id in session.scalars(query).all():
         changed = session.execute(
             update(Job)
-            .where(
-                Job.id == job_id,
-                Job.status == "queued",
-                or_(Job.dispatched_at.is_(None), Job.dispatched_at < stale),
-            )
+            .where(Job.id == job_id, Job.status == "queued", due)
             .values(dispatched_at=now)
             .execution_options(synchronize_session=False)
         )

@@ -30,9 +30,12 @@ def listening(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def need(name: str, host: str, port: int) -> None:
     """Skip (or, under CI=true, fail) unless ``name`` listens on host:port."""
-    if listening(host, port):
-        return
-    reason = f"{name} is not running on {host}:{port}"
+    if not listening(host, port):
+        unavailable(f"{name} is not running on {host}:{port}")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test for ``reason``, or fail it under CI=true."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}, and CI=true requires it")
     pytest.skip(reason)

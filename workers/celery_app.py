@@ -32,7 +32,7 @@ def configure_mlflow_client(settings: Settings) -> None:
 
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("gradq", include=["workers.tasks", "workers.shutdown"])
+    app = Celery("gradq", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.celery_broker_url,
         # On Redis its visibility_timeout: longer than the longest job (settings.py).
@@ -72,3 +72,6 @@ def make_app(settings: Settings) -> Celery:
 
 configure_mlflow_client(get_settings())
 app = make_app(get_settings())
+
+# Worker signal handlers, connected before the worker sends its first signal (celeryd_init).
+from workers import blas_threads, shutdown  # noqa: E402, F401

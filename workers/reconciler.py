@@ -42,12 +42,19 @@ def reconcile(
     settings: Settings,
     send: Callable[[str], None],
     mlflow: MlflowClient,
+    backlog: Callable[[], int | None] = lambda: None,
 ) -> Pass:
+    """One pass. ``backlog()``: how many messages wait in the broker's training queue, None
+    if it cannot tell."""
     done = Pass()
     with transaction(factory) as session:
         expired = recovery.expire_leases(session)
+    waiting = backlog()
     with transaction(factory) as session:
-        stale = recovery.to_dispatch(session, settings.redispatch_seconds)
+        # A long queue is no lost message: while the broker holds a message per queued job,
+        # re-sending the stale ones would only pile up duplicates.
+        lost = waiting is None or waiting < recovery.count_queued(session)
+        stale = recovery.to_dispatch(session, settings.redispatch_seconds, include_stale=lost)
     checkpoints = CheckpointStore(settings.checkpoints_folder)
     for job in expired:
         if job.status == "queued":

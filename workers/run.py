@@ -328,20 +328,21 @@ def hand_back(
     detail: str,
 ) -> str | None:
     """Queue the job again after its checkpoint was written: metrics sent (those that cannot
-    be are in the checkpoint's history), the run SCHEDULED rather than RUNNING."""
+    be are in the checkpoint's history), the run SCHEDULED rather than RUNNING. Returns the
+    job's status: "queued", or "cancelled" if a cancel came first (the reconciler then ends
+    the run KILLED)."""
     try:
         buffer.close()
         tracking.mark_scheduled(client, run.run_id)
     except Exception as error:
         log.warning("job %s: MLflow not updated before hand-back: %s", attempt.job_id, error)
 
-    def release(session: Session) -> bool:
+    def release(session: Session) -> str | None:
         return store.jobs.release(session, attempt.job_id, attempt.owner, detail)
 
-    if not in_transaction_retrying(session_factory, release, settings.lease_seconds):
-        return None
-    log.info("job %s %s", attempt.job_id, detail)
-    return "queued"
+    status = in_transaction_retrying(session_factory, release, settings.lease_seconds)
+    log.info("job %s %s: %s", attempt.job_id, detail, status or "lease lost meanwhile")
+    return status
 
 
 def build_network(spec: JobSpec, data: TrainingData) -> Network:

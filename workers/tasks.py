@@ -54,4 +54,19 @@ def reconcile() -> None:
         settings,
         send=lambda job_id: send_train(job_id, factory),
         mlflow=MlflowClient(settings.mlflow_tracking_uri),
+        backlog=training_backlog,
     )
+
+
+def training_backlog() -> int | None:
+    """Messages waiting in the training queue, or None if the broker cannot tell (a Redis
+    that restarted empty has lost the queue's binding too)."""
+    try:
+        with app.connection_for_write() as connection:
+            declared = connection.default_channel.queue_declare(
+                queue=app.conf.task_default_queue, passive=True
+            )
+            return declared.message_count
+    except Exception as error:
+        log.info("training queue length unknown: %s", error)
+        return None

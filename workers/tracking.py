@@ -120,7 +120,16 @@ def log_dataset(
         digest=sha256[:MAX_DATASET_DIGEST],
     )
     context = InputTag(key="mlflow.data.context", value="train")
-    client.log_inputs(run_id, [DatasetInput(numpy_dataset._to_mlflow_entity(), [context])])
+    inputs = [DatasetInput(numpy_dataset._to_mlflow_entity(), [context])]
+    try:
+        client.log_inputs(run_id, inputs)
+    except MlflowException as error:
+        # Two runs of one experiment logging the same new dataset at once: the server
+        # creates it for one and answers the other with a unique-constraint error (MLflow
+        # 3.17). It exists now, so the second try only links it to this run.
+        if "UNIQUE" not in str(error).upper() and "DUPLICATE" not in str(error).upper():
+            raise
+        client.log_inputs(run_id, inputs)
 
 
 def dataset_source(name: str, path: str | None):
