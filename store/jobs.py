@@ -198,16 +198,15 @@ def heartbeat(
     epoch: int | None,
     cost: float | None,
 ) -> Heartbeat:
-    """Record progress and extend the lease; says whether a cancel was asked for."""
+    """Extend the lease and record progress (``epoch`` None: leave it as it is); says whether
+    a cancel or a handoff was asked for."""
     now = utcnow()
+    progress = {} if epoch is None else {"progress_epoch": epoch, "latest_cost": cost}
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
         .values(
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            progress_epoch=epoch,
-            latest_cost=cost,
+            heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds), **progress
         )
         .execution_options(synchronize_session=False)
     )

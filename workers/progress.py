@@ -1,7 +1,7 @@
 """A running job's heartbeat: progress and lease in SQL, and the answer to "should I stop?"."""
 
 import logging
-import time
+import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,12 +15,15 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    """The training loop's callback that writes a heartbeat every ``settings.progress_seconds``
-    (and after the last epoch): the epochs done, the latest cost, a longer lease.
+    """The job's heartbeat, written by a thread of its own for the whole attempt: every
+    ``settings.progress_seconds`` it records the epochs done and the latest cost that the
+    training loop reported, and extends the lease. It beats while the attempt loads its data
+    or waits for MLflow too, so a live worker keeps its job however long those take; a dead
+    one stops beating and the reconciler takes the job back.
 
-    Between heartbeats an epoch costs one clock read. A heartbeat that finds a cancel or a
-    handoff requested, or the lease taken by another worker, makes ``should_stop`` true; so
-    does a SIGTERM to this process (workers/shutdown.py).
+    The training loop's callback only stores two numbers (an epoch costs nothing more). A
+    heartbeat that finds a cancel or a handoff requested, or the lease taken by another
+    worker, makes ``should_stop`` true; so does a SIGTERM to this process (shutdown.py).
     """
 
     def __init__(
@@ -29,32 +32,52 @@ class Progress:
         job_id: str,
         owner: str,
         settings: Settings,
-        epochs: int,
     ):
         self.session_factory = session_factory
         self.job_id = job_id
         self.owner = owner
         self.period = settings.progress_seconds
         self.lease_seconds = settings.lease_seconds
-        self.last_epoch = epochs - 1
-        self.next_beat = 0.0  # the first epoch beats at once: progress shows from the start
+        self.epochs_done: int | None = None  # None: leave the stored progress as it is
+        self.cost: float | None = None
         self.cancel_requested = False
         self.lease_lost = False
         self.handoff_requested = False
         self.beats = 0
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> "Progress":
+        self.beat()
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the thread, and record the last progress."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.beat()
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        now = time.monotonic()
-        if now < self.next_beat and epoch != self.last_epoch:
-            return
-        self.next_beat = now + self.period
-        self.beat(epoch + 1, metrics["cost"])
+        self.epochs_done, self.cost = epoch + 1, metrics["cost"]
 
-    def beat(self, epochs_done: int, cost: float) -> None:
+    def _run(self) -> None:
+        while not self._closed.wait(self.period):
+            self.beat()
+
+    def beat(self) -> None:
         try:
             with transaction(self.session_factory) as session:
                 answer = store.jobs.heartbeat(
-                    session, self.job_id, self.owner, self.lease_seconds, epochs_done, cost
+                    session,
+                    self.job_id,
+                    self.owner,
+                    self.lease_seconds,
+                    self.epochs_done,
+                    self.cost,
                 )
         except SQLAlchemyError as error:  # the lease outlives a few missed beats
             log.warning("job %s: heartbeat failed, will retry: %s", self.job_id, error)

@@ -89,6 +89,7 @@ def run_job(
     phase = attempt.phases
     run: tracking.RunRef | None = None
     buffer: tracking.MetricsBuffer | None = None
+    progress = Progress(session_factory, job_id, owner, settings).start()
     try:
         with phase("mlflow run"):
             run, buffer, resume = start_or_resume(client, attempt, settings, session_factory)
@@ -101,7 +102,7 @@ def run_job(
                 "log params",
             )
         outcome, metrics, error = train_and_record(
-            attempt, data, settings, session_factory, client, run, buffer, resume, checkpoints
+            attempt, data, settings, session_factory, client, run, buffer, resume, progress
         )
         if outcome == "succeeded":
             with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
@@ -109,6 +110,8 @@ def run_job(
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
+    finally:
+        progress.close()
     if outcome == "lost":
         log.warning("job %s: lease lost to another worker; leaving the job to it", job_id)
         if buffer is not None:
@@ -236,7 +239,7 @@ def train_and_record(
     run: tracking.RunRef,
     buffer: tracking.MetricsBuffer,
     resume: Checkpoint | None,
-    checkpoints: CheckpointStore,
+    progress: Progress,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Train; returns (outcome, final metrics, error). The outcome is "lost" if the lease was
     lost, "queued" if the job is to be handed back (its checkpoint is written)."""
@@ -249,7 +252,7 @@ def train_and_record(
             net, X_check, Y_check, l2=training.l2, max_per_parameter=GRADIENT_CHECK_PER_PARAMETER
         )
     buffer.add(0, {"gradient_check": check})
-    progress = Progress(session_factory, attempt.job_id, attempt.owner, settings, training.epochs)
+    checkpoints = CheckpointStore(settings.checkpoints_folder)
     writer = CheckpointWriter(checkpoints, session_factory, attempt.job_id, attempt.owner)
     started = time.perf_counter()
     try:

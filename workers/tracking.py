@@ -292,13 +292,20 @@ class MetricsBuffer:
         self.flush()
 
     def _run(self) -> None:
+        pause, failing = self.flush_seconds, False
         while not self._closed.is_set():
-            self._wake.wait(self.flush_seconds)
+            self._wake.wait(pause)
             self._wake.clear()
             try:
                 self.flush()
             except Exception as error:  # kept in _unsent: the next flush tries again
-                log.warning("sending metrics to MLflow failed, will retry: %s", error)
+                if not failing:
+                    log.warning("MLflow unreachable: metrics spooled until it answers: %s", error)
+                failing, pause = True, min(2 * pause, 10.0)  # no hammering a server that is down
+                continue
+            if failing:
+                log.warning("MLflow answers again: spooled metrics sent")
+            failing, pause = False, self.flush_seconds
 
 
 def _as_metrics(
