@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 
+from billiard.process import current_process
 from celery.signals import worker_process_init, worker_shutting_down
 
 from settings import get_settings
@@ -31,9 +32,18 @@ def _on_sigterm(_signum, _frame) -> None:
 
 
 @worker_process_init.connect
-def _install_child_handler(**_) -> None:
+def _fresh_child(**_) -> None:
     requested.clear()  # a fresh child of a pool that a forked parent may have flagged
-    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def catch_sigterm_in_pool_child() -> None:
+    """Make SIGTERM a hand-back request in this pool child. Called as a job starts: billiard
+    installs its own handler (exit at once) after worker_process_init, so earlier would be
+    overwritten. The main process (solo pool) keeps Celery's handler: it calls the SQL path."""
+    if current_process().name == "MainProcess":
+        return
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @worker_shutting_down.connect

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from settings import get_settings
 from store.db import make_engine, make_session_factory, transaction
 from store.jobs import mark_undispatched
-from workers import reconciler
+from workers import reconciler, shutdown
 from workers.celery_app import RECONCILE_TASK, TRAIN_TASK, app
 from workers.run import run_job
 
@@ -27,6 +27,7 @@ def session_factory(url: str) -> sessionmaker[Session]:
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self, job_id: str) -> None:
     """Train job ``job_id`` (a row of the jobs table) and record its outcome."""
+    shutdown.catch_sigterm_in_pool_child()
     settings = get_settings()
     owner = f"{self.request.hostname or 'worker'}/{os.getpid()}"
     factory = session_factory(settings.sql_url)

@@ -7,12 +7,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.faults.harness import mlp_spec
 
 
-def test_200_concurrent_submissions_with_repeated_keys_make_one_job_per_key(make_stack):
-    stack = make_stack(workers=1, concurrency=2)
+@pytest.mark.parametrize("stack_kind", ["redis_postgres", "embedded"])
+def test_200_concurrent_submissions_with_repeated_keys_make_one_job_per_key(make_stack, stack_kind):
+    # Embedded: SQLite's single write lock shared by the API, the worker and the reconciler.
+    stack = make_stack(workers=1, concurrency=2, embedded=stack_kind == "embedded")
     rng = random.Random(0)
     unique = [f"key-{n}" for n in range(120)]
     keys = unique + [rng.choice(unique) for _ in range(80)]  # 200 requests, 80 repeats
@@ -43,3 +46,5 @@ def test_200_concurrent_submissions_with_repeated_keys_make_one_job_per_key(make
     assert (counts.succeeded, counts.lost, counts.duplicate_runs, counts.bad_curves) == (
         len(unique), 0, 0, 0,
     )  # fmt: skip
+    logs = "".join(path.read_text(errors="replace") for path in stack.home.glob("*.log"))
+    assert "database is locked" not in logs

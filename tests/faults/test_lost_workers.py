@@ -7,6 +7,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 from celery import Celery
 
 from models import load_dataset, load_weights, train, train_val_split
@@ -107,13 +108,18 @@ def test_the_same_task_delivered_twice_trains_once_in_one_run(make_stack, redis_
     assert stack.job(job_id).attempts == 1
 
 
-def test_sigterm_mid_training_hands_the_job_back_and_it_resumes_bit_for_bit(make_stack):
+@pytest.mark.parametrize("signalled", ["main_process", "process_group"])
+def test_sigterm_mid_training_hands_the_job_back_and_it_resumes_bit_for_bit(make_stack, signalled):
     stack = make_stack(workers=2, concurrency=1)
     spec = mlp_spec(stack.experiment, 1500, dtype="float64", checkpoint_every=50)
     job_id = stack.submit(spec)
     job = stack.wait_until_running(job_id, min_epoch=300)
     first = next(name for name in stack.workers if job.lease_owner.startswith(f"{name}-"))
-    stack.workers[first].popen.send_signal(signal.SIGTERM)  # the main process only, as a deploy
+    worker = stack.workers[first].popen
+    if signalled == "main_process":  # a deploy's `kill`, docker stop of a non-init PID 1
+        worker.send_signal(signal.SIGTERM)
+    else:  # make up's Ctrl-C, a terminal's: the pool child receives it too
+        os.killpg(worker.pid, signal.SIGTERM)
 
     counts, jobs = stack.report([job_id], timeout=120)
 

@@ -1,0 +1,156 @@
+"""The start of one attempt at a job: the claim, its MLflow run (an earlier attempt's,
+continued) and the checkpoint it resumes from."""
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from sqlalchemy.orm import Session, sessionmaker
+
+import store.jobs
+from models.serialization import Checkpoint
+from settings import Settings
+from store.db import transaction
+from store.spec import JobSpec, flatten
+from store.tables import Job, JobEvent
+from workers import tracking
+from workers.checkpoints import CheckpointStore
+from workers.data import TrainingData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Attempt:
+    """What one attempt at a job works with."""
+
+    job_id: str
+    number: int
+    owner: str
+    stored_spec: dict[str, Any]
+    mlflow_run_id: str | None  # an earlier attempt's run, continued
+    phases: "Phases" = field(default_factory=lambda: Phases())
+
+    @property
+    def spec(self) -> JobSpec:
+        """The spec, read at first use: a spec that no longer validates fails the job."""
+        if not hasattr(self, "_spec"):
+            self._spec = JobSpec.model_validate(self.stored_spec)
+        return self._spec
+
+
+class Phases:
+    """Seconds spent per phase of an attempt, for the log line that ends it: the fixed cost
+    of a small job is MLflow's, and this shows how much (DESIGN.md section 11)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {1000 * s:.0f} ms" for name, s in self.seconds.items())
+
+
+def claim(
+    job_id: str, settings: Settings, session_factory: sessionmaker[Session], owner: str
+) -> Attempt | None:
+    """Take the job, or record that a delivery found nothing to do."""
+    with transaction(session_factory) as session:
+        job = store.jobs.claim(session, job_id, owner, settings.lease_seconds)
+        if job is not None:
+            return Attempt(job.id, job.attempts, owner, job.spec, job.mlflow_run_id)
+        found = session.get(Job, job_id)
+        if found is None:
+            log.warning("job %s does not exist: nothing to do", job_id)
+            return None
+        log.info("job %s already claimed or finished: nothing to do", job_id)
+        session.add(
+            JobEvent(
+                job_id=job_id,
+                from_status=found.status,
+                to_status=found.status,
+                attempt=found.attempts,
+                detail=f"duplicate delivery ignored (by {owner})",
+            )
+        )
+    return None
+
+
+def start_tracking(
+    client: MlflowClient, attempt: Attempt, session_factory: sessionmaker[Session]
+) -> tracking.RunRef:
+    """The job's MLflow run, its id stored in SQL at once so a later attempt continues it."""
+    tags = {
+        **attempt.spec.tags,
+        "gradq.job_id": attempt.job_id,
+        "gradq.attempt": str(attempt.number),
+        "gradq.worker": attempt.owner,
+        "gradq.dataset": attempt.spec.dataset.name,
+    }
+    run = tracking.start_run(
+        client,
+        experiment=attempt.spec.experiment,
+        run_name=attempt.spec.name or attempt.job_id,
+        tags=tags,
+        existing_run_id=attempt.mlflow_run_id,
+    )
+    if run.run_id != attempt.mlflow_run_id:
+        with transaction(session_factory) as session:
+            store.jobs.set_mlflow_run(session, attempt.job_id, run.experiment_id, run.run_id)
+    return run
+
+
+def log_data_to_run(
+    client: MlflowClient, run_id: str, attempt: Attempt, data: TrainingData
+) -> None:
+    """Params, the dataset's digest and the dataset input: what the run was trained on."""
+    spec_dict = attempt.spec.model_dump(mode="json")
+    tracking.log_params_and_tags(
+        client, run_id, flatten(spec_dict), {"gradq.dataset_sha256": data.sha256}
+    )
+    tracking.log_dataset(
+        client, run_id, attempt.spec.dataset.name, data.dataset, data.sha256, data.path
+    )
+
+
+def start_or_resume(
+    client: MlflowClient,
+    attempt: Attempt,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> tuple[tracking.RunRef, tracking.MetricsBuffer, Checkpoint | None]:
+    """The job's run (an earlier attempt's, continued), a metrics buffer that skips the steps
+    the run already has, and the checkpoint to resume from (None: start at epoch 0)."""
+    wait = settings.mlflow_wait_seconds
+    run = tracking.wait_for(
+        lambda: start_tracking(client, attempt, session_factory), wait, "start run"
+    )
+    logged = {}
+    if attempt.mlflow_run_id is not None:
+        logged = tracking.wait_for(
+            lambda: tracking.logged_steps(client, run.run_id), wait, "read logged steps"
+        )
+    buffer = tracking.MetricsBuffer(
+        client,
+        run.run_id,
+        settings.metrics_flush_seconds,
+        logged=logged,
+        max_values=settings.metrics_spool_max,
+    )
+    resume = CheckpointStore(settings.checkpoints_folder).load_latest(attempt.job_id)
+    if resume is not None:
+        # Steps the last attempt computed but may not have delivered before it stopped.
+        buffer.add_history(resume.history)
+        log.info("job %s resumes at epoch %d", attempt.job_id, resume.epoch)
+    return run, buffer, resume
