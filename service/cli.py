@@ -74,6 +74,14 @@ def worker(ctx: typer.Context) -> None:
 
 
 @app.command()
+def reconciler() -> None:
+    """Run the reconciler (Celery beat and its pass, on a queue of their own): one per stack."""
+    from service.stack import reconciler_command
+
+    os.execv(sys.executable, reconciler_command())
+
+
+@app.command()
 def submit(
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A job spec JSON.")],
     watch: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,

@@ -11,6 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+import store.jobs
+from store.db import make_engine, make_session_factory, transaction
+from store.spec import JobSpec
 from tests.processes import REPO
 from tests.servers import free_port
 
@@ -32,6 +35,23 @@ def children_of(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def insert_undispatched_job(database: Path, spec: dict) -> str:
+    full = JobSpec.model_validate(spec)
+    engine = make_engine(f"sqlite:///{database}")
+    with transaction(make_session_factory(engine)) as session:
+        job, _ = store.jobs.create_job(
+            session,
+            spec=full.model_dump(mode="json"),
+            experiment=full.experiment,
+            name="orphan",
+            dataset=full.dataset.name,
+            epochs=full.training.epochs,
+        )
+        job_id = job.id
+    engine.dispose()
+    return job_id
 
 
 def test_gradq_up_serves_a_job_on_local_files_and_ctrl_c_stops_everything(tmp_path):
@@ -68,6 +88,14 @@ def test_gradq_up_serves_a_job_on_local_files_and_ctrl_c_stops_everything(tmp_pa
         assert job["mlflow_url"].startswith(f"http://127.0.0.1:{mlflow_port}/#/experiments/")
         assert (tmp_path / ".gradq" / "gradq.db").exists()
         assert (tmp_path / ".gradq" / "mlflow.db").exists()
+
+        # The reconciler runs too: a job committed without its message (an API that died
+        # between the commit and the send) is sent by it, and trains.
+        orphan = insert_undispatched_job(tmp_path / ".gradq" / "gradq.db", spec)
+        deadline = time.monotonic() + 60
+        while api.get(f"/v1/jobs/{orphan}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the reconciler never sent the orphaned job"
+            time.sleep(0.2)
 
         up.send_signal(signal.SIGINT)  # Ctrl-C
         assert up.wait(timeout=60) == 0
