@@ -126,6 +126,7 @@ def runs_to_close(session: Session) -> list[OpenRun]:
             Job.mlflow_run_id.is_not(None),
             Job.mlflow_closed_at.is_(None),
         )
+        .order_by(Job.finished_at, Job.id)
         .limit(BATCH)
     )
     return [OpenRun(*row) for row in session.execute(query)]

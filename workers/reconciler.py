@@ -87,8 +87,12 @@ def close_open_runs(factory: sessionmaker[Session], mlflow: MlflowClient) -> lis
                 mlflow.set_tag(run.mlflow_run_id, "gradq.error", run.error[:5000])
             tracking.end_run(mlflow, run.mlflow_run_id, run.status)
         except Exception as error:
-            log.warning("MLflow run %s not closed yet: %s", run.mlflow_run_id, error)
-            break  # MLflow is likely down: the rest can wait for the next pass too
+            if tracking.unreachable(error):
+                log.warning("MLflow run %s not closed yet: %s", run.mlflow_run_id, error)
+                break  # MLflow is down: the rest wait for the next pass too
+            # An answer that will not change (the run was deleted, or never existed): nothing
+            # more to do for this one, and it must not hold back the others.
+            log.warning("MLflow run %s cannot be closed, skipped: %s", run.mlflow_run_id, error)
         with transaction(factory) as session:
             recovery.mark_mlflow_closed(session, run.job_id)
         closed.append(run.job_id)

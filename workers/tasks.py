@@ -60,8 +60,9 @@ def reconcile() -> None:
 
 
 def training_backlog() -> int | None:
-    """Messages waiting in the training queue, or None if the broker cannot tell (a Redis
-    that restarted empty has lost the queue's binding too)."""
+    """Messages waiting in the training queue, or None if the broker cannot tell. On Redis
+    an empty queue answers None too (kombu looks for the list, which Redis drops when it
+    empties): both mean "any stale queued job may have lost its message"."""
     try:
         with app.connection_for_write() as connection:
             declared = connection.default_channel.queue_declare(

@@ -168,14 +168,14 @@ def wait_for(call: Callable[[], T], seconds: float, what: str) -> T:
         try:
             return call()
         except Exception as error:
-            if not _unreachable(error) or time.monotonic() + pause > deadline:
+            if not unreachable(error) or time.monotonic() + pause > deadline:
                 raise
             log.warning("%s: MLflow unreachable, trying again in %.1f s: %s", what, pause, error)
         time.sleep(pause)
         pause = min(pause * 2, 5.0)
 
 
-def _unreachable(error: Exception) -> bool:
+def unreachable(error: Exception) -> bool:
     """A connection refused or reset, a timeout, or a 5xx: MLflow is down or overloaded."""
     if isinstance(error, MlflowException):
         status = getattr(error, "get_http_status_code", lambda: 500)()
