@@ -357,17 +357,16 @@ def with_epochs(spec: dict, epochs: int) -> dict:
 
 class TimedCallbacks:
     """The worker's two callbacks, called as the training loop calls them, each epoch's pair
-    of calls timed (apart: those in which Progress wrote a heartbeat)."""
+    of calls timed. Heartbeats are written by Progress's own thread, not in these calls."""
 
     def __init__(self, buffer, progress):
-        self.buffer, self.progress, self.plain, self.beats = buffer, progress, [], []
+        self.buffer, self.progress, self.plain = buffer, progress, []
 
     def on_epoch_end(self, epoch: int, metrics) -> None:
-        beats, started = self.progress.beats, time.perf_counter()
+        started = time.perf_counter()
         self.buffer.on_epoch_end(epoch, metrics)
         self.progress.on_epoch_end(epoch, metrics)
-        seconds = time.perf_counter() - started
-        (self.plain if self.progress.beats == beats else self.beats).append(seconds)
+        self.plain.append(time.perf_counter() - started)
 
 
 def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -> TimedCallbacks:
@@ -387,7 +386,7 @@ def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -
     client = MlflowClient(bench.url["mlflow"])
     run = tracking.start_run(client, experiment="bench-callbacks", run_name=job.id, tags={})
     buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
-    return TimedCallbacks(buffer, Progress(sessions, job.id, "bench", settings, epochs))
+    return TimedCallbacks(buffer, Progress(sessions, job.id, "bench", settings).start())
 
 
 def train_alone(spec: JobSpec, sessions, callbacks=()) -> float:
@@ -412,8 +411,7 @@ def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:
     settings = Settings(database_url=bench.jobs_db, mlflow_tracking_uri=bench.url["mlflow"])
     sessions = make_session_factory(make_engine(bench.jobs_db))
     spec = JobSpec.model_validate(with_epochs(SUBMIT_SPEC, epochs))
-    out: dict = {"epochs": epochs, "without": [], "with": [], "plain": [], "beats": [],
-                 "close": []}  # fmt: skip
+    out: dict = {"epochs": epochs, "without": [], "with": [], "plain": [], "close": []}
     for r in range(repeats):
         for kind in rotated(["without", "with"], r):
             timed = tracked_callbacks(bench, sessions, settings, epochs) if kind == "with" else None
@@ -422,8 +420,8 @@ def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:
                 started = time.perf_counter()
                 timed.buffer.close()  # the metrics not sent yet: the job's "mlflow end" phase
                 out["close"].append(time.perf_counter() - started)
+                timed.progress.close()
                 out["plain"] += timed.plain
-                out["beats"] += timed.beats
     return out
 
 
@@ -550,7 +548,7 @@ def queue_lines(q: dict) -> tuple[list[str], list[str]]:
 
 
 def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
-    timed, epochs = np.array(c["plain"] + c["beats"]), c["epochs"]
+    timed, epochs = np.array(c["plain"]), c["epochs"]
     loop = {kind: statistics.median(c[kind]) for kind in ("without", "with")}
     alone, served = statistics.median(t["without"]), statistics.median(t["with"])
     phase = [float(m[1]) / 1000 if (m := re.search(r"training (\d+) ms", line)) else math.nan
@@ -566,10 +564,8 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
         *(f"| training loop {kind} the callbacks | {loop[kind]:.3f} s | "
           f"{1e6 * loop[kind] / epochs:.1f} µs |" for kind in loop),
         f"| the callbacks, timed around each epoch's calls | | mean {1e6 * timed.mean():.1f} µs |",
-        f"| … in the epochs without a heartbeat | | p50 {pct(c['plain'], 50, 1e6):.1f} µs, "
-        f"p99 {pct(c['plain'], 99, 1e6):.1f} µs |",
-        f"| … in the {len(c['beats'])} epochs with a heartbeat | | p50 "
-        f"{pct(c['beats'], 50):.1f} ms |",
+        f"| … by percentile (heartbeats: Progress's thread) | | p50 "
+        f"{pct(c['plain'], 50, 1e6):.1f} µs, p99 {pct(c['plain'], 99, 1e6):.1f} µs |",
         f"| then `MetricsBuffer.close()`: the metrics not sent yet | "
         f"{statistics.median(c['close']):.2f} s | |", "",
         f"(b) Digits, [64, 32] relu/softmax, adam, batch {training['batch_size']}, "

@@ -158,7 +158,9 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Jo
     is finished or cancelled."""
     now = utcnow()
     expired_with_attempts_left = and_(
-        Job.status == "running", Job.lease_expires_at < now, Job.attempts < Job.max_attempts
+        Job.status == "running",
+        Job.lease_expires_at < now,
+        Job.attempts - Job.handoffs < Job.max_attempts,
     )
     claimable = or_(Job.status == "queued", expired_with_attempts_left)
     previous = session.scalar(select(Job.status).where(Job.id == job_id))
@@ -248,7 +250,7 @@ def release(session: Session, job_id: str, owner: str, detail: str) -> str | Non
     queued, no lease, marked dispatched since the caller sends its message right after the
     commit. The attempt is kept; the next one resumes from the checkpoint. A job whose cancel
     was asked for meanwhile ends cancelled instead (it never resumes). Returns the new
-    status, or None if ``owner`` no longer holds the job."""
+    status, or None if ``owner`` no longer holds the job. A hand-back uses up no attempt."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.status != "running" or job.lease_owner != owner:
         return None
@@ -259,6 +261,7 @@ def release(session: Session, job_id: str, owner: str, detail: str) -> str | Non
         record_event(session, job, "cancelled", "running", f"cancel requested; {detail}")
     else:
         job.status, job.dispatched_at = "queued", utcnow()
+        job.handoffs += 1
         record_event(session, job, "queued", "running", detail)
     return job.status
 

@@ -63,10 +63,11 @@ def _after_lost_worker(job: Job) -> tuple[str, str, str | None]:
     lost = f"lease expired: worker {job.lease_owner} lost"
     if job.cancel_requested:
         return "cancelled", f"{lost}; cancel was requested", None
-    if job.attempts >= job.max_attempts:
+    if job.failed_attempts >= job.max_attempts:
         error = f"max attempts ({job.max_attempts}) exhausted: worker lost"
         return "failed", f"{lost}; {error}", error
-    return "queued", f"{lost}; queued again (attempt {job.attempts} of {job.max_attempts})", None
+    left = f"{job.failed_attempts} of {job.max_attempts} attempts used"
+    return "queued", f"{lost}; queued again ({left})", None
 
 
 def count_queued(session: Session) -> int:

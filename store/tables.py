@@ -14,6 +14,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,6 +62,11 @@ class Base(DeclarativeBase):
 class Job(Base):
     __tablename__ = "jobs"
 
+    @property
+    def failed_attempts(self) -> int:
+        """Claims that did not end in a hand-back: what max_attempts limits."""
+        return self.attempts - self.handoffs
+
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     experiment: Mapped[str] = mapped_column(String(255), index=True)
     name: Mapped[str | None] = mapped_column(String(255))
@@ -78,6 +84,8 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     # Set for the running jobs of a worker shutting down: they checkpoint and go back to queued.
     handoff_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Attempts that ended in a hand-back: they count as claims, not against max_attempts.
+    handoffs: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     dispatched_at: Mapped[datetime | None]  # the outbox: NULL until the broker took the message
     epochs: Mapped[int]
     progress_epoch: Mapped[int | None]

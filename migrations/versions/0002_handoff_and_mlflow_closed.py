@@ -1,4 +1,5 @@
-"""jobs: handoff_requested (a worker shutting down hands its jobs back), mlflow_closed_at
+"""jobs: handoff_requested and handoffs (a worker shutting down hands its jobs back, which
+uses up no attempt), mlflow_closed_at
 
 Revision ID: 0002
 Revises: 0001
@@ -19,6 +20,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("handoff_requested", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch.add_column(
+            sa.Column("handoffs", sa.Integer(), nullable=False, server_default=sa.text("0"))
+        )
         batch.add_column(sa.Column("mlflow_closed_at", sa.DateTime(timezone=True)))
         batch.create_index("ix_jobs_status_lease_expires_at", ["status", "lease_expires_at"])
 
@@ -27,4 +31,5 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_status_lease_expires_at")
         batch.drop_column("mlflow_closed_at")
+        batch.drop_column("handoffs")
         batch.drop_column("handoff_requested")

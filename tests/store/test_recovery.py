@@ -104,6 +104,26 @@ def test_a_lost_workers_job_with_no_attempt_left_fails_with_the_reason(session_f
     assert "third/1" in detail
 
 
+def test_hand_backs_use_up_no_attempt_of_a_job_whose_workers_are_then_lost(session_factory):
+    job_id = running_job(session_factory, owner="deployed/1", max_attempts=2)
+    for owner in ("deployed/2", "deployed/3"):  # two deploys, each handing the job back
+        with transaction(session_factory) as session:
+            assert jobs.release(session, job_id, stored(session_factory, job_id).lease_owner,
+                                "worker shutting down") == "queued"  # fmt: skip
+        assert claim(session_factory, job_id, owner) is not None
+    expire_lease(session_factory, job_id)  # a first lost worker: one of two attempts used
+
+    assert expire_leases(session_factory) == [recovery.Expired(job_id, "queued", None)]
+    assert "1 of 2 attempts used" in events(session_factory, job_id)[-1][3]
+    assert claim(session_factory, job_id, "deployed/4") is not None
+    expire_lease(session_factory, job_id)  # a second lost worker: none left
+    assert expire_leases(session_factory) == [recovery.Expired(job_id, "failed", None)]
+    job = stored(session_factory, job_id)
+    assert (job.attempts, job.handoffs, job.error) == (
+        4, 2, "max attempts (2) exhausted: worker lost",
+    )  # fmt: skip
+
+
 def test_a_lost_workers_job_whose_cancel_was_requested_is_cancelled(session_factory):
     job_id = running_job(session_factory)
     with transaction(session_factory) as session:
