@@ -105,7 +105,10 @@ class Settings(BaseSettings):
             }
         if url.startswith(("redis://", "rediss://")):
             # Longer than the longest job: Redis re-delivers an unacknowledged message after
-            # this, and with late acks a running job's message stays unacknowledged.
+            # this, and with late acks a running job's message stays unacknowledged until the
+            # job ends. A job that outlives it gets a second delivery, which its claim turns
+            # into a no-op; a worker that died is noticed by its lease (the reconciler), never
+            # by this timeout, so it need not be short.
             return {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
         return {}
 
