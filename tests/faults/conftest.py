@@ -11,8 +11,6 @@ from tests.faults.harness import FaultStack
 from tests.faults.servers import PrivateRedis, RestartableMlflow
 from tests.servers import fresh_postgres_database
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="package")
 def mlflow_server(tmp_path_factory):

@@ -11,6 +11,8 @@ import pytest
 
 from tests.faults.harness import mlp_spec
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("stack_kind", ["redis_postgres", "embedded"])
 def test_200_concurrent_submissions_with_repeated_keys_make_one_job_per_key(make_stack, stack_kind):

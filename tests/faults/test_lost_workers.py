@@ -16,6 +16,8 @@ from store.tables import utcnow
 from tests.faults.harness import FAST_SETTINGS, kill_job_process, mlp_spec
 from workers.run import build_network
 
+pytestmark = pytest.mark.slow
+
 
 def test_sigkill_of_the_pool_child_at_a_random_epoch_of_10_jobs_loses_none(make_stack):
     stack = make_stack(workers=1, concurrency=2)

@@ -6,11 +6,14 @@ import threading
 import time
 
 import httpx
+import pytest
 import redis
 
 from store.migrate import upgrade
 from tests.faults.harness import mlp_spec
 from tests.faults.servers import PrivatePostgres
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_redis_restart_that_empties_the_queue_loses_none_of_32_jobs(make_stack, redis_server):
