@@ -247,8 +247,10 @@ def finish(
 
 def release(session: Session, job_id: str, owner: str, detail: str) -> str | None:
     """Hand a running job held by ``owner`` back to the queue (its worker is shutting down):
-    queued, no lease, marked dispatched since the caller sends its message right after the
-    commit. The attempt is kept; the next one resumes from the checkpoint. A job whose cancel
+    queued, no lease, and undispatched: the reconciler's next pass sends its message, by when
+    the worker that handed it back has stopped taking messages (a message sent at once went
+    back to that same worker, still draining, in `make up`). The attempt is kept; the next
+    one resumes from the checkpoint. A job whose cancel
     was asked for meanwhile ends cancelled instead (it never resumes). Returns the new
     status, or None if ``owner`` no longer holds the job. A hand-back uses up no attempt."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
@@ -260,7 +262,7 @@ def release(session: Session, job_id: str, owner: str, detail: str) -> str | Non
         job.status, job.finished_at = "cancelled", utcnow()
         record_event(session, job, "cancelled", "running", f"cancel requested; {detail}")
     else:
-        job.status, job.dispatched_at = "queued", utcnow()
+        job.status, job.dispatched_at = "queued", None
         job.handoffs += 1
         record_event(session, job, "queued", "running", detail)
     return job.status

@@ -37,7 +37,7 @@ def run_job(
 ) -> str | None:
     """Run job ``job_id`` as ``owner``, resuming from its newest checkpoint if an earlier
     attempt left one. Returns its final status; "queued" when it was handed back (the worker
-    is shutting down: the caller sends its message again); None when there was nothing to do
+    is shutting down: the reconciler sends it again); None when there was nothing to do
     (another worker holds it, or it is finished) or the lease was lost."""
     attempt = claim(job_id, settings, session_factory, owner)
     if attempt is None:

@@ -30,9 +30,7 @@ def train_job(self, job_id: str) -> None:
     shutdown.catch_sigterm_in_pool_child()
     settings = get_settings()
     owner = f"{self.request.hostname or 'worker'}/{os.getpid()}"
-    factory = session_factory(settings.sql_url)
-    if run_job(job_id, settings, factory, owner) == "queued":  # handed back: send it again
-        send_train(job_id, factory)
+    run_job(job_id, settings, session_factory(settings.sql_url), owner)
 
 
 def send_train(job_id: str, factory: sessionmaker[Session]) -> None:

@@ -301,11 +301,10 @@ def test_only_the_lease_owner_can_hand_a_job_back(session_factory):
     assert len(events(session_factory, job_id)) == 2
 
 
-def test_a_released_job_is_queued_without_lease_and_marked_dispatched(session_factory):
+def test_a_released_job_is_queued_without_lease_for_the_reconciler_to_send(session_factory):
     job_id = running_job(session_factory, owner="leaving@host/1")
     with transaction(session_factory) as session:
         jobs.request_handoff(session, "leaving@host")
-    before = utcnow()
 
     with transaction(session_factory) as session:
         assert jobs.release(session, job_id, "leaving@host/1", "worker shutting down")
@@ -315,7 +314,9 @@ def test_a_released_job_is_queued_without_lease_and_marked_dispatched(session_fa
         "queued", 1, None, None,
     )  # fmt: skip
     assert job.handoff_requested is False
-    assert job.dispatched_at >= before
+    assert job.dispatched_at is None  # the outbox: the next pass sends it
+    with transaction(session_factory) as session:
+        assert recovery.to_dispatch(session, 300, include_stale=False) == [job_id]
     assert events(session_factory, job_id)[-1] == ("running", "queued", 1, "worker shutting down")
     with transaction(session_factory) as session:
         assert not jobs.release(session, job_id, "leaving@host/1", "twice")
