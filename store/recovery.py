@@ -40,7 +40,13 @@ def expire_leases(session: Session, now: datetime | None = None) -> list[Expired
         status, detail, error = _after_lost_worker(job)
         changed = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "running", Job.lease_expires_at < now)
+            .where(
+                Job.id == job_id,
+                Job.status == "running",
+                Job.lease_expires_at < now,
+                # a cancel that lands meanwhile is left to the next pass, not overwritten
+                Job.cancel_requested.is_(job.cancel_requested),
+            )
             .values(
                 status=status,
                 lease_owner=None,

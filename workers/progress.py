@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +45,7 @@ class Progress:
         self.lease_lost = False
         self.handoff_requested = False
         self.beats = 0
+        self._last_beat = time.monotonic()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -52,14 +54,15 @@ class Progress:
         self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop the thread, and record the last progress."""
+    def close(self, final_beat: bool = True) -> None:
+        """Stop the thread and, unless told not to, record the last progress."""
         if self._closed.is_set():
             return
         self._closed.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.beat()
+        if final_beat:
+            self.beat()
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs_done, self.cost = epoch + 1, metrics["cost"]
@@ -79,9 +82,14 @@ class Progress:
                     self.epochs_done,
                     self.cost,
                 )
-        except SQLAlchemyError as error:  # the lease outlives a few missed beats
+        except SQLAlchemyError as error:  # the lease outlives a few missed beats...
             log.warning("job %s: heartbeat failed, will retry: %s", self.job_id, error)
+            # ... but not a lease's worth: by then the reconciler may have given the job to
+            # another worker, which must be the only one to train it and log its metrics.
+            if time.monotonic() - self._last_beat > self.lease_seconds - self.period:
+                self.lease_lost = True
             return
+        self._last_beat = time.monotonic()
         self.beats += 1
         self.cancel_requested = answer.cancel_requested
         self.lease_lost = not answer.still_owner

@@ -56,16 +56,14 @@ def reconcile(
         lost = waiting is None or waiting < recovery.count_queued(session)
         stale = recovery.to_dispatch(session, settings.redispatch_seconds, include_stale=lost)
     checkpoints = CheckpointStore(settings.checkpoints_folder)
-    for job in expired:
-        if job.status == "queued":
-            done.requeued.append(job.job_id)
-            _best_effort(lambda job=job: _schedule_run(mlflow, job.mlflow_run_id))
-        else:
-            done.ended.append(job.job_id)
-            checkpoints.discard(job.job_id)
-    for job_id in [*done.requeued, *stale]:
-        send(job_id)
+    done.requeued = [job.job_id for job in expired if job.status == "queued"]
+    done.ended = [job.job_id for job in expired if job.status != "queued"]
     done.sent = [*done.requeued, *stale]
+    for job_id in done.sent:  # first: MLflow may be slow or down, the broker is not waiting
+        send(job_id)
+    for job_id in done.ended:
+        checkpoints.discard(job_id)
+    schedule_runs([job.mlflow_run_id for job in expired if job.status == "queued"], mlflow)
     done.runs_closed = close_open_runs(factory, mlflow)
     if any((done.requeued, done.ended, done.sent, done.runs_closed)):
         log.info(
@@ -99,13 +97,13 @@ def close_open_runs(factory: sessionmaker[Session], mlflow: MlflowClient) -> lis
     return closed
 
 
-def _schedule_run(mlflow: MlflowClient, run_id: str | None) -> None:
-    if run_id is not None:
-        tracking.mark_scheduled(mlflow, run_id)
-
-
-def _best_effort(call: Callable[[], None]) -> None:
-    try:
-        call()
-    except Exception as error:
-        log.warning("MLflow not updated: %s", error)
+def schedule_runs(run_ids: list[str | None], mlflow: MlflowClient) -> None:
+    """Mark the runs of jobs queued again SCHEDULED (their next attempt sets them RUNNING);
+    best effort: MLflow down, the rest are skipped."""
+    for run_id in filter(None, run_ids):
+        try:
+            tracking.mark_scheduled(mlflow, run_id)
+        except Exception as error:
+            log.warning("MLflow run %s not marked SCHEDULED: %s", run_id, error)
+            if tracking.unreachable(error):
+                return

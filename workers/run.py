@@ -20,6 +20,7 @@ from models.serialization import Checkpoint
 from settings import Settings
 from store.db import in_transaction_retrying, transaction
 from store.spec import JobSpec
+from store.tables import FINAL_STATUSES
 from workers import artifacts, tracking
 from workers.attempt import Attempt, claim, log_data_to_run, start_or_resume
 from workers.checkpoints import CheckpointStore
@@ -69,29 +70,56 @@ def run_job(
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
+    # The heartbeat goes on until the outcome is in SQL: closing the run may wait on MLflow.
+    try:
+        progress.beat()  # the last epoch's progress
+        status = record_outcome(
+            outcome, metrics, error, attempt, settings, session_factory, client, run, buffer
+        )
     finally:
-        progress.close()
+        progress.close(final_beat=False)
+    if status in FINAL_STATUSES:  # not when another worker holds the job now
+        checkpoints.discard(job_id)
+    log.info("job %s %s in %.3f s: %s", job_id, status, time.perf_counter() - started, phase)
+    return status
+
+
+def record_outcome(
+    outcome: str,
+    metrics: dict[str, Any] | None,
+    error: str | None,
+    attempt: Attempt,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    client: MlflowClient,
+    run: tracking.RunRef | None,
+    buffer: tracking.MetricsBuffer | None,
+) -> str | None:
+    """End the attempt in MLflow and SQL as ``outcome`` says; returns what run_job does."""
     if outcome == "lost":
-        log.warning("job %s: lease lost to another worker; leaving the job to it", job_id)
+        log.warning("job %s: lease lost to another worker; leaving the job to it", attempt.job_id)
         if buffer is not None:
             buffer.discard()  # the new owner sends these steps: never twice
         return None
     if outcome == "queued":
         return hand_back(client, run, buffer, attempt, settings, session_factory, error)
-    with phase("mlflow end"):
+    with attempt.phases("mlflow end"):
         closed = close_tracking(client, run, buffer, outcome, error)
 
     def record(session: Session) -> bool:
         return store.jobs.finish(
-            session, job_id, owner, outcome, metrics=metrics, error=error, mlflow_closed=closed
+            session,
+            attempt.job_id,
+            attempt.owner,
+            outcome,
+            metrics=metrics,
+            error=error,
+            mlflow_closed=closed,
         )
 
     if not in_transaction_retrying(session_factory, record, settings.lease_seconds):
-        log.warning("job %s: not %s in SQL, its lease was lost meanwhile", job_id, outcome)
+        log.warning("job %s: not %s in SQL, its lease was lost meanwhile", attempt.job_id, outcome)
         return None
-    checkpoints.discard(job_id)
-    seconds = time.perf_counter() - started
-    log.info("job %s %s in %.3f s: %s", job_id, outcome, seconds, phase)
     return outcome
 
 

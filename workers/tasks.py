@@ -30,7 +30,10 @@ def train_job(self, job_id: str) -> None:
     shutdown.catch_sigterm_in_pool_child()
     settings = get_settings()
     owner = f"{self.request.hostname or 'worker'}/{os.getpid()}"
-    run_job(job_id, settings, session_factory(settings.sql_url), owner)
+    if run_job(job_id, settings, session_factory(settings.sql_url), owner) == "queued":
+        # Handed back on a SIGTERM to this child alone (a revoke with terminate): the next
+        # job it is given runs; a worker shutting down gives it none.
+        shutdown.requested.clear()
 
 
 def send_train(job_id: str, factory: sessionmaker[Session]) -> None:

@@ -25,6 +25,12 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("mlflow_closed_at", sa.DateTime(timezone=True)))
         batch.create_index("ix_jobs_status_lease_expires_at", ["status", "lease_expires_at"])
+    # Jobs that ended before this revision had their runs closed by their workers: the
+    # reconciler must not end them again (that would move every old run's end_time to now).
+    op.execute(
+        "UPDATE jobs SET mlflow_closed_at = finished_at "
+        "WHERE status IN ('succeeded', 'failed', 'cancelled') AND mlflow_run_id IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
