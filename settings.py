@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         return (self.home / "broker").resolve()
 
+    @property
+    def celery_broker_transport(self) -> str | None:
+        """kombu's transport class where the URL's own will not do (store/filesystem_broker.py:
+        messages written atomically); None: the URL's scheme decides."""
+        if self.celery_broker_url.startswith("filesystem://"):
+            return "store.filesystem_broker:Transport"
+        return None
+
     def broker_transport_options(self) -> dict:
         """Kombu transport options for the broker, the same for the API (which sends) and the
         workers (which receive); creates the filesystem broker's folders."""

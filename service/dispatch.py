@@ -26,6 +26,7 @@ PUBLISH_RETRY_POLICY = {
 def make_celery_client(settings: Settings) -> Celery:
     client = Celery("gradq-service", broker=settings.celery_broker_url, set_as_current=False)
     client.conf.update(
+        broker_transport=settings.celery_broker_transport,
         broker_transport_options=settings.broker_transport_options(),
         broker_connection_timeout=2,
         task_publish_retry_policy=PUBLISH_RETRY_POLICY,

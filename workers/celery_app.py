@@ -35,6 +35,7 @@ def make_app(settings: Settings) -> Celery:
     app = Celery("gradq", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.celery_broker_url,
+        broker_transport=settings.celery_broker_transport,
         # On Redis its visibility_timeout: longer than the longest job (settings.py).
         broker_transport_options=settings.broker_transport_options(),
         # Messages carry a job id and nothing else: JSON, never pickle from the wire.
