@@ -52,6 +52,10 @@ class Workspace:
             self.grads[f"dW{layer}"] = np.empty((layer_dims[layer], layer_dims[layer - 1]), dtype)
             self.grads[f"db{layer}"] = np.empty((layer_dims[layer], 1), dtype)
 
+    def Z(self, layer: int) -> np.ndarray:  # noqa: N802 (the math's name)
+        """The buffer of Z[layer]: (n[layer], m), which a hidden layer overwrites with A[layer]."""
+        return self.A[layer] if layer < len(self.A) else self.Z_out
+
 
 class Network:
     """A fully connected network, one example per column.
@@ -147,17 +151,23 @@ class Network:
     # -- the engine, shared by the public face and the training loop ---------------------------
 
     def propagate_forward(
-        self, X: np.ndarray, ws: Workspace, Y: np.ndarray | None = None
+        self,
+        X: np.ndarray,
+        ws: Workspace,
+        Y: np.ndarray | None = None,
+        first_product_done: bool = False,
     ) -> np.ndarray:
         """Forward pass of X: (n_x, m) (any strides, self.dtype) into ``ws``; returns A[L].
 
         Given the targets Y: (n[L], m), the cost (without L2) comes along in ``ws.cost``.
+        first_product_done: the caller already wrote W[1] X into ``ws.Z(1)`` (the Gram form).
         """
         A_prev = X
         L = self.num_layers
         for layer in range(1, L + 1):
-            Z = ws.A[layer] if layer < L else ws.Z_out
-            np.matmul(self._params[f"W{layer}"], A_prev, out=Z)
+            Z = ws.Z(layer)
+            if layer > 1 or not first_product_done:
+                np.matmul(self._params[f"W{layer}"], A_prev, out=Z)
             Z += self._params[f"b{layer}"]
             if layer < L:
                 A_prev = self.hidden_activation.forward(Z, Z)
@@ -167,7 +177,13 @@ class Network:
         return A_out
 
     def propagate_backward(
-        self, X: np.ndarray, Y: np.ndarray, ws: Workspace, l2: float = 0.0, scale: float = 1.0
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        ws: Workspace,
+        l2: float = 0.0,
+        scale: float = 1.0,
+        first_weights: bool = True,
     ) -> dict[str, np.ndarray]:
         """Back propagation after ``propagate_forward(X, ws)``; Y: (n[L], m) targets.
 
@@ -175,15 +191,17 @@ class Network:
         scale multiplies every gradient: back propagation is linear in dZ[L], so scaling it
         there costs one pass over a small array instead of one over every dW (gradient
         descent passes its learning rate).
+        first_weights=False leaves dW[1] out (the Gram form needs only dZ[1], in ws.dZ[1]).
         """
         m = X.shape[1]
         dZ = self.output.gradient(ws.A_out, Y, out=ws.dZ[self.num_layers], scale=scale)
         for layer in range(self.num_layers, 0, -1):
             W = self._params[f"W{layer}"]
             A_prev = ws.A[layer - 1] if layer > 1 else X
-            dW = np.matmul(dZ, A_prev.T, out=ws.grads[f"dW{layer}"])
-            if l2:
-                dW += W * (scale * l2 / m)
+            if layer > 1 or first_weights:
+                dW = np.matmul(dZ, A_prev.T, out=ws.grads[f"dW{layer}"])
+                if l2:
+                    dW += W * (scale * l2 / m)
             np.matmul(dZ, ws.ones, out=ws.grads[f"db{layer}"])
             if layer > 1:
                 dA_prev = np.matmul(W.T, dZ, out=ws.dZ[layer - 1])

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.gram import STATE_KEYS, GramFirstLayer, gram_form_applies
 from models.losses import l2_cost
 from models.network import Network, Workspace, column_buffer, labels_of, one_hot_labels
-from models.optimizers import decayed_learning_rate, make_optimizer
+from models.optimizers import GradientDescent, decayed_learning_rate, make_optimizer
 from models.serialization import Checkpoint
 
 
@@ -111,40 +112,74 @@ def train(
     update = make_optimizer(optimizer, net.params, **(optimizer_options or {}))
     if resume_from is not None:
         update.load_state(resume_from.optimizer_state)
+    gram = _gram_first_layer(net, batches, update, l2, epochs, resume_from)
 
     def checkpoint(epochs_done: int) -> Checkpoint:
+        params = {k: v.copy() for k, v in net.params.items()}
+        state = {k: np.copy(v) for k, v in update.state().items()}
+        if gram is not None:
+            params["W1"] = gram.weights()
+            state.update({k: np.copy(v) for k, v in gram.state().items()})
         return Checkpoint(
             epoch=epochs_done,
-            params={k: v.copy() for k, v in net.params.items()},
-            optimizer_state={k: np.copy(v) for k, v in update.state().items()},
+            params=params,
+            optimizer_state=state,
             rng_state=rng.bit_generator.state,
             history={name: list(values) for name, values in history.items()},
             config=config,
         )
 
-    for epoch in range(start, epochs):
-        rate = decayed_learning_rate(learning_rate, epoch, decay_rate, decay_every)
-        metrics = {}
-        # Overflow on the way to divergence is caught and explained by _check_finite below.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if validation is not None:
-                metrics["val_accuracy"] = _accuracy(net.predict(validation[0]), validation[1])
-            metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng))
-        metrics["learning_rate"] = rate
-        _check_finite(net, epoch, metrics["cost"], rate)
-        for name, value in metrics.items():
-            history.setdefault(name, []).append(value)
-        for callback in callbacks:
-            if hasattr(callback, "on_epoch_end"):
-                callback.on_epoch_end(epoch, metrics)
-        if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
-            saved = checkpoint(epoch + 1)
+    try:
+        for epoch in range(start, epochs):
+            rate = decayed_learning_rate(learning_rate, epoch, decay_rate, decay_every)
+            metrics = {}
+            # Overflow on the way to divergence is caught and explained by _check_finite below.
+            with np.errstate(over="ignore", invalid="ignore"):
+                if validation is not None:
+                    predicted = _predict(net, validation[0], gram)
+                    metrics["val_accuracy"] = _accuracy(predicted, validation[1])
+                metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng, gram))
+            metrics["learning_rate"] = rate
+            _check_finite(net, epoch, metrics["cost"], rate, gram)
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(value)
             for callback in callbacks:
-                if hasattr(callback, "on_checkpoint"):
-                    callback.on_checkpoint(saved)
-        if should_stop is not None and epoch + 1 < epochs and should_stop():
-            raise TrainingStopped(checkpoint(epoch + 1), history)
+                if hasattr(callback, "on_epoch_end"):
+                    callback.on_epoch_end(epoch, metrics)
+            if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
+                saved = checkpoint(epoch + 1)
+                for callback in callbacks:
+                    if hasattr(callback, "on_checkpoint"):
+                        callback.on_checkpoint(saved)
+            if should_stop is not None and epoch + 1 < epochs and should_stop():
+                raise TrainingStopped(checkpoint(epoch + 1), history)
+    finally:
+        if gram is not None:  # the live W[1] is formed once, however training ended
+            net.params["W1"][...] = gram.weights()
     return history
+
+
+def _gram_first_layer(net, batches, update, l2, epochs, resume_from) -> GramFirstLayer | None:
+    """The first layer in its Gram form (models/gram.py) when it applies: full-batch gradient
+    descent without L2 on few, wide examples; a checkpoint made in that form continues in it."""
+    if not isinstance(update, GradientDescent) or batches.size != batches.m or l2:
+        return None
+    state = resume_from.optimizer_state if resume_from is not None else {}
+    if all(key in state for key in STATE_KEYS):
+        return GramFirstLayer(net.params["W1"], batches.rows, state)
+    n_x, n_1 = net.layer_dims[:2]
+    if not gram_form_applies(batches.m, n_x, n_1, epochs):
+        return None
+    return GramFirstLayer(net.params["W1"], batches.rows)
+
+
+def _predict(net: Network, X: np.ndarray, gram: GramFirstLayer | None) -> np.ndarray:
+    """net.predict(X), with W[1] X from the Gram form when training uses it."""
+    if gram is None:
+        return net.predict(X)
+    ws = Workspace(net.layer_dims, X.shape[1], net.dtype)
+    gram.product_with(X, out=ws.Z(1))
+    return net.classify(net.propagate_forward(X, ws, first_product_done=True))
 
 
 class Batches:
@@ -205,26 +240,38 @@ class Batches:
         return out
 
 
-def _train_one_epoch(net, batches, update, rate, l2, rng) -> dict[str, float]:
+def _train_one_epoch(net, batches, update, rate, l2, rng, gram=None) -> dict[str, float]:
     cost_sum, correct, grad_norms = 0.0, 0, None
     for A0, Y, labels, workspace in batches.epoch(rng):
         b = A0.shape[1]
-        A_out = net.propagate_forward(A0, workspace, Y)
+        if gram is not None:
+            gram.product(out=workspace.Z(1))
+        A_out = net.propagate_forward(A0, workspace, Y, first_product_done=gram is not None)
         cost_sum += b * (workspace.cost + l2_cost(net.params, l2, b))
         correct += int(np.count_nonzero(net.classify(A_out)[0] == labels))
         scale = update.gradient_scale(rate) or 1.0  # a zero rate would zero what we measure
-        grads = net.propagate_backward(A0, Y, workspace, l2, scale)
+        grads = net.propagate_backward(A0, Y, workspace, l2, scale, first_weights=gram is None)
         if grad_norms is None:  # before the update overwrites the gradients
             grad_norms = {
                 f"grad_norm.W{layer}": math.sqrt(float(np.vdot(g, g))) / scale
                 for layer, g in ((i, grads[f"dW{i}"]) for i in range(1, net.num_layers + 1))
+                if layer > 1 or gram is None
             }
-        update.step(net.params, grads, rate, scale)
+            if gram is not None:
+                grad_norms = {"grad_norm.W1": gram.gradient_norm(workspace.dZ[1]) / scale,
+                              **grad_norms}  # fmt: skip
+        if gram is None:
+            update.step(net.params, grads, rate, scale)
+        else:
+            update.step({k: p for k, p in net.params.items() if k != "W1"}, grads, rate, scale)
+            gram.step(workspace.dZ[1], rate / scale)
     return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
 
 
-def _check_finite(net: Network, epoch: int, cost: float, rate: float) -> None:
-    if math.isfinite(cost) and all(math.isfinite(float(p.sum())) for p in net.params.values()):
+def _check_finite(net: Network, epoch: int, cost: float, rate: float, gram=None) -> None:
+    params = [p for name, p in net.params.items() if gram is None or name != "W1"]
+    finite = all(math.isfinite(float(p.sum())) for p in params)
+    if math.isfinite(cost) and finite and (gram is None or gram.is_finite()):
         return
     what = f"cost is {cost}" if not math.isfinite(cost) else "a weight is not finite"
     raise DivergenceError(

@@ -1,0 +1,92 @@
+"""Full-batch gradient descent on the first layer, in its Gram form.
+
+Gradient descent on the whole training set X: (n_x, m), without L2, only ever adds to W[1]
+combinations of the training examples, because every gradient of W[1] is one:
+    dW[1] = dZ[1] Xᵀ      so after any number of steps      W[1] = W[1]₀ + C Xᵀ,   C: (n[1], m)
+with the update W[1] ← W[1] - α dZ[1] Xᵀ becoming C ← C - α dZ[1]. The first layer's product,
+which forward propagation needs every epoch, is then
+    W[1] X = W[1]₀ X + C (Xᵀ X) = P₀ + C G,      P₀ = W[1]₀ X: (n[1], m),  G = Xᵀ X: (m, m)
+with P₀ and G computed once. An epoch costs n[1]·m² multiply-adds for this layer instead of
+the 2·n[1]·n_x·m of its forward product and its gradient: for the course's cat pictures
+(n_x = 12288, m = 209) that is 118× less, and those two products were most of the epoch. The
+gradient's norm comes from G as well: ‖dZ[1] Xᵀ‖² = Σ (dZ[1] G) ⊙ dZ[1].
+
+The numbers are those of the plain loop up to float rounding. W[1] itself is only formed when
+someone needs it (a checkpoint, the end of training); checkpoints keep W[1]₀ and C as well, so
+a resumed run continues this same computation bit for bit.
+"""
+
+import math
+
+import numpy as np
+
+# Worth it when G is small next to the data (m ≤ n_x / 4: at most a quarter more memory) and
+# computing G (m²·n_x) costs at most a tenth of the plain products it saves (2·n[1]·n_x·m per
+# epoch): m ≤ 0.2 · epochs · n[1].
+MAX_M_OVER_N_X = 0.25
+MAX_SETUP_SHARE = 0.1
+STATE_KEYS = ("gram_W1_base", "gram_C")
+
+
+def gram_form_applies(m: int, n_x: int, n_1: int, epochs: int) -> bool:
+    """Whether training m examples of n_x inputs, n_1 first-layer units, for ``epochs`` epochs
+    of full-batch gradient descent without L2, is faster in the Gram form."""
+    return m <= MAX_M_OVER_N_X * n_x and m * m <= MAX_SETUP_SHARE * epochs * 2 * n_1 * m
+
+
+class GramFirstLayer:
+    """W[1] = W[1]₀ + C Xᵀ for the training inputs ``rows``: (m, n_x), one example per row.
+
+    base: W[1]₀ (n[1], n_x); C: (n[1], m); gram: G = XᵀX (m, m); base_product: P₀ (n[1], m).
+    """
+
+    def __init__(self, W1: np.ndarray, rows: np.ndarray, state: dict | None = None):
+        self.rows = rows
+        if state is None:
+            self.base = W1.copy()
+            self.C = np.zeros((W1.shape[0], rows.shape[0]), W1.dtype)
+        else:
+            self.base = np.array(state["gram_W1_base"], dtype=W1.dtype)
+            self.C = np.array(state["gram_C"], dtype=W1.dtype)
+        self.gram = rows @ rows.T
+        self.base_product = self.base @ rows.T
+        self._validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def product(self, out: np.ndarray) -> np.ndarray:
+        """W[1] X: (n[1], m) into ``out``, as P₀ + C G."""
+        np.matmul(self.C, self.gram, out=out)
+        out += self.base_product
+        return out
+
+    def product_with(self, X_other: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """W[1] X_other: (n[1], m_other) for other inputs (validation data) into ``out``, as
+        W[1]₀ X_other + C (Xᵀ X_other); both factors are computed once per X_other."""
+        if self._validation is None or self._validation[0] is not X_other:
+            cross = self.rows @ X_other  # Xᵀ X_other: (m, m_other)
+            self._validation = (X_other, self.base @ X_other, cross)
+        _, base_other, cross = self._validation
+        np.matmul(self.C, cross, out=out)
+        out += base_other
+        return out
+
+    def step(self, dZ1: np.ndarray, factor: float = 1.0) -> None:
+        """Gradient descent's W[1] ← W[1] - factor · dZ[1] Xᵀ, as C ← C - factor · dZ[1]."""
+        if factor != 1.0:
+            dZ1 = dZ1 * factor
+        self.C -= dZ1
+
+    def gradient_norm(self, dZ1: np.ndarray) -> float:
+        """‖dZ[1] Xᵀ‖ (Frobenius) from dZ[1]: (n[1], m), without forming the gradient."""
+        return math.sqrt(max(float(np.vdot(dZ1 @ self.gram, dZ1)), 0.0))
+
+    def is_finite(self) -> bool:
+        return math.isfinite(float(self.C.sum()))
+
+    def weights(self) -> np.ndarray:
+        """W[1] = W[1]₀ + C Xᵀ: (n[1], n_x)."""
+        W1 = self.C @ self.rows
+        W1 += self.base
+        return W1
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"gram_W1_base": self.base, "gram_C": self.C}

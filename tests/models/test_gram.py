@@ -1,0 +1,141 @@
+"""The first layer's Gram form (models/gram.py): when it applies, the same numbers as the plain
+products, bit-identical resume, stop requests and divergence in that form."""
+
+import numpy as np
+import pytest
+
+import models.training
+from models import Checkpoint, DivergenceError, Network, TrainingStopped, train
+from models.gram import GramFirstLayer, gram_form_applies
+
+N_X, M, EPOCHS = 400, 40, 300
+GD = {"optimizer": "gd", "learning_rate": 0.05}
+
+
+def wide_data(seed=0):
+    """Few wide examples, row-stored like a loaded dataset: X (n_x, m), labels (1, m), and
+    validation data (n_x, 17), (1, 17)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.random((M, N_X))
+    labels = (rows[:, :5].sum(axis=1) > 2.5).astype(np.int64)
+    return rows.T, labels[None, :], rng.random((N_X, 17)), rng.integers(0, 2, (1, 17))
+
+
+def net(dims):
+    return Network(dims, "relu", "sigmoid", seed=1, dtype="float64")
+
+
+def plain(monkeypatch):
+    monkeypatch.setattr(models.training, "gram_form_applies", lambda *args: False)
+
+
+def test_it_applies_to_few_wide_examples_trained_long_enough():
+    assert gram_form_applies(m=209, n_x=12288, n_1=20, epochs=2500)
+    assert gram_form_applies(m=209, n_x=12288, n_1=1, epochs=2000)
+    assert not gram_form_applies(m=209, n_x=12288, n_1=1, epochs=100)  # G would cost too much
+    assert not gram_form_applies(m=1797, n_x=64, n_1=32, epochs=2500)  # more examples than inputs
+
+
+def test_it_is_used_for_full_batch_gd_only(monkeypatch):
+    X, Y, _, _ = wide_data()
+    used = []
+    original = GramFirstLayer.product
+    monkeypatch.setattr(
+        GramFirstLayer, "product", lambda self, out: used.append(1) or original(self, out)
+    )
+    train(net([N_X, 4, 1]), X, Y, epochs=EPOCHS, **GD)
+    assert len(used) == EPOCHS
+    used.clear()
+    train(net([N_X, 4, 1]), X, Y, epochs=EPOCHS, l2=0.1, **GD)
+    train(net([N_X, 4, 1]), X, Y, epochs=EPOCHS, batch_size=10, **GD)
+    train(net([N_X, 4, 1]), X, Y, epochs=EPOCHS, optimizer="adam", learning_rate=0.01)
+    assert used == []
+
+
+@pytest.mark.parametrize("dims", [[N_X, 1], [N_X, 8, 3, 1]])
+def test_history_and_weights_equal_the_plain_products(dims, monkeypatch):
+    X, Y, X_val, Y_val = wide_data()
+    options = {"epochs": EPOCHS, "X_val": X_val, "Y_val": Y_val, **GD}
+    gram_net = net(dims)
+    gram_history = train(gram_net, X, Y, **options)
+    plain(monkeypatch)
+    plain_net = net(dims)
+    plain_history = train(plain_net, X, Y, **options)
+    assert gram_history.keys() == plain_history.keys()
+    for name, values in plain_history.items():
+        np.testing.assert_allclose(gram_history[name], values, rtol=1e-10, atol=1e-12)
+    for name, value in plain_net.params.items():
+        np.testing.assert_allclose(gram_net.params[name], value, rtol=1e-10, atol=1e-12)
+    assert plain_history["cost"][-1] < plain_history["cost"][0] / 2  # it did learn
+
+
+def test_logistic_regression_in_gram_form_still_starts_at_ln_2():
+    X, Y, _, _ = wide_data()
+    history = train(Network([N_X, 1], init="zeros", dtype="float64"), X, Y, epochs=EPOCHS, **GD)
+    assert abs(history["cost"][0] - np.log(2)) < 1e-12
+
+
+def test_resume_in_gram_form_is_bit_identical_and_its_checkpoint_holds_w1(monkeypatch):
+    X, Y, X_val, Y_val = wide_data()
+    options = {"epochs": EPOCHS, "X_val": X_val, "Y_val": Y_val, **GD}
+    whole = net([N_X, 8, 3, 1])
+    whole_history = train(whole, X, Y, **options)
+
+    saved = []
+    first = net([N_X, 8, 3, 1])
+
+    class Keep:
+        def on_checkpoint(self, checkpoint):
+            saved.append(checkpoint)
+
+    train(first, X, Y, checkpoint_every=120, callbacks=[Keep()], **options)
+    checkpoint = Checkpoint.from_bytes(saved[0].to_bytes())
+    assert checkpoint.epoch == 120 and "gram_C" in checkpoint.optimizer_state
+
+    resumed = net([N_X, 8, 3, 1])
+    resumed_history = train(resumed, X, Y, resume_from=checkpoint, **options)
+    assert resumed_history == whole_history
+    for name, value in whole.params.items():
+        assert np.array_equal(resumed.params[name], value), name
+
+    # The checkpoint's W1 is the network's weights at epoch 120, as the plain loop has them.
+    plain(monkeypatch)
+    at_120 = net([N_X, 8, 3, 1])
+    train(at_120, X, Y, **{**options, "epochs": 120})
+    np.testing.assert_allclose(checkpoint.params["W1"], at_120.params["W1"], rtol=1e-10)
+
+
+def test_a_stop_request_leaves_the_formed_weights_and_resumes_identically():
+    X, Y, _, _ = wide_data()
+    whole = net([N_X, 8, 1])
+    whole_history = train(whole, X, Y, epochs=EPOCHS, **GD)
+    stopped = net([N_X, 8, 1])
+    epochs_seen = []
+    with pytest.raises(TrainingStopped) as stop:
+        train(stopped, X, Y, epochs=EPOCHS, should_stop=lambda: len(epochs_seen) >= 50,
+              callbacks=[type("C", (), {"on_epoch_end": lambda s, e, m: epochs_seen.append(e)})()],
+              **GD)  # fmt: skip
+    checkpoint = stop.value.checkpoint
+    assert np.array_equal(stopped.params["W1"], checkpoint.params["W1"])
+    resumed = net([N_X, 8, 1])
+    assert train(resumed, X, Y, epochs=EPOCHS, resume_from=checkpoint, **GD) == whole_history
+    assert np.array_equal(resumed.params["W1"], whole.params["W1"])
+
+
+def test_divergence_in_gram_form_names_the_epoch():
+    X, Y, _, _ = wide_data()
+    with pytest.raises(DivergenceError, match="learning rate") as error:
+        network = Network([N_X, 8, 1], seed=1)  # float32: the weights overflow within epochs
+        train(network, X * 1e3, Y, epochs=EPOCHS, optimizer="gd", learning_rate=1e30)
+    assert 0 <= error.value.epoch < EPOCHS
+
+
+def test_gradient_norm_from_g_is_the_norm_of_the_formed_gradient():
+    X, *_ = wide_data()
+    network = net([N_X, 6, 1])
+    rows = np.ascontiguousarray(X.T)
+    gram = GramFirstLayer(network.params["W1"], rows)
+    dZ1 = np.random.default_rng(2).standard_normal((6, M))
+    assert gram.gradient_norm(dZ1) == pytest.approx(np.linalg.norm(dZ1 @ rows), rel=1e-12)
+    gram.step(dZ1, 0.5)
+    np.testing.assert_allclose(gram.weights(), network.params["W1"] - 0.5 * dZ1 @ rows)
