@@ -1,0 +1,79 @@
+"""Where an MLP epoch's time goes: the training loop's steps timed one by one.
+
+``.venv/bin/python bench/core_steps.py`` runs one epoch of the MLP case of bench/core.py
+(784-256-128-10, ReLU/softmax, SGD, batch 128, 60,000 float32 samples) three times, with a
+``perf_counter`` around each step of the loop (the same calls as ``models.training``'s, written
+out layer by layer), and prints the milliseconds of the last epoch by step.
+"""
+
+import collections
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models import Network
+from models.optimizers import GradientDescent
+from models.training import Batches
+
+
+def timed_epoch(net: Network, batches: Batches, seed: int) -> collections.Counter:
+    spent, P, relu = collections.Counter(), net.params, net.hidden_activation
+    clock = time.perf_counter()
+    update = GradientDescent(P)
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        spent[step] += now - clock
+        clock = now
+
+    for A0, Y, labels, ws in batches.epoch(np.random.default_rng(seed)):
+        lap("gather the batch's rows")
+        Z1, Z2, Z3, g = ws.Z(1), ws.Z(2), ws.Z(3), ws.grads
+        np.matmul(P["W1"], A0, out=Z1)
+        lap("product W1 A0")
+        Z1 += P["b1"]
+        relu.forward(Z1, Z1)
+        np.matmul(P["W2"], Z1, out=Z2)
+        Z2 += P["b2"]
+        relu.forward(Z2, Z2)
+        np.matmul(P["W3"], Z2, out=Z3)
+        Z3 += P["b3"]
+        lap("layers 2-3 forward, biases, ReLU")
+        A_out, ws.cost = net.output.activate_with_cost(Z3, Y, ws.A_out)
+        np.count_nonzero(net.classify(A_out)[0] == labels)
+        lap("softmax, cost, accuracy")
+        dZ = net.output.gradient(A_out, Y, out=ws.dZ[3], scale=0.01)
+        np.matmul(dZ, Z2.T, out=g["dW3"])
+        np.matmul(dZ, ws.ones, out=g["db3"])
+        dZ = relu.backward(np.matmul(P["W3"].T, dZ, out=ws.dZ[2]), Z2)
+        np.matmul(dZ, Z1.T, out=g["dW2"])
+        np.matmul(dZ, ws.ones, out=g["db2"])
+        dZ = relu.backward(np.matmul(P["W2"].T, dZ, out=ws.dZ[1]), Z1)
+        np.matmul(dZ, ws.ones, out=g["db1"])
+        lap("layers 3-2 backward, db1")
+        np.matmul(dZ, A0.T, out=g["dW1"])
+        lap("product dW1 = dZ1 A0ᵀ")
+        update.step(P, g, 0.01, 0.01)
+        lap("update θ -= dθ")
+    return spent
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.random((60_000, 784), dtype=np.float32)
+    labels = rng.integers(0, 10, 60_000)
+    net = Network([784, 256, 128, 10], "relu", "softmax", init="he", seed=1)
+    batches = Batches(net, rows.T, labels[None, :], 128)
+    for seed in range(3):
+        spent = timed_epoch(net, batches, seed)
+    print(f"one epoch: {sum(spent.values()) * 1e3:.0f} ms")
+    for step, seconds in spent.items():
+        print(f"  {step:34s} {seconds * 1e3:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
