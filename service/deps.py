@@ -15,7 +15,8 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+# async: no I/O, so FastAPI calls it in the event loop instead of the thread pool.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -23,7 +24,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared JSON (checked before the body is validated)."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
