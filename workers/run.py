@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
+from threadpoolctl import threadpool_limits
 
 import store.jobs
 from models import DivergenceError, Network, TrainingStopped, gradient_check, train
@@ -21,7 +22,7 @@ from settings import Settings
 from store.db import in_transaction_retrying, transaction
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES
-from workers import artifacts, tracking
+from workers import artifacts, blas_threads, tracking
 from workers.attempt import Attempt, claim, log_data_to_run, start_or_resume
 from workers.checkpoints import CheckpointStore
 from workers.data import TrainingData, load_training_data
@@ -136,8 +137,32 @@ def train_and_record(
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Train; returns (outcome, final metrics, error). The outcome is "lost" if the lease was
     lost, "queued" if the job is to be handed back (its checkpoint is written)."""
-    training, phase = attempt.spec.training, attempt.phases
     net = build_network(attempt.spec, data)
+    # The artifacts' first part is written now, and uploaded while the network trains.
+    with attempt.phases("mlflow artifacts"):
+        uploads = artifacts.RunArtifacts(
+            client, run.run_id, net, attempt.spec, data.dataset.classes, data.m_train
+        )
+    try:
+        return _train_and_record(
+            attempt, data, settings, session_factory, net, uploads, buffer, resume, progress
+        )
+    finally:
+        uploads.close()
+
+
+def _train_and_record(
+    attempt: Attempt,
+    data: TrainingData,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    net: Network,
+    uploads: artifacts.RunArtifacts,
+    buffer: tracking.MetricsBuffer,
+    resume: Checkpoint | None,
+    progress: Progress,
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    training, phase = attempt.spec.training, attempt.phases
     with phase("gradient check"):  # of the initial network, so at step 0 (skipped if logged)
         X_check = data.X_train[:, :GRADIENT_CHECK_EXAMPLES]
         Y_check = data.Y_train[:, :GRADIENT_CHECK_EXAMPLES]
@@ -148,8 +173,10 @@ def train_and_record(
     checkpoints = CheckpointStore(settings.checkpoints_folder)
     writer = CheckpointWriter(checkpoints, session_factory, attempt.job_id, attempt.owner)
     started = time.perf_counter()
+    batch = training.batch_size or data.m_train
+    threads = 1 if blas_threads.one_thread_suffices(net.layer_dims, batch) else None
     try:
-        with phase("training"):
+        with phase("training"), threadpool_limits(limits=threads, user_api="blas"):
             history = train(
                 net,
                 data.X_train,
@@ -182,10 +209,9 @@ def train_and_record(
     buffer.add(training.epochs, mlflow_final_metrics(metrics))
     buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
     with phase("mlflow artifacts"):
+        title = attempt.spec.name or attempt.spec.experiment
         tracking.wait_for(
-            lambda: artifacts.log_artifacts(
-                client, run.run_id, net, attempt.spec, history, data.dataset.classes, data.m_train
-            ),
+            lambda: uploads.finish(net, history, title),
             settings.mlflow_wait_seconds,
             "log artifacts",
         )

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
@@ -120,6 +121,13 @@ def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
     net = reload_trained_network(mlflow_client, run.info.run_id, tmp_path)
     _, _, X_val, Y_val = train_val_split(dataset.X, dataset.Y, 0.25, seed=1)
     assert float(np.mean(net.predict(X_val) == Y_val)) == job.metrics["val_accuracy"]
+
+    # the model's weights are the trained ones (uploaded after training, the rest before)
+    top = mlflow_client.download_artifacts(run.info.run_id, "weights.npz", str(tmp_path / "a"))
+    inside = mlflow_client.download_artifacts(
+        run.info.run_id, "model/artifacts/weights.npz", str(tmp_path / "b")
+    )
+    assert Path(top).read_bytes() == Path(inside).read_bytes()
 
     # the pyfunc model predicts the same labels as the network
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")

@@ -1,0 +1,15 @@
+"""How many BLAS threads a worker gives its children and its jobs (workers/blas_threads.py)."""
+
+from workers.blas_threads import one_thread_suffices, threads_per_child
+
+
+def test_each_child_gets_its_share_of_the_cores():
+    assert [threads_per_child(2, c) for c in (1, 2, 4)] == [2, 1, 1]
+    assert threads_per_child(8, 3) == 2
+
+
+def test_one_thread_for_jobs_whose_products_openblas_runs_on_one_thread_anyway():
+    assert one_thread_suffices([64, 64, 32, 10], 16)  # 64·64·16 = 65,536 < 262,144
+    assert not one_thread_suffices([64, 64, 32, 10], 1347)  # full batch on digits
+    assert not one_thread_suffices([784, 256, 128, 10], 128)
+    assert one_thread_suffices([625, 1], 100)  # 62,500: logistic regression on faces
