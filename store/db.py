@@ -1,6 +1,7 @@
 """Engines and sessions, with SQLite made fit for several processes (WAL, busy timeout)."""
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+MIN_SQLITE = (3, 35)  # RETURNING
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,11 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so that the API, the worker
     and the reconciler can write without 'database is locked'."""
     if url.startswith("sqlite"):
+        if sqlite3.sqlite_version_info < MIN_SQLITE:  # create_job's INSERT ... RETURNING
+            raise RuntimeError(
+                f"gradq needs SQLite >= {'.'.join(map(str, MIN_SQLITE))}; this Python has "
+                f"{sqlite3.sqlite_version}: use PostgreSQL (GRADQ_DATABASE_URL) or a newer Python"
+            )
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         )

@@ -2,9 +2,10 @@
 MLflow pyfunc under model/ (DESIGN.md section 7).
 
 They go up in two parts (``RunArtifacts``): what is known before training (spec.json,
-network.md and the model without its weights: 26 of 29 files) by a thread while the network
-trains, the trained weights and the plot after. Uploading one file costs ~3 ms of this
-process's CPU and as much of the server's; the whole set took ~0.3 s at the end of every job.
+network.md and the model without its weights and its MLmodel file: 25 of 29 files) by a thread
+while the network trains; the trained weights, the plot, and last MLmodel (what makes model/ a
+model that MLflow loads and registers) after. Uploading one file costs ~3 ms of this process's
+CPU and as much of the server's; the whole set took ~0.3 s at the end of every job.
 """
 
 import json
@@ -30,20 +31,24 @@ log = logging.getLogger(__name__)
 MAX_POINTS = 2000
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 WEIGHTS_IN_MODEL = "artifacts/weights.npz"  # where save_model puts the weights artifact
+MODEL_FOLDER = "model"
 MODELS_PACKAGE = Path(models.__file__).resolve().parent
 
 
 def write_files_before_training(
     folder: Path, net: Network, spec: JobSpec, classes: tuple[str, ...], m_train: int
-) -> None:
-    """spec.json, network.md and model/ without model/artifacts/weights.npz, into ``folder``."""
+) -> Path:
+    """spec.json, network.md and model/ without model/artifacts/weights.npz and model/MLmodel
+    into ``folder``; returns the MLmodel file, moved beside ``folder``."""
     (folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
     (folder / "network.md").write_text(network_doc.render(net, spec, classes, m_train))
+    model = folder / MODEL_FOLDER
     with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
         initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
         save_weights(net.params, initial)
-        save_pyfunc_model(folder / "model", net, classes, initial)
-    (folder / "model" / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
+        save_pyfunc_model(model, net, classes, initial)
+    (model / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
+    return (model / "MLmodel").rename(folder.parent / "MLmodel")
 
 
 def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weights: Path) -> None:
@@ -114,8 +119,10 @@ class RunArtifacts:
     """The artifacts of one attempt's run: ``RunArtifacts(...)`` before training starts the
     upload of the first part in a thread; ``finish(net, history, title)`` after training waits
     for it (sending the part again if it failed) and uploads weights.npz (at the top and as
-    model/artifacts/weights.npz) and cost_curve.png. Safe to call again after an error.
-    ``close()`` waits for the thread and removes the local files."""
+    model/artifacts/weights.npz), cost_curve.png, then model/MLmodel. Safe to call again after
+    an error. ``close()`` removes the local files once the thread is done, without waiting for
+    it: a job that failed or is handed back does not wait on MLflow for files that no longer
+    matter (model/ without MLmodel is not a model MLflow offers to load)."""
 
     def __init__(
         self,
@@ -127,10 +134,14 @@ class RunArtifacts:
         m_train: int,
     ):
         self.client, self.run_id = client, run_id
-        self._folder = tempfile.mkdtemp(prefix="gradq-artifacts-")
-        self._before = Path(self._folder) / "before"
-        self._before.mkdir()
-        write_files_before_training(self._before, net, spec, classes, m_train)
+        self._folder = Path(tempfile.mkdtemp(prefix="gradq-artifacts-"))
+        try:
+            self._before = self._folder / "before"
+            self._before.mkdir()
+            self._mlmodel = write_files_before_training(self._before, net, spec, classes, m_train)
+        except BaseException:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlflow-artifacts")
         self._first_part = self._uploader.submit(client.log_artifacts, run_id, str(self._before))
         self._first_part_sent = False
@@ -143,14 +154,18 @@ class RunArtifacts:
                 log.warning("first artifacts of run %s not sent, again: %s", self.run_id, error)
                 self.client.log_artifacts(self.run_id, str(self._before))
             self._first_part_sent = True
-        after = Path(self._folder) / "after"
+        after = self._folder / "after"
         after.mkdir(exist_ok=True)
         save_weights(net.params, after / "weights.npz")
         plot_cost_curve(history, after / "cost_curve.png", title=title)
         self.client.log_artifacts(self.run_id, str(after))
-        model_folder = Path("model", WEIGHTS_IN_MODEL).parent.as_posix()  # model/artifacts
-        self.client.log_artifact(self.run_id, str(after / "weights.npz"), model_folder)
+        weights_folder = Path(MODEL_FOLDER, WEIGHTS_IN_MODEL).parent.as_posix()
+        self.client.log_artifact(self.run_id, str(after / "weights.npz"), weights_folder)
+        self.client.log_artifact(self.run_id, str(self._mlmodel), MODEL_FOLDER)  # last
 
     def close(self) -> None:
-        self._uploader.shutdown(wait=True)
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._uploader.shutdown(wait=False, cancel_futures=True)
+        # Removed once the thread is done with them (at once if it is already).
+        self._first_part.add_done_callback(
+            lambda _: shutil.rmtree(self._folder, ignore_errors=True)
+        )

@@ -1,8 +1,10 @@
 """Jobs: submit (validate, store, commit, then send by task name), list, read, cancel."""
 
+import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service import telemetry
@@ -24,6 +26,7 @@ from store import jobs as job_rows
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
 
+log = logging.getLogger("gradq.service")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 IdempotencyKey = Annotated[
@@ -78,14 +81,25 @@ def submit_job(
         if created:
             telemetry.JOBS_SUBMITTED.inc()
             if not send_train(request.app.state.celery, job.id):
-                job_rows.mark_undispatched(session, job.id)
-                session.commit()
+                _mark_undispatched(session, job.id)
     return Response(
         job_out(job, settings).model_dump_json(),
         status_code=202,
         media_type="application/json",
         headers={"Location": f"/v1/jobs/{job.id}"},
     )
+
+
+def _mark_undispatched(session: Session, job_id: str) -> None:
+    """Clear dispatched_at after a failed send, so the reconciler sends the job soon. The job
+    is committed: if this write fails too, the request still answers 202 (an error would make
+    a client without an Idempotency-Key submit it twice), and the reconciler sends the job
+    anyway once it is stale."""
+    try:
+        job_rows.mark_undispatched(session, job_id)
+        session.commit()
+    except SQLAlchemyError:
+        log.exception("job %s: not marked undispatched; the reconciler sends it when stale", job_id)
 
 
 @router.get("", response_model=JobPage)

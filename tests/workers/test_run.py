@@ -192,6 +192,8 @@ def test_divergence_fails_the_job_naming_the_epoch_and_the_spec_field(
     run = mlflow_client.get_run(job.mlflow_run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["gradq.error"] == job.error
+    # model/ may have its code, but without MLmodel it is no model MLflow offers to load
+    assert "model/MLmodel" not in artifact_paths(mlflow_client, run.info.run_id)
 
 
 def run_while_doing_after_first_heartbeat(settings, session_factory, job_id, action):
