@@ -30,7 +30,7 @@ import numpy as np
 MAX_M_OVER_N_X = 0.25
 MAX_SETUP_SHARE = 0.1
 STATE_KEYS = ("gram_W1_base", "gram_C")
-CHUNK = 2048  # input columns converted to float64 at a time: m × CHUNK × 8 bytes
+CHUNK = 512  # input columns converted to float64 at a time: m × CHUNK × 8 bytes
 
 
 def gram_form_applies(m: int, n_x: int, n_1: int, epochs: int) -> bool:
