@@ -252,20 +252,27 @@ def _train_one_epoch(net, batches, update, rate, l2, rng, gram=None) -> dict[str
         scale = update.gradient_scale(rate) or 1.0  # a zero rate would zero what we measure
         grads = net.propagate_backward(A0, Y, workspace, l2, scale, first_weights=gram is None)
         if grad_norms is None:  # before the update overwrites the gradients
-            grad_norms = {
-                f"grad_norm.W{layer}": math.sqrt(float(np.vdot(g, g))) / scale
-                for layer, g in ((i, grads[f"dW{i}"]) for i in range(1, net.num_layers + 1))
-                if layer > 1 or gram is None
-            }
-            if gram is not None:
-                grad_norms = {"grad_norm.W1": gram.gradient_norm(workspace.dZ[1]) / scale,
-                              **grad_norms}  # fmt: skip
+            grad_norms = _gradient_norms(net, grads, workspace, gram, scale)
         if gram is None:
             update.step(net.params, grads, rate, scale)
         else:
             update.step({k: p for k, p in net.params.items() if k != "W1"}, grads, rate, scale)
             gram.step(workspace.dZ[1], rate / scale)
     return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
+
+
+def _gradient_norms(net, grads, workspace, gram, scale: float) -> dict[str, float]:
+    """{"grad_norm.W1": ‖dW[1]‖, ...} of gradients that back propagation scaled by ``scale``;
+    dW[1] from G in the Gram form, which never forms it."""
+    norms = {}
+    for layer in range(1, net.num_layers + 1):
+        if layer == 1 and gram is not None:
+            norm = gram.gradient_norm(workspace.dZ[1])
+        else:
+            dW = grads[f"dW{layer}"]
+            norm = math.sqrt(float(np.vdot(dW, dW)))
+        norms[f"grad_norm.W{layer}"] = norm / scale
+    return norms
 
 
 def _check_finite(net: Network, epoch: int, cost: float, rate: float, gram=None) -> None:
