@@ -253,10 +253,10 @@ def one_hot_labels(labels: np.ndarray, k: int, dtype: np.dtype, out=None) -> np.
     """One-hot columns (k, m) of class indices ``labels``: (m,)."""
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise ValueError(f"labels must be in [0, {k}), got range {labels.min()}..{labels.max()}")
-    hot = np.arange(k)[:, None] == labels[None, :]
     if out is None:
-        return hot.astype(dtype)
-    np.copyto(out, hot)
+        out = np.empty((k, labels.size), dtype)
+    out.fill(0)
+    out[labels, np.arange(labels.size)] = 1
     return out
 
 
