@@ -8,6 +8,8 @@ held open across training or a call to MLflow.
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -176,7 +178,8 @@ def _train_and_record(
     batch = training.batch_size or data.m_train
     threads = 1 if blas_threads.one_thread_suffices(net.layer_dims, batch) else None
     try:
-        with phase("training"), threadpool_limits(limits=threads, user_api="blas"):
+        # closing(writer): the checkpoints queued are written before training counts as over.
+        with phase("training"), threadpool_limits(limits=threads, user_api="blas"), closing(writer):
             history = train(
                 net,
                 data.X_train,
@@ -200,7 +203,7 @@ def _train_and_record(
         reason = progress.stop_reason()
         if reason != "handoff":
             return reason, None, None
-        writer.on_checkpoint(stopped.checkpoint)
+        writer.save(stopped.checkpoint)  # after those queued (closed): the newest, in SQL
         return "queued", None, f"handed back at epoch {stopped.checkpoint.epoch}: worker stopping"
     except DivergenceError as error:
         return "failed", None, f"{error}; lower training.learning_rate"
@@ -220,16 +223,23 @@ def _train_and_record(
 
 class CheckpointWriter:
     """The training loop's callback that stores each checkpoint where any worker finds it and
-    records it (epoch, checksum) in SQL. A checkpoint that cannot be written costs only the
-    work since the previous one, so an error is logged, not raised."""
+    records it (epoch, checksum) in SQL. A thread of its own writes them, in order, so the
+    training loop never waits on the disk's fsync or the database; ``close()`` waits for the
+    writes still pending. A checkpoint that cannot be written costs only the work since the
+    previous one, so an error is logged, not raised."""
 
     def __init__(self, checkpoints: CheckpointStore, session_factory, job_id: str, owner: str):
         self.checkpoints = checkpoints
         self.session_factory = session_factory
         self.job_id = job_id
         self.owner = owner
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="gradq-checkpoints")
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Queue ``checkpoint`` (a copy the loop no longer touches) for writing."""
+        self._thread.submit(self.save, checkpoint)
+
+    def save(self, checkpoint: Checkpoint) -> None:
         try:
             saved = self.checkpoints.save(self.job_id, checkpoint)
             with transaction(self.session_factory) as session:
@@ -238,6 +248,10 @@ class CheckpointWriter:
                 )
         except Exception:
             log.exception("job %s: checkpoint at epoch %d not saved", self.job_id, checkpoint.epoch)
+
+    def close(self) -> None:
+        """Wait until every checkpoint queued so far is written (or failed)."""
+        self._thread.shutdown(wait=True)
 
 
 def hand_back(

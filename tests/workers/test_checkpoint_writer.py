@@ -1,0 +1,83 @@
+"""The worker's CheckpointWriter: checkpoints written by a thread of their own, in order, each
+recorded in SQL, without the training loop waiting for the disk or the database."""
+
+import threading
+
+import numpy as np
+
+import store.jobs
+from models import Checkpoint
+from store.db import transaction
+from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
+from workers.checkpoints import CheckpointStore
+from workers.run import CheckpointWriter
+
+OWNER = "test-worker/1"
+
+
+class SlowDisk(CheckpointStore):
+    """A real CheckpointStore whose saves wait until ``ready`` is set, as on a slow disk."""
+
+    def __init__(self, folder):
+        super().__init__(folder)
+        self.ready = threading.Event()
+
+    def save(self, job_id, checkpoint):
+        if not self.ready.wait(10):
+            raise TimeoutError("the test never let the disk write")
+        return super().save(job_id, checkpoint)
+
+
+def running_job(session_factory) -> str:
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
+    with transaction(session_factory) as session:
+        assert store.jobs.claim(session, job_id, OWNER, lease_seconds=30) is not None
+    return job_id
+
+
+def checkpoint(epoch: int) -> Checkpoint:
+    return Checkpoint(
+        epoch=epoch, params={"W1": np.full((1, 3), float(epoch)), "b1": np.ones((1, 1))}
+    )
+
+
+def test_checkpoints_are_written_in_the_background_in_order_and_close_waits_for_them(
+    tmp_path, session_factory
+):
+    job_id = running_job(session_factory)
+    disk = SlowDisk(tmp_path / "checkpoints")
+    writer = CheckpointWriter(disk, session_factory, job_id, OWNER)
+
+    for epoch in (100, 200, 300):
+        writer.on_checkpoint(checkpoint(epoch))  # returns although the disk cannot write yet
+    assert get_job(session_factory, job_id).checkpoint_epoch is None
+    assert not (disk.folder / job_id).exists()
+
+    disk.ready.set()
+    writer.close()
+
+    job = get_job(session_factory, job_id)
+    newest = disk.load_latest(job_id)
+    assert (job.checkpoint_epoch, newest.epoch) == (300, 300)
+    assert job.checkpoint_uri.endswith(f"-{job.checkpoint_sha256}.npz")
+    np.testing.assert_array_equal(newest.params["W1"], np.full((1, 3), 300.0))
+    kept = sorted(int(path.name.split("-")[1]) for path in (disk.folder / job_id).iterdir())
+    assert kept == [200, 300]  # the newest two, so the oldest was written first
+
+
+def test_a_checkpoint_that_cannot_be_written_is_logged_and_a_hand_back_still_saves_after_close(
+    tmp_path, session_factory, caplog
+):
+    job_id = running_job(session_factory)
+    blocked = tmp_path / "checkpoints"
+    blocked.write_text("a file where the folder should be")
+    writer = CheckpointWriter(CheckpointStore(blocked), session_factory, job_id, OWNER)
+
+    writer.on_checkpoint(checkpoint(100))
+    writer.close()  # does not raise: the training goes on without that checkpoint
+    assert "checkpoint at epoch 100 not saved" in caplog.text
+    assert get_job(session_factory, job_id).checkpoint_epoch is None
+
+    blocked.unlink()
+    writer.save(checkpoint(150))  # the hand-back's, written by the caller after close()
+    assert get_job(session_factory, job_id).checkpoint_epoch == 150
