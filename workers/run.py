@@ -8,6 +8,7 @@ held open across training or a call to MLflow.
 import logging
 import math
 import time
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
@@ -58,17 +59,19 @@ def run_job(
             run, buffer, resume = start_or_resume(client, attempt, settings, session_factory)
         with phase("data"):
             data = load_training_data(attempt.spec, settings, session_factory)
-        with phase("mlflow params"):
-            tracking.wait_for(
-                lambda: log_data_to_run(client, run.run_id, attempt, data),
-                settings.mlflow_wait_seconds,
-                "log params",
-            )
+        params = in_background(  # sent while the network trains; a success waits for them
+            tracking.wait_for,
+            lambda: log_data_to_run(client, run.run_id, attempt, data),
+            settings.mlflow_wait_seconds,
+            "log params",
+        )
         outcome, metrics, error = train_and_record(
             attempt, data, settings, session_factory, client, run, buffer, resume, progress
         )
         if outcome == "succeeded":
-            with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
+            # A success whose params or metrics did not all reach MLflow is not one.
+            with phase("mlflow end"):
+                params.result()
                 tracking.wait_for(buffer.close, settings.mlflow_wait_seconds, "send metrics")
     except Exception as exc:
         log.exception("job %s failed", job_id)
@@ -85,6 +88,15 @@ def run_job(
         checkpoints.discard(job_id)
     log.info("job %s %s in %.3f s: %s", job_id, status, time.perf_counter() - started, phase)
     return status
+
+
+def in_background(function, *args) -> futures.Future:
+    """``function(*args)`` called by a thread of its own; its result or error in the future."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="gradq-background")
+    try:
+        return executor.submit(function, *args)
+    finally:
+        executor.shutdown(wait=False)  # the thread ends when the call does
 
 
 def record_outcome(
