@@ -8,13 +8,15 @@ model that MLflow loads and registers) after. Uploading one file costs ~3 ms of 
 CPU and as much of the server's; the whole set took ~0.3 s at the end of every job.
 """
 
+import functools
 import json
 import logging
 import shutil
 import sys
 import tempfile
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import mlflow.pyfunc
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,6 +34,7 @@ MAX_POINTS = 2000
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 WEIGHTS_IN_MODEL = "artifacts/weights.npz"  # where save_model puts the weights artifact
 MODEL_FOLDER = "model"
+WEIGHTS_FOLDER = PurePosixPath(MODEL_FOLDER, WEIGHTS_IN_MODEL).parent.as_posix()
 MODELS_PACKAGE = Path(models.__file__).resolve().parent
 
 
@@ -99,8 +102,11 @@ def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> 
     cost_axis.plot(x, history.get("cost", [])[::stride], color="tab:blue", label="cost")
     cost_axis.set_xlabel("epoch")
     cost_axis.set_ylabel("cost")
-    cost_axis.set_title(title)
     accuracy_axis = cost_axis.twinx()
+    # A fixed title height: left to itself, each axes measures every tick label to place its
+    # title above them (~45 ms, half the plot), and nothing is drawn above these axes.
+    cost_axis.set_title(title, y=1.0)
+    accuracy_axis.set_title("", y=1.0)
     for name, color in (("train_accuracy", "tab:orange"), ("val_accuracy", "tab:green")):
         if history.get(name):
             label = name.replace("_", " ")
@@ -119,10 +125,11 @@ class RunArtifacts:
     """The artifacts of one attempt's run: ``RunArtifacts(...)`` before training starts the
     upload of the first part in a thread; ``finish(net, history, title)`` after training waits
     for it (sending the part again if it failed) and uploads weights.npz (at the top and as
-    model/artifacts/weights.npz), cost_curve.png, then model/MLmodel. Safe to call again after
-    an error. ``close()`` removes the local files once the thread is done, without waiting for
-    it: a job that failed or is handed back does not wait on MLflow for files that no longer
-    matter (model/ without MLmodel is not a model MLflow offers to load)."""
+    model/artifacts/weights.npz, from the thread while it draws the plot), cost_curve.png,
+    then model/MLmodel. Safe to call again after an error. ``close()`` removes the local files
+    once the thread is done, without waiting for it: a job that failed or is handed back does
+    not wait on MLflow for files that no longer matter (model/ without MLmodel is not a model
+    MLflow offers to load)."""
 
     def __init__(
         self,
@@ -156,11 +163,19 @@ class RunArtifacts:
             self._first_part_sent = True
         after = self._folder / "after"
         after.mkdir(exist_ok=True)
-        save_weights(net.params, after / "weights.npz")
-        plot_cost_curve(history, after / "cost_curve.png", title=title)
-        self.client.log_artifacts(self.run_id, str(after))
-        weights_folder = Path(MODEL_FOLDER, WEIGHTS_IN_MODEL).parent.as_posix()
-        self.client.log_artifact(self.run_id, str(after / "weights.npz"), weights_folder)
+        weights = after / "weights.npz"
+        save_weights(net.params, weights)
+        # The weights go up from the thread while this one draws the plot (~80 ms of CPU).
+        log_artifact = functools.partial(self._uploader.submit, self.client.log_artifact)
+        sent = [log_artifact(self.run_id, str(weights)),
+                log_artifact(self.run_id, str(weights), WEIGHTS_FOLDER)]  # fmt: skip
+        try:
+            plot_cost_curve(history, after / "cost_curve.png", title=title)
+            self.client.log_artifact(self.run_id, str(after / "cost_curve.png"))
+        finally:  # a call again after an error must not rewrite the weights being sent
+            futures.wait(sent)
+        for upload in sent:
+            upload.result()
         self.client.log_artifact(self.run_id, str(self._mlmodel), MODEL_FOLDER)  # last
 
     def close(self) -> None:
