@@ -6,8 +6,10 @@ here keeps results or relies on a message surviving: what a broker loses, the re
 again.
 """
 
+import importlib.util
 import math
 import os
+import sys
 
 from celery import Celery
 
@@ -29,6 +31,25 @@ def configure_mlflow_client(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+# Modules MLflow's client tries to import on every REST call, to tell whether it runs inside
+# Databricks (mlflow/utils/databricks_utils.py).
+DATABRICKS_PROBES = ("dbruntime", "IPython", "pyspark")
+
+
+def skip_absent_databricks_probes(names: tuple[str, ...] = DATABRICKS_PROBES) -> list[str]:
+    """Make the imports of ``names`` that are not installed fail at once; returns those names.
+
+    A failed import is not remembered: each one searches every folder of sys.path again, ~0.7
+    ms per MLflow call here (a third of the CPU of uploading a small artifact). A None in
+    sys.modules is Python's own "not importable" mark. Installed modules are left alone."""
+    absent = [
+        name for name in names if name not in sys.modules and importlib.util.find_spec(name) is None
+    ]
+    for name in absent:
+        sys.modules[name] = None
+    return absent
 
 
 def make_app(settings: Settings) -> Celery:
@@ -72,6 +93,7 @@ def make_app(settings: Settings) -> Celery:
 
 
 configure_mlflow_client(get_settings())
+skip_absent_databricks_probes()
 app = make_app(get_settings())
 
 # Worker signal handlers, connected before the worker sends its first signal (celeryd_init).

@@ -1,7 +1,12 @@
 """The Celery app's configuration, read from the settings."""
 
+import importlib
+import sys
+
+import pytest
+
 from settings import REDIS_VISIBILITY_TIMEOUT_SECONDS, Settings
-from workers.celery_app import make_app
+from workers.celery_app import make_app, skip_absent_databricks_probes
 
 
 def test_the_app_speaks_json_keeps_no_results_and_acknowledges_late(tmp_path):
@@ -28,3 +33,20 @@ def test_the_filesystem_broker_shares_one_queue_folder_with_the_api(tmp_path):
     assert options["processed_folder"] == str(settings.broker_folder / "processed")
     assert options["polling_interval"] == 0.02
     assert queue.is_dir() and (settings.broker_folder / "processed").is_dir()
+
+
+def test_absent_databricks_probes_fail_at_once_and_installed_modules_are_left_alone(monkeypatch):
+    absent, installed = "gradq_test_no_such_module", "colorsys"
+    monkeypatch.delitem(sys.modules, absent, raising=False)
+    monkeypatch.delitem(sys.modules, installed, raising=False)
+
+    marked = skip_absent_databricks_probes((absent, installed))
+
+    try:
+        assert marked == [absent]
+        with pytest.raises(ModuleNotFoundError, match="halted"):  # from the mark, no search
+            importlib.import_module(absent)
+        assert installed not in sys.modules
+        assert importlib.import_module(installed).rgb_to_hsv(1, 0, 0) == (0.0, 1.0, 1.0)
+    finally:
+        sys.modules.pop(absent, None)
