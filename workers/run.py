@@ -7,7 +7,9 @@ held open across training or a call to MLflow.
 
 import logging
 import math
+import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -59,19 +61,11 @@ def run_job(
             run, buffer, resume = start_or_resume(client, attempt, settings, session_factory)
         with phase("data"):
             data = load_training_data(attempt.spec, settings, session_factory)
-        params = in_background(  # sent while the network trains; a success waits for them
-            tracking.wait_for,
-            lambda: log_data_to_run(client, run.run_id, attempt, data),
-            settings.mlflow_wait_seconds,
-            "log params",
-        )
         outcome, metrics, error = train_and_record(
             attempt, data, settings, session_factory, client, run, buffer, resume, progress
         )
         if outcome == "succeeded":
-            # A success whose params or metrics did not all reach MLflow is not one.
-            with phase("mlflow end"):
-                params.result()
+            with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
                 tracking.wait_for(buffer.close, settings.mlflow_wait_seconds, "send metrics")
     except Exception as exc:
         log.exception("job %s failed", job_id)
@@ -88,15 +82,6 @@ def run_job(
         checkpoints.discard(job_id)
     log.info("job %s %s in %.3f s: %s", job_id, status, time.perf_counter() - started, phase)
     return status
-
-
-def in_background(function, *args) -> futures.Future:
-    """``function(*args)`` called by a thread of its own; its result or error in the future."""
-    executor = ThreadPoolExecutor(1, thread_name_prefix="gradq-background")
-    try:
-        return executor.submit(function, *args)
-    finally:
-        executor.shutdown(wait=False)  # the thread ends when the call does
 
 
 def record_outcome(
@@ -152,14 +137,21 @@ def train_and_record(
     """Train; returns (outcome, final metrics, error). The outcome is "lost" if the lease was
     lost, "queued" if the job is to be handed back (its checkpoint is written)."""
     net = build_network(attempt.spec, data)
-    # The artifacts' first part is written now, and uploaded while the network trains.
+    # Params, and the artifacts' first part, go up while the network trains.
+    params = in_background(
+        "log params",
+        tracking.wait_for,
+        lambda: log_data_to_run(client, run.run_id, attempt, data),
+        settings.mlflow_wait_seconds,
+        "log params",
+    )
     with attempt.phases("mlflow artifacts"):
         uploads = artifacts.RunArtifacts(
             client, run.run_id, net, attempt.spec, data.dataset.classes, data.m_train
         )
     try:
         return _train_and_record(
-            attempt, data, settings, session_factory, net, uploads, buffer, resume, progress
+            attempt, data, settings, session_factory, net, params, uploads, buffer, resume, progress
         )
     finally:
         uploads.close()
@@ -171,6 +163,7 @@ def _train_and_record(
     settings: Settings,
     session_factory: sessionmaker[Session],
     net: Network,
+    params: futures.Future,
     uploads: artifacts.RunArtifacts,
     buffer: tracking.MetricsBuffer,
     resume: Checkpoint | None,
@@ -185,7 +178,9 @@ def _train_and_record(
         )
     buffer.add(0, {"gradient_check": check})
     checkpoints = CheckpointStore(settings.checkpoints_folder)
-    writer = CheckpointWriter(checkpoints, session_factory, attempt.job_id, attempt.owner)
+    writer = CheckpointWriter(
+        checkpoints, session_factory, attempt.job_id, attempt.owner, lambda: progress.lease_lost
+    )
     started = time.perf_counter()
     batch = training.batch_size or data.m_train
     threads = 1 if blas_threads.one_thread_suffices(net.layer_dims, batch) else None
@@ -215,14 +210,22 @@ def _train_and_record(
         reason = progress.stop_reason()
         if reason != "handoff":
             return reason, None, None
-        writer.save(stopped.checkpoint)  # after those queued (closed): the newest, in SQL
-        return "queued", None, f"handed back at epoch {stopped.checkpoint.epoch}: worker stopping"
+        # After the one pending (closed): this is the newest. If it could not be saved, the
+        # next attempt resumes from the last one that was (or from the start): work is lost,
+        # never the job, and the hand-back's event says so.
+        epoch = stopped.checkpoint.epoch
+        detail = f"handed back at epoch {epoch}: worker stopping"
+        if not writer.save(stopped.checkpoint):
+            detail += f"; checkpoint at epoch {epoch} not saved"
+        return "queued", None, detail
     except DivergenceError as error:
         return "failed", None, f"{error}; lower training.learning_rate"
     seconds = time.perf_counter() - started
     metrics = final_metrics(net, data, training.l2)
     buffer.add(training.epochs, mlflow_final_metrics(metrics))
     buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
+    with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
+        params.result()
     with phase("mlflow artifacts"):
         title = attempt.spec.name or attempt.spec.experiment
         tracking.wait_for(
@@ -233,36 +236,83 @@ def _train_and_record(
     return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
 
 
+def in_background(what: str, function: Callable[..., Any], *args) -> futures.Future:
+    """``function(*args)`` called by a daemon thread (a worker that exits does not wait for
+    it); its result or error in the future. An error is logged, whoever asks for it or not."""
+    future: futures.Future = futures.Future()
+
+    def call() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:
+                future.set_exception(error)
+
+    def log_error(done: futures.Future) -> None:
+        if done.exception() is not None:
+            log.warning("%s failed: %s", what, done.exception())
+
+    future.add_done_callback(log_error)
+    threading.Thread(target=call, name=f"gradq {what}", daemon=True).start()
+    return future
+
+
 class CheckpointWriter:
     """The training loop's callback that stores each checkpoint where any worker finds it and
-    records it (epoch, checksum) in SQL. A thread of its own writes them, in order, so the
-    training loop never waits on the disk's fsync or the database; ``close()`` waits for the
-    writes still pending. A checkpoint that cannot be written costs only the work since the
-    previous one, so an error is logged, not raised."""
+    records it (epoch, checksum) in SQL.
 
-    def __init__(self, checkpoints: CheckpointStore, session_factory, job_id: str, owner: str):
+    A thread of its own writes them, so the training loop never waits on the disk's fsync or
+    the database. Only the newest checkpoint waits its turn: one that a newer one overtook is
+    never written (each supersedes the last), which bounds memory and what ``close()`` waits
+    for. Nothing is written once ``lease_lost()`` says the job is another worker's. A
+    checkpoint that cannot be written costs only the work since the previous one, so an error
+    is logged, not raised."""
+
+    def __init__(
+        self,
+        checkpoints: CheckpointStore,
+        session_factory,
+        job_id: str,
+        owner: str,
+        lease_lost: Callable[[], bool] = lambda: False,
+    ):
         self.checkpoints = checkpoints
         self.session_factory = session_factory
         self.job_id = job_id
         self.owner = owner
+        self.lease_lost = lease_lost
+        self._newest: Checkpoint | None = None
+        self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gradq-checkpoints")
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Queue ``checkpoint`` (a copy the loop no longer touches) for writing."""
-        self._thread.submit(self.save, checkpoint)
+        """Have ``checkpoint`` (a copy the loop no longer touches) written soon."""
+        with self._lock:
+            self._newest = checkpoint
+        self._thread.submit(self._write_newest)
 
-    def save(self, checkpoint: Checkpoint) -> None:
+    def _write_newest(self) -> None:
+        with self._lock:
+            checkpoint, self._newest = self._newest, None
+        if checkpoint is not None:  # None: a later call already wrote it
+            self.save(checkpoint)
+
+    def save(self, checkpoint: Checkpoint) -> bool:
+        """Write ``checkpoint`` now; True if it is on disk and recorded as the job's newest."""
+        if self.lease_lost():
+            return False
         try:
             saved = self.checkpoints.save(self.job_id, checkpoint)
             with transaction(self.session_factory) as session:
-                store.jobs.record_checkpoint(
+                return store.jobs.record_checkpoint(
                     session, self.job_id, self.owner, str(saved.path), saved.epoch, saved.sha256
                 )
         except Exception:
             log.exception("job %s: checkpoint at epoch %d not saved", self.job_id, checkpoint.epoch)
+            return False
 
     def close(self) -> None:
-        """Wait until every checkpoint queued so far is written (or failed)."""
+        """Wait until the checkpoint pending, if any, is written (or failed)."""
         self._thread.shutdown(wait=True)
 
 

@@ -1,5 +1,6 @@
-"""The worker's CheckpointWriter: checkpoints written by a thread of their own, in order, each
-recorded in SQL, without the training loop waiting for the disk or the database."""
+"""The worker's CheckpointWriter: checkpoints written by a thread of their own, the newest
+first in line, each recorded in SQL, without the training loop waiting for the disk or the
+database; nothing written once the lease is lost."""
 
 import threading
 
@@ -21,11 +22,14 @@ class SlowDisk(CheckpointStore):
     def __init__(self, folder):
         super().__init__(folder)
         self.ready = threading.Event()
+        self.written: list[int] = []
 
     def save(self, job_id, checkpoint):
         if not self.ready.wait(10):
             raise TimeoutError("the test never let the disk write")
-        return super().save(job_id, checkpoint)
+        saved = super().save(job_id, checkpoint)
+        self.written.append(saved.epoch)
+        return saved
 
 
 def running_job(session_factory) -> str:
@@ -41,7 +45,7 @@ def checkpoint(epoch: int) -> Checkpoint:
     )
 
 
-def test_checkpoints_are_written_in_the_background_in_order_and_close_waits_for_them(
+def test_checkpoints_are_written_in_the_background_newest_last_and_close_waits_for_them(
     tmp_path, session_factory
 ):
     job_id = running_job(session_factory)
@@ -61,8 +65,33 @@ def test_checkpoints_are_written_in_the_background_in_order_and_close_waits_for_
     assert (job.checkpoint_epoch, newest.epoch) == (300, 300)
     assert job.checkpoint_uri.endswith(f"-{job.checkpoint_sha256}.npz")
     np.testing.assert_array_equal(newest.params["W1"], np.full((1, 3), 300.0))
-    kept = sorted(int(path.name.split("-")[1]) for path in (disk.folder / job_id).iterdir())
-    assert kept == [200, 300]  # the newest two, so the oldest was written first
+    # The one being written when the others came, then only the newest of those waiting.
+    assert disk.written[-1] == 300 and disk.written == sorted(disk.written)
+    assert len(disk.written) <= 2, disk.written
+
+
+def test_nothing_is_written_once_the_lease_is_lost(tmp_path, session_factory):
+    job_id = running_job(session_factory)
+    lost = threading.Event()
+    disk = CheckpointStore(tmp_path / "checkpoints")
+    writer = CheckpointWriter(disk, session_factory, job_id, OWNER, lease_lost=lost.is_set)
+    writer.on_checkpoint(checkpoint(100))
+    writer.close()
+    assert get_job(session_factory, job_id).checkpoint_epoch == 100
+
+    lost.set()
+    assert writer.save(checkpoint(200)) is False
+    assert get_job(session_factory, job_id).checkpoint_epoch == 100
+    assert disk.load_latest(job_id).epoch == 100
+
+
+def test_save_says_false_when_another_worker_holds_the_job(tmp_path, session_factory):
+    job_id = running_job(session_factory)
+    writer = CheckpointWriter(
+        CheckpointStore(tmp_path / "checkpoints"), session_factory, job_id, "another-worker/2"
+    )
+    assert writer.save(checkpoint(100)) is False
+    assert get_job(session_factory, job_id).checkpoint_epoch is None
 
 
 def test_a_checkpoint_that_cannot_be_written_is_logged_and_a_hand_back_still_saves_after_close(
@@ -79,5 +108,5 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_and_a_hand_back_still_sav
     assert get_job(session_factory, job_id).checkpoint_epoch is None
 
     blocked.unlink()
-    writer.save(checkpoint(150))  # the hand-back's, written by the caller after close()
+    assert writer.save(checkpoint(150))  # the hand-back's, written by the caller after close()
     assert get_job(session_factory, job_id).checkpoint_epoch == 150
