@@ -116,7 +116,8 @@ def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> 
     accuracy_axis.set_ylim(0, 1.02)
     # At most ~5 ticks an axis: each tick is a line and a text to lay out (~20 ms less).
     for axis in (cost_axis.xaxis, cost_axis.yaxis, accuracy_axis.yaxis):
-        axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        steps = [1, 2, 2.5, 5, 10]
+        axis.set_major_locator(MaxNLocator(nbins=5, steps=steps, integer=axis is cost_axis.xaxis))
     handles = cost_axis.get_legend_handles_labels()
     more = accuracy_axis.get_legend_handles_labels()
     cost_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="center right")
@@ -155,6 +156,7 @@ class RunArtifacts:
             raise
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlflow-artifacts")
         self._first_part = self._uploader.submit(client.log_artifacts, run_id, str(self._before))
+        self._last_upload = self._first_part  # the thread's last call reading self._folder
         self._first_part_sent = False
 
     def finish(self, net: Network, history: dict[str, list[float]], title: str) -> None:
@@ -173,6 +175,7 @@ class RunArtifacts:
         log_artifact = functools.partial(self._uploader.submit, self.client.log_artifact)
         sent = [log_artifact(self.run_id, str(weights)),
                 log_artifact(self.run_id, str(weights), WEIGHTS_FOLDER)]  # fmt: skip
+        self._last_upload = sent[-1]
         try:
             plot_cost_curve(history, after / "cost_curve.png", title=title)
             self.client.log_artifact(self.run_id, str(after / "cost_curve.png"))
@@ -185,6 +188,6 @@ class RunArtifacts:
     def close(self) -> None:
         self._uploader.shutdown(wait=False, cancel_futures=True)
         # Removed once the thread is done with them (at once if it is already).
-        self._first_part.add_done_callback(
+        self._last_upload.add_done_callback(
             lambda _: shutil.rmtree(self._folder, ignore_errors=True)
         )
