@@ -34,8 +34,9 @@ def configure_mlflow_client(settings: Settings) -> None:
 
 
 # Modules MLflow's client tries to import on every REST call, to tell whether it runs inside
-# Databricks (mlflow/utils/databricks_utils.py).
-DATABRICKS_PROBES = ("dbruntime", "IPython", "pyspark")
+# Databricks (mlflow/utils/databricks_utils.py). Not pyspark, which it probes too: mlflow.data
+# takes `"pyspark" in sys.modules` to mean that Spark is there.
+DATABRICKS_PROBES = ("dbruntime", "IPython")
 
 
 def skip_absent_databricks_probes(names: tuple[str, ...] = DATABRICKS_PROBES) -> list[str]:
