@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_array_equal
 
 from models import Network, train
+from models.network import column_buffer, one_hot_labels
 
 
 def sigma(z):
@@ -168,3 +170,30 @@ def test_inputs_of_the_wrong_shape_are_refused():
     net = Network([3, 1])
     with pytest.raises(ValueError, match=r"X must have shape \(3, m\)"):
         net.forward(np.zeros((4, 2)))
+
+
+def test_one_hot_labels_sets_one_per_column_into_out_of_any_layout():
+    expected = np.array([[0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 1, 0]], dtype=np.float32)
+    assert_array_equal(one_hot_labels(np.array([1, 0, 2, 1]), 3, np.float32), expected)
+    out = column_buffer(3, 4, np.dtype(np.float32))  # the training batches' layout
+    out.fill(7)
+    assert one_hot_labels(np.array([1, 0, 2, 1]), 3, np.float32, out=out) is out
+    assert_array_equal(out, expected)
+    assert one_hot_labels(np.array([], dtype=np.int64), 3, np.float64).shape == (3, 0)
+
+
+@pytest.mark.parametrize(
+    "labels, out_shape, reason",
+    [
+        (np.array([[1, 0]]), None, "shape"),
+        (np.array([0, 3]), None, r"\[0, 3\)"),
+        (np.array([-1, 0]), None, r"\[0, 3\)"),
+        (np.array([0, 1]), (3, 5), "out must have shape"),
+    ],
+)
+def test_one_hot_labels_refuses_what_is_not_class_indices_or_an_out_of_the_wrong_shape(
+    labels, out_shape, reason
+):
+    out = None if out_shape is None else np.empty(out_shape, np.float32)
+    with pytest.raises(ValueError, match=reason):
+        one_hot_labels(labels, 3, np.float32, out=out)
