@@ -4,8 +4,8 @@ MLflow pyfunc under model/ (DESIGN.md section 7).
 They go up in two parts (``RunArtifacts``): what is known before training (spec.json,
 network.md and the model without its weights and its MLmodel file: 25 of 29 files) by a thread
 while the network trains; the trained weights, the plot, and last MLmodel (what makes model/ a
-model that MLflow loads and registers) after. Uploading one file costs ~3 ms of this process's
-CPU and as much of the server's; the whole set took ~0.3 s at the end of every job.
+model that MLflow loads and registers) after. Uploading one file costs ~1-2 ms of this
+process's CPU and as much of the server's; the whole set took ~0.3 s at the end of every job.
 """
 
 import functools
@@ -19,19 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import mlflow.pyfunc
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from mlflow.tracking import MlflowClient
 
 import models
 from models import Network, save_weights
 from store.spec import JobSpec
 from workers import network_doc
+from workers.cost_curve import plot_cost_curve
 
 log = logging.getLogger(__name__)
 
-MAX_POINTS = 2000
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 WEIGHTS_IN_MODEL = "artifacts/weights.npz"  # where save_model puts the weights artifact
 MODEL_FOLDER = "model"
@@ -88,42 +85,6 @@ def _forget_code_model_modules() -> None:
     leaves it in sys.modules: a worker that saves a model per job would keep them all."""
     for name in [n for n in sys.modules if n.startswith("code_model_")]:
         del sys.modules[name]
-
-
-def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> None:
-    """Cost per epoch, and the accuracies on a second axis."""
-    # Figure + Agg canvas, not pyplot: no global figure state and no GUI backend in a worker.
-    figure = Figure(figsize=(6, 3.5), dpi=100)
-    FigureCanvasAgg(figure)
-    cost_axis = figure.add_subplot()
-    epochs = len(history.get("cost", []))
-    # Every epoch of a long run is more points than pixels: plot at most ~MAX_POINTS of them.
-    stride = max(1, epochs // MAX_POINTS)
-    x = range(0, epochs, stride)
-    cost_axis.plot(x, history.get("cost", [])[::stride], color="tab:blue", label="cost")
-    cost_axis.set_xlabel("epoch")
-    cost_axis.set_ylabel("cost")
-    accuracy_axis = cost_axis.twinx()
-    # A fixed title height: left to itself, each axes measures every tick label to place its
-    # title above them (~10 ms), and nothing is drawn above these axes.
-    cost_axis.set_title(title, y=1.0)
-    accuracy_axis.set_title("", y=1.0)
-    for name, color in (("train_accuracy", "tab:orange"), ("val_accuracy", "tab:green")):
-        if history.get(name):
-            label = name.replace("_", " ")
-            accuracy_axis.plot(x, history[name][::stride], color=color, label=label)
-    accuracy_axis.set_ylabel("accuracy")
-    accuracy_axis.set_ylim(0, 1.02)
-    # At most ~5 ticks an axis: each tick is a line and a text to lay out (~20 ms less).
-    for axis in (cost_axis.xaxis, cost_axis.yaxis, accuracy_axis.yaxis):
-        steps = [1, 2, 2.5, 5, 10]
-        axis.set_major_locator(MaxNLocator(nbins=5, steps=steps, integer=axis is cost_axis.xaxis))
-    handles = cost_axis.get_legend_handles_labels()
-    more = accuracy_axis.get_legend_handles_labels()
-    cost_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="center right")
-    # Fixed margins: tight_layout measured ~70 ms, more than the rest of the plot.
-    figure.subplots_adjust(left=0.11, right=0.89, bottom=0.14, top=0.91)
-    figure.savefig(path)
 
 
 class RunArtifacts:
