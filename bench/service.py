@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import signal
 import statistics
 import sys
@@ -631,8 +632,8 @@ def report(args) -> str:
     return "\n".join([
         "## Service: submissions, queue latency, tracking (Redis + PostgreSQL)", "",
         f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        "- Command: `.venv/bin/python bench/service.py --write docs/benchmarks.md` (`make bench` "
-        "runs it after bench/core.py)", *environment,
+        f"- Command: `.venv/bin/python bench/service.py {shlex.join(sys.argv[1:])}` (`make bench` "
+        "runs it with `--write docs/benchmarks.md` after bench/core.py)", *environment,
         "- Started by the benchmark with the commands of `service/stack.py`: `mlflow server "
         "--workers 1` on a PostgreSQL store (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false), the API "
         "as one uvicorn process, Celery workers `--pool prefork --concurrency 1` on Redis; jobs "
