@@ -6,6 +6,7 @@ one before it is used. Files are written atomically (temporary file, fsync, rena
 newest two are kept.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -33,7 +34,8 @@ class CheckpointStore:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def save(self, job_id: str, checkpoint: Checkpoint) -> Saved:
+    def save(self, job_id: str, checkpoint: Checkpoint, prune: bool = True) -> Saved:
+        """Write ``checkpoint``; then, unless told not to, keep only the newest KEEP files."""
         data = checkpoint.to_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
         job_folder = self._job_folder(job_id)
@@ -41,9 +43,20 @@ class CheckpointStore:
         path = job_folder / f"epoch-{checkpoint.epoch:09d}-{sha256}.npz"
         write_atomically(path, data)
         _fsync_folder(job_folder)  # the rename itself survives a crash of the machine
+        if prune:
+            self.prune(job_id)
+        return Saved(path, checkpoint.epoch, sha256)
+
+    def prune(self, job_id: str) -> None:
+        """Remove all but the newest KEEP checkpoints of the job."""
         for old in self._newest_first(job_id)[KEEP:]:
             old[0].unlink(missing_ok=True)
-        return Saved(path, checkpoint.epoch, sha256)
+
+    def remove(self, saved: Saved) -> None:
+        """Remove one checkpoint, and its job's folder if that leaves it empty."""
+        saved.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: other checkpoints are in it
+            saved.path.parent.rmdir()
 
     def load_latest(self, job_id: str) -> Checkpoint | None:
         """The newest checkpoint whose bytes match its checksum, or None."""

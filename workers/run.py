@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from mlflow.tracking import MlflowClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
@@ -26,7 +27,7 @@ from models.serialization import Checkpoint
 from settings import Settings
 from store.db import in_transaction_retrying, transaction
 from store.spec import JobSpec
-from store.tables import FINAL_STATUSES
+from store.tables import FINAL_STATUSES, Job
 from workers import artifacts, blas_threads, tracking
 from workers.attempt import Attempt, claim, log_data_to_run, start_or_resume
 from workers.checkpoints import CheckpointStore
@@ -215,7 +216,8 @@ def _train_and_record(
         # never the job, and the hand-back's event says so.
         epoch = stopped.checkpoint.epoch
         detail = f"handed back at epoch {epoch}: worker stopping"
-        if not writer.save(stopped.checkpoint):
+        # Not twice when the stop came at a checkpoint's epoch (the one closing just wrote).
+        if writer.saved_epoch != epoch and not writer.save(stopped.checkpoint):
             detail += f"; checkpoint at epoch {epoch} not saved"
         return "queued", None, detail
     except DivergenceError as error:
@@ -225,7 +227,8 @@ def _train_and_record(
     buffer.add(training.epochs, mlflow_final_metrics(metrics))
     buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
     with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
-        params.result()
+        # wait_for gives up after mlflow_wait_seconds; a call it makes, after its timeout.
+        params.result(timeout=settings.mlflow_wait_seconds + 4 * settings.mlflow_timeout_seconds)
     with phase("mlflow artifacts"):
         title = attempt.spec.name or attempt.spec.experiment
         tracking.wait_for(
@@ -249,8 +252,8 @@ def in_background(what: str, function: Callable[..., Any], *args) -> futures.Fut
                 future.set_exception(error)
 
     def log_error(done: futures.Future) -> None:
-        if done.exception() is not None:
-            log.warning("%s failed: %s", what, done.exception())
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("%s failed", what, exc_info=done.exception())
 
     future.add_done_callback(log_error)
     threading.Thread(target=call, name=f"gradq {what}", daemon=True).start()
@@ -281,6 +284,7 @@ class CheckpointWriter:
         self.job_id = job_id
         self.owner = owner
         self.lease_lost = lease_lost
+        self.saved_epoch: int | None = None  # of the last checkpoint written and recorded
         self._newest: Checkpoint | None = None
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gradq-checkpoints")
@@ -302,14 +306,24 @@ class CheckpointWriter:
         if self.lease_lost():
             return False
         try:
-            saved = self.checkpoints.save(self.job_id, checkpoint)
+            # Older files are pruned only once SQL took this one: a worker that lost the job
+            # without knowing it yet must not prune, or leave behind, the new owner's files.
+            saved = self.checkpoints.save(self.job_id, checkpoint, prune=False)
             with transaction(self.session_factory) as session:
-                return store.jobs.record_checkpoint(
+                recorded = store.jobs.record_checkpoint(
                     session, self.job_id, self.owner, str(saved.path), saved.epoch, saved.sha256
                 )
+                newest = session.scalar(select(Job.checkpoint_uri).where(Job.id == self.job_id))
         except Exception:
             log.exception("job %s: checkpoint at epoch %d not saved", self.job_id, checkpoint.epoch)
             return False
+        if recorded:
+            self.saved_epoch = saved.epoch
+            self.checkpoints.prune(self.job_id)
+        elif newest != str(saved.path):  # the same name: the new owner wrote the same bytes
+            log.warning("job %s is not this worker's: checkpoint removed", self.job_id)
+            self.checkpoints.remove(saved)
+        return recorded
 
     def close(self) -> None:
         """Wait until the checkpoint pending, if any, is written (or failed)."""

@@ -24,10 +24,10 @@ class SlowDisk(CheckpointStore):
         self.ready = threading.Event()
         self.written: list[int] = []
 
-    def save(self, job_id, checkpoint):
+    def save(self, job_id, checkpoint, prune=True):
         if not self.ready.wait(10):
             raise TimeoutError("the test never let the disk write")
-        saved = super().save(job_id, checkpoint)
+        saved = super().save(job_id, checkpoint, prune)
         self.written.append(saved.epoch)
         return saved
 
@@ -62,7 +62,7 @@ def test_checkpoints_are_written_in_the_background_newest_last_and_close_waits_f
 
     job = get_job(session_factory, job_id)
     newest = disk.load_latest(job_id)
-    assert (job.checkpoint_epoch, newest.epoch) == (300, 300)
+    assert (job.checkpoint_epoch, newest.epoch, writer.saved_epoch) == (300, 300, 300)
     assert job.checkpoint_uri.endswith(f"-{job.checkpoint_sha256}.npz")
     np.testing.assert_array_equal(newest.params["W1"], np.full((1, 3), 300.0))
     # The one being written when the others came, then only the newest of those waiting.
@@ -85,13 +85,34 @@ def test_nothing_is_written_once_the_lease_is_lost(tmp_path, session_factory):
     assert disk.load_latest(job_id).epoch == 100
 
 
-def test_save_says_false_when_another_worker_holds_the_job(tmp_path, session_factory):
+def test_a_worker_that_lost_the_job_unknowingly_leaves_no_file_and_prunes_none(
+    tmp_path, session_factory
+):
+    job_id = running_job(session_factory)  # held by OWNER, the new owner
+    disk = CheckpointStore(tmp_path / "checkpoints")
+    owner = CheckpointWriter(disk, session_factory, job_id, OWNER)
+    assert owner.save(checkpoint(100)) and owner.save(checkpoint(200))
+    stale = CheckpointWriter(disk, session_factory, job_id, "stale-worker/2")  # lease_lost: no
+
+    assert stale.save(checkpoint(300)) is False
+
+    epochs = sorted(int(path.name.split("-")[1]) for path in (disk.folder / job_id).iterdir())
+    assert epochs == [100, 200]
+    assert get_job(session_factory, job_id).checkpoint_epoch == 200
+    assert stale.saved_epoch is None
+
+
+def test_a_checkpoint_written_after_the_job_ended_is_removed_with_its_folder(
+    tmp_path, session_factory
+):
     job_id = running_job(session_factory)
-    writer = CheckpointWriter(
-        CheckpointStore(tmp_path / "checkpoints"), session_factory, job_id, "another-worker/2"
-    )
+    with transaction(session_factory) as session:
+        assert store.jobs.finish(session, job_id, OWNER, "cancelled")
+    disk = CheckpointStore(tmp_path / "checkpoints")
+    writer = CheckpointWriter(disk, session_factory, job_id, OWNER)
+
     assert writer.save(checkpoint(100)) is False
-    assert get_job(session_factory, job_id).checkpoint_epoch is None
+    assert not (disk.folder / job_id).exists()
 
 
 def test_a_checkpoint_that_cannot_be_written_is_logged_and_a_hand_back_still_saves_after_close(
