@@ -40,7 +40,7 @@ def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> 
         cost_axis.autoscale_view()
         # A fixed title height: left to itself, each axes measures every tick label to place
         # its title above them (~10 ms), and nothing is drawn above these axes.
-        cost_axis.set_title(title, y=1.0)
+        cost_axis.set_title(title, y=1.0, parse_math=False)  # a "$" in a run's name is text
         figure.savefig(path)
 
 

@@ -27,7 +27,8 @@ def fresh_png(run: dict[str, list[float]], path, title: str) -> bytes:
 
 @pytest.mark.parametrize("validation", [True, False])
 def test_a_reused_figure_draws_a_run_exactly_as_a_fresh_one(tmp_path, validation):
-    first, second = history(5000, seed=1), history(37, seed=2, validation=validation)
+    first = history(5000, seed=1, validation=validation)  # the same curves: the same figure
+    second = history(37, seed=2, validation=validation)
     expected = fresh_png(second, tmp_path / "fresh.png", "second run")
 
     cost_curve._figures.clear()
@@ -52,9 +53,18 @@ def assert_axes_hold(run: dict[str, list[float]]) -> None:
     assert accuracy_axis.get_ylim() == (0, 1.02)
 
 
+def test_a_shorter_run_then_a_longer_one_draws_the_longer_one_whole(tmp_path):
+    longer = history(900, seed=6)
+    expected = fresh_png(longer, tmp_path / "fresh.png", "longer")
+    cost_curve.plot_cost_curve(history(12, seed=5), tmp_path / "short.png", "short")
+    cost_curve.plot_cost_curve(longer, tmp_path / "reused.png", "longer")
+    assert (tmp_path / "reused.png").read_bytes() == expected
+    assert_axes_hold(longer)
+
+
 def test_the_plot_is_a_png_with_a_line_per_curve(tmp_path):
     run = history(120, seed=3)
-    cost_curve.plot_cost_curve(run, tmp_path / "c.png", "faces")
+    cost_curve.plot_cost_curve(run, tmp_path / "c.png", r"faces, $\frac{1$ (not math)")
     image = Image.open(tmp_path / "c.png").convert("RGB")
     assert image.size == (600, 350)
     pixels = np.asarray(image).reshape(-1, 3)
