@@ -252,8 +252,10 @@ def labels_of(Y: np.ndarray) -> np.ndarray:
 def one_hot_labels(labels: np.ndarray, k: int, dtype: np.dtype, out=None) -> np.ndarray:
     """One-hot columns (k, m) of class indices ``labels``: (m,), written into ``out`` if given."""
     labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be class indices of shape (m,), got shape {labels.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"labels must be integer class indices of shape (m,), got {labels.dtype} {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise ValueError(f"labels must be in [0, {k}), got range {labels.min()}..{labels.max()}")
     if out is None:
@@ -261,7 +263,7 @@ def one_hot_labels(labels: np.ndarray, k: int, dtype: np.dtype, out=None) -> np.
     elif out.shape != (k, labels.size):
         raise ValueError(f"out must have shape {(k, labels.size)}, got {out.shape}")
     out.fill(0)
-    out[labels.astype(np.intp, copy=False), np.arange(labels.size)] = 1
+    out[labels, np.arange(labels.size)] = 1
     return out
 
 

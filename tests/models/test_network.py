@@ -186,6 +186,7 @@ def test_one_hot_labels_sets_one_per_column_into_out_of_any_layout():
     "labels, out_shape, reason",
     [
         (np.array([[1, 0]]), None, "shape"),
+        (np.array([1.0, 0.0]), None, "integer"),
         (np.array([0, 3]), None, r"\[0, 3\)"),
         (np.array([-1, 0]), None, r"\[0, 3\)"),
         (np.array([0, 1]), (3, 5), "out must have shape"),
