@@ -11,6 +11,8 @@ process's CPU and as much of the server's; the whole set took ~0.3 s at the end 
 import functools
 import json
 import logging
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 WEIGHTS_IN_MODEL = "artifacts/weights.npz"  # where save_model puts the weights artifact
+TEMP_PREFIX = "gradq-artifacts-"  # then the process id: remove_orphaned_folders reads it
 MODEL_FOLDER = "model"
 WEIGHTS_FOLDER = PurePosixPath(MODEL_FOLDER, WEIGHTS_IN_MODEL).parent.as_posix()
 MODELS_PACKAGE = Path(models.__file__).resolve().parent
@@ -107,7 +110,7 @@ class RunArtifacts:
         m_train: int,
     ):
         self.client, self.run_id = client, run_id
-        self._folder = Path(tempfile.mkdtemp(prefix="gradq-artifacts-"))
+        self._folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         try:
             self._before = self._folder / "before"
             self._before.mkdir()
@@ -152,3 +155,26 @@ class RunArtifacts:
         self._last_upload.add_done_callback(
             lambda _: shutil.rmtree(self._folder, ignore_errors=True)
         )
+
+
+def remove_orphaned_folders(root: Path | None = None) -> list[Path]:
+    """Remove the artifacts folders (in ``root``, the temp folder by default) of processes
+    that died before removing their own, such as a worker child SIGKILLed mid-training;
+    returns them. A folder of a live process, or of a name not ours, is left alone."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        match = re.fullmatch(rf"{TEMP_PREFIX}(\d+)-\w+", folder.name)
+        if match and folder.is_dir() and not _process_alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True

@@ -1,6 +1,8 @@
 """gradq.train through a real Celery worker process, on the filesystem broker and on Redis."""
 
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -13,6 +15,7 @@ from store.db import make_engine, make_session_factory
 from tests.processes import gradq_env, start_celery_worker
 from tests.servers import REDIS_URL, need
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, statuses, with_experiment
+from workers.artifacts import TEMP_PREFIX
 
 WORKER_SETTINGS = {"progress_seconds": 0.1, "metrics_flush_seconds": 0.5}
 
@@ -103,3 +106,22 @@ def test_a_worker_on_redis_runs_a_job_and_ignores_a_second_delivery(
     job = get_job(session_factory, job_id)
     assert job.attempts == 1
     assert mlflow_client.get_run(job.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_a_new_pool_child_removes_the_artifacts_folders_dead_workers_left(
+    worker, sqlite_url, tmp_path, monkeypatch
+):
+    temp = tmp_path / "tmp"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = temp / f"{TEMP_PREFIX}{dead.pid}-q1w2e3"  # as a SIGKILLed child leaves it
+    (orphan / "before").mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(temp))  # the worker's tempfile.gettempdir()
+
+    process = worker(database_url=sqlite_url)
+
+    deadline = time.monotonic() + 30
+    while orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not orphan.exists()
+    assert "left by a worker process that died" in process.log_text()
