@@ -135,7 +135,7 @@ class RunArtifacts:
         after.mkdir(exist_ok=True)
         weights = after / "weights.npz"
         save_weights(net.params, weights)
-        # The weights go up from the thread while this one draws the plot (~80 ms of CPU).
+        # The weights go up from the thread while this one draws the plot (~45 ms of CPU).
         log_artifact = functools.partial(self._uploader.submit, self.client.log_artifact)
         sent = [log_artifact(self.run_id, str(weights)),
                 log_artifact(self.run_id, str(weights), WEIGHTS_FOLDER)]  # fmt: skip

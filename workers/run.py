@@ -313,14 +313,18 @@ class CheckpointWriter:
                 recorded = store.jobs.record_checkpoint(
                     session, self.job_id, self.owner, str(saved.path), saved.epoch, saved.sha256
                 )
-                newest = session.scalar(select(Job.checkpoint_uri).where(Job.id == self.job_id))
+                # Not recorded: the job is another worker's, or over. Same name as its newest:
+                # the new owner wrote the same bytes, and the file is its.
+                theirs = not recorded and str(saved.path) == session.scalar(
+                    select(Job.checkpoint_uri).where(Job.id == self.job_id)
+                )
         except Exception:
             log.exception("job %s: checkpoint at epoch %d not saved", self.job_id, checkpoint.epoch)
             return False
         if recorded:
             self.saved_epoch = saved.epoch
             self.checkpoints.prune(self.job_id)
-        elif newest != str(saved.path):  # the same name: the new owner wrote the same bytes
+        elif not theirs:
             log.warning("job %s is not this worker's: checkpoint removed", self.job_id)
             self.checkpoints.remove(saved)
         return recorded
