@@ -392,17 +392,20 @@ def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -
 
 def train_alone(spec: JobSpec, sessions, callbacks=()) -> float:
     """Seconds of the worker's models.train(...) call for ``spec`` (on a built-in dataset),
-    in this process."""
+    in this process, with the BLAS threads the worker gives it."""
+    from workers import blas_threads
     from workers.data import load_training_data
     from workers.run import build_network
 
     data, t = load_training_data(spec, Settings(), sessions), spec.training
     net = build_network(spec, data)
+    threads = blas_threads.for_training(net.layer_dims, t.batch_size or data.m_train)
     started = time.perf_counter()
-    train(net, data.X_train, data.Y_train, optimizer=t.optimizer, learning_rate=t.learning_rate,
-          epochs=t.epochs, batch_size=t.batch_size, l2=t.l2, X_val=data.X_val, Y_val=data.Y_val,
-          seed=t.seed, decay_rate=t.decay_rate, decay_every=t.decay_every,
-          callbacks=callbacks)  # fmt: skip
+    with threads:
+        train(net, data.X_train, data.Y_train, optimizer=t.optimizer, learning_rate=t.learning_rate,
+              epochs=t.epochs, batch_size=t.batch_size, l2=t.l2, X_val=data.X_val,
+              Y_val=data.Y_val, seed=t.seed, decay_rate=t.decay_rate, decay_every=t.decay_every,
+              callbacks=callbacks)  # fmt: skip
     return time.perf_counter() - started
 
 

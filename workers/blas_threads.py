@@ -47,3 +47,10 @@ def one_thread_suffices(layer_dims: list[int], batch_size: int) -> bool:
     """
     largest = max(n * n_prev for n_prev, n in itertools.pairwise(layer_dims))
     return largest * batch_size < ONE_THREAD_PRODUCT
+
+
+def for_training(layer_dims: list[int], batch_size: int) -> threadpool_limits:
+    """The BLAS threads a job trains with, as a context manager: one when one suffices
+    (``one_thread_suffices``), else the process's own limit."""
+    threads = 1 if one_thread_suffices(layer_dims, batch_size) else None
+    return threadpool_limits(limits=threads, user_api="blas")

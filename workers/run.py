@@ -19,7 +19,6 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from threadpoolctl import threadpool_limits
 
 import store.jobs
 from models import DivergenceError, Network, TrainingStopped, gradient_check, train
@@ -184,10 +183,9 @@ def _train_and_record(
     )
     started = time.perf_counter()
     batch = training.batch_size or data.m_train
-    threads = 1 if blas_threads.one_thread_suffices(net.layer_dims, batch) else None
     try:
         # closing(writer): the checkpoints queued are written before training counts as over.
-        with phase("training"), threadpool_limits(limits=threads, user_api="blas"), closing(writer):
+        with phase("training"), blas_threads.for_training(net.layer_dims, batch), closing(writer):
             history = train(
                 net,
                 data.X_train,

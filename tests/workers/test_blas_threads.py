@@ -1,6 +1,11 @@
 """How many BLAS threads a worker gives its children and its jobs (workers/blas_threads.py)."""
 
-from workers.blas_threads import one_thread_suffices, threads_per_child
+import os
+
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from workers.blas_threads import for_training, one_thread_suffices, threads_per_child
 
 
 def test_each_child_gets_its_share_of_the_cores():
@@ -13,3 +18,17 @@ def test_one_thread_for_jobs_whose_products_openblas_runs_on_one_thread_anyway()
     assert not one_thread_suffices([64, 64, 32, 10], 1347)  # full batch on digits
     assert not one_thread_suffices([784, 256, 128, 10], 128)
     assert one_thread_suffices([625, 1], 100)  # 62,500: logistic regression on faces
+
+
+def blas_threads() -> int:
+    return next(pool for pool in threadpool_info() if pool["user_api"] == "blas")["num_threads"]
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="one core: one BLAS thread whatever the job")
+def test_a_job_trains_with_one_thread_only_when_one_suffices():
+    with threadpool_limits(limits=2, user_api="blas"):  # the process's limit, as on 2 cores
+        with for_training([64, 32, 10], 16):
+            assert blas_threads() == 1
+        assert blas_threads() == 2  # restored after training
+        with for_training([784, 256, 128, 10], 128):
+            assert blas_threads() == 2
