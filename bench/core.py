@@ -331,8 +331,9 @@ def report(args) -> str:
     """The whole report, as markdown."""
     core, started, environment = import_core(), time.perf_counter(), machine()
     repeats = 2 if args.quick else args.repeats
+    mlp_repeats = 2 if args.quick else args.mlp_repeats
     timed_epochs = args.full_epochs or (100 if args.quick else None)
-    cases = [mlp_case(core, repeats)]
+    cases = [mlp_case(core, mlp_repeats)]
     cases += [full_batch_case(core, name, repeats, timed_epochs) for name in FULL_BATCH]
     lines, targets, memory = ([x for case in cases for x in case[i]] for i in range(3))
     command = "`make bench` (`.venv/bin/python bench/core.py --write docs/benchmarks.md`)"
@@ -341,8 +342,9 @@ def report(args) -> str:
         "## Core: gradq vs PyTorch CPU and scikit-learn", "",
         f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         f"- Command: {command}{quick}", *environment,
-        f"- Repeats: {repeats} per contender, interleaved (order rotated every repeat), after a "
-        "warm-up each. Verdicts use the ratio of medians.",
+        f"- Repeats: {mlp_repeats} per contender for the MLP, {repeats} for the full-batch cases; "
+        "interleaved (order rotated every repeat), after a warm-up each. Verdicts use the ratio "
+        "of medians.",
         "- Data: synthetic, float32, one example per row, passed to gradq as `rows.T`.", *lines,
         "", "### Peak memory of gradq's `train` (tracemalloc, started after the data was made)", "",
         "| run | dataset MiB | traced peak MiB | (dataset + peak) ÷ (dataset + params + "
@@ -358,6 +360,10 @@ def report(args) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender")
+    # A repeat of the MLP case (its 5 contenders) takes ~3 s, and the machine's slow spells last
+    # several of them: in one run of 15 (docs/benchmarks.md, 2026-12-02 21:50), gradq ÷ its
+    # products was 1.87, 1.16 and 1.15 over the three blocks of 5 repeats.
+    parser.add_argument("--mlp-repeats", type=int, default=15, help="timed runs, MLP case")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 100 epochs")
     parser.add_argument("--full-epochs", type=int, help="full-batch epochs timed per repeat")
     parser.add_argument("--write", type=Path, help="markdown file to put the section in")
