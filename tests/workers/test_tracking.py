@@ -4,7 +4,9 @@ import math
 import time
 
 import pytest
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 import store.jobs
 from settings import Settings
@@ -24,7 +26,8 @@ def run_id(mlflow_client) -> str:
 
 @pytest.fixture
 def log_batch_calls(mlflow_client) -> list[dict[str, int]]:
-    """Counts of what each log_batch call carried; the calls still reach the real server."""
+    """Counts of what each MlflowClient.log_batch call carried; the calls still reach the real
+    server."""
     calls = []
     real = mlflow_client.log_batch
 
@@ -36,12 +39,27 @@ def log_batch_calls(mlflow_client) -> list[dict[str, int]]:
     return calls
 
 
+@pytest.fixture
+def metric_batches(monkeypatch) -> list[int]:
+    """How many metrics each of the buffer's log_batch calls (``tracking.log_metrics``)
+    carried; the calls still reach the real server."""
+    calls = []
+    real = tracking.log_metrics
+
+    def spy(client, run_id, rows):
+        calls.append(len(rows))
+        return real(client, run_id, rows)
+
+    monkeypatch.setattr(tracking, "log_metrics", spy)
+    return calls
+
+
 def steps(client, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
 def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
-    mlflow_client, run_id, log_batch_calls, sqlite_url, tmp_path
+    mlflow_client, run_id, metric_batches, sqlite_url, tmp_path
 ):
     session_factory = make_session_factory(make_engine(sqlite_url))
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
@@ -67,14 +85,14 @@ def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
     with transaction(session_factory) as session:
         job = session.get(Job, job_id)
         assert (job.progress_epoch, job.latest_cost) == (epochs, 1.0 / epochs)
-    assert len(log_batch_calls) == math.ceil(2 * epochs / tracking.MAX_METRICS_PER_BATCH)
-    assert max(call["metrics"] for call in log_batch_calls) <= tracking.MAX_METRICS_PER_BATCH
+    assert len(metric_batches) == math.ceil(2 * epochs / tracking.MAX_METRICS_PER_BATCH)
+    assert max(metric_batches) <= tracking.MAX_METRICS_PER_BATCH
     assert steps(mlflow_client, run_id, "cost") == list(range(epochs))
     assert steps(mlflow_client, run_id, "train_accuracy") == list(range(epochs))
 
 
 def test_the_background_thread_sends_metrics_while_training_runs(
-    mlflow_client, run_id, log_batch_calls
+    mlflow_client, run_id, metric_batches
 ):
     buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=0.1)
     for epoch in range(10):
@@ -88,7 +106,7 @@ def test_the_background_thread_sends_metrics_while_training_runs(
     buffer.close()
 
     assert arrived == list(range(10))  # before close
-    assert [call["metrics"] for call in log_batch_calls] == [10]
+    assert metric_batches == [10]
 
 
 def test_metrics_of_a_failed_call_are_sent_again_by_the_next_flush(
@@ -96,11 +114,11 @@ def test_metrics_of_a_failed_call_are_sent_again_by_the_next_flush(
 ):
     buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
     buffer.add(0, {"cost": 0.7})
-    real = mlflow_client.log_batch
-    monkeypatch.setattr(mlflow_client, "log_batch", _raise_mlflow_outage)
+    real = tracking.log_metrics
+    monkeypatch.setattr(tracking, "log_metrics", _raise_mlflow_outage)
     with pytest.raises(MlflowException):
         buffer.flush()
-    monkeypatch.setattr(mlflow_client, "log_batch", real)
+    monkeypatch.setattr(tracking, "log_metrics", real)
     buffer.add(1, {"cost": 0.6})
 
     buffer.close()
@@ -110,6 +128,59 @@ def test_metrics_of_a_failed_call_are_sent_again_by_the_next_flush(
 
 def _raise_mlflow_outage(*args, **kwargs):
     raise MlflowException("tracking server unavailable")
+
+
+ROWS = [  # key, value, timestamp (ms), step: what the buffer sends
+    ("cost", 0.6931471805599453, 1_700_000_000_123, 0),
+    ("cost", 1e-300, 1_700_000_000_456, 1),
+    ("val_accuracy", math.nan, 1_700_000_000_789, 0),
+    ("grad_norm.W1", math.inf, 1_700_000_001_000, 0),
+    ("grad_norm.W1", -math.inf, 1_700_000_001_001, 1),
+]
+
+
+def stored(client, run_id: str) -> list[tuple]:
+    """Every metric value of the run as MlflowClient reads it back (NaN as a string)."""
+    return sorted(
+        (m.key, repr(m.value), m.timestamp, m.step)
+        for key in ("cost", "val_accuracy", "grad_norm.W1")
+        for m in client.get_metric_history(run_id, key)
+    )
+
+
+def test_metrics_sent_as_rest_json_are_stored_as_mlflows_client_stores_them(
+    mlflow_client, run_id, log_batch_calls
+):
+    by_client = tracking.start_run(mlflow_client, experiment="unused", run_name="c", tags={})
+
+    tracking.log_metrics(mlflow_client, run_id, ROWS)
+    mlflow_client.log_batch(by_client.run_id, metrics=[Metric(*row) for row in ROWS])
+
+    assert len(log_batch_calls) == 1  # the client's own call only: the buffer's went by REST
+    assert stored(mlflow_client, run_id) == stored(mlflow_client, by_client.run_id)
+    assert ("cost", repr(1e-300), 1_700_000_000_456, 1) in stored(mlflow_client, run_id)
+    assert ("val_accuracy", "nan", 1_700_000_000_789, 0) in stored(mlflow_client, run_id)
+
+
+def test_an_error_the_server_answers_is_raised_as_mlflows_client_raises_it(mlflow_client):
+    with pytest.raises(MlflowException, match="not found") as raised:
+        tracking.log_metrics(mlflow_client, "0" * 32, ROWS)
+
+    assert raised.value.get_http_status_code() == 404
+    assert not tracking.unreachable(raised.value)  # an answer: wait_for does not try again
+
+
+def test_a_local_tracking_store_gets_the_metrics_through_mlflows_client(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("local")).info.run_id
+
+    tracking.log_metrics(client, run_id, ROWS)
+
+    assert [m.value for m in client.get_metric_history(run_id, "cost")] == [
+        0.6931471805599453,
+        1e-300,
+    ]
+    assert math.isnan(client.get_metric_history(run_id, "val_accuracy")[0].value)
 
 
 def test_params_and_tags_beyond_mlflows_batch_limits_go_in_several_calls(
