@@ -21,6 +21,7 @@ import re
 import shlex
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -193,7 +194,12 @@ def cpu_shares(bench: Bench, out: dict) -> Iterator[None]:
     started (each of those leads a session of its own)."""
     sessions = {p.popen.pid for p in bench.processes.values()}
     servers = lambda: cpu_seconds_by(lambda _, name: name in SERVERS)  # noqa: E731
-    ours = lambda: time.process_time() + cpu_seconds_by(lambda s, _: s in sessions)  # noqa: E731
+
+    # This process, the children it waited for (the metrics loads), and the servers it started.
+    def ours() -> float:
+        children = os.times().children_user + os.times().children_system
+        return time.process_time() + children + cpu_seconds_by(lambda s, _: s in sessions)
+
     now = lambda: (time.perf_counter(), busy_cpu_seconds(), servers(), ours())  # noqa: E731
     before = now()
     yield
@@ -429,28 +435,67 @@ def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:
     return out
 
 
+def metric_names(spec: JobSpec, sessions) -> list[str]:
+    """The names of the metrics ``spec``'s training reports each epoch (one epoch of it)."""
+    from workers.data import load_training_data
+    from workers.run import build_network
+
+    data, t = load_training_data(spec, Settings(), sessions), spec.training
+    net = build_network(spec, data)
+    history = train(net, data.X_train, data.Y_train, optimizer=t.optimizer,
+                    learning_rate=t.learning_rate, epochs=1, batch_size=t.batch_size,
+                    X_val=data.X_val, Y_val=data.Y_val, seed=t.seed)  # fmt: skip
+    return list(history)
+
+
+def train_beside_metrics_load(bench: Bench, spec: JobSpec, sessions, keys, per_epoch) -> float:
+    """train_alone, while another process (bench/metrics_load.py) sends the job's metrics to
+    the MLflow server at the pace training makes them: the server's work without the
+    worker's."""
+    command = [sys.executable, str(ROOT / "bench" / "metrics_load.py"), bench.url["mlflow"],
+               "--epochs", str(spec.training.epochs), "--seconds-per-epoch", f"{per_epoch:.6f}",
+               "--keys", ",".join(keys)]  # fmt: skip
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, **bench.env}) as load:  # fmt: skip
+        if load.stdout.readline().strip() != "ready":
+            raise RuntimeError("bench/metrics_load.py did not start")
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        seconds = train_alone(spec, sessions)
+        load.stdin.close()
+        if load.wait(timeout=120) != 0:
+            raise RuntimeError("bench/metrics_load.py failed")
+    return seconds
+
+
 def tracking_overhead(bench: Bench, repeats: int) -> dict:
-    """The long job in this process (training alone) and through API + worker + MLflow,
-    alternated, after a 1-epoch job that has the worker load the dataset."""
+    """The long job in this process (training alone), the same beside its metrics sent to
+    MLflow by another process, and through API + worker + MLflow, alternated, after a 1-epoch
+    job that has the worker load the dataset."""
     api = httpx.Client(base_url=bench.url["api"], timeout=30)
     sessions = make_session_factory(make_engine(bench.jobs_db))
     # Median of three 30-epoch probes: one probe on a noisy machine gave a job of 4 s, not 5.5.
     probe = JobSpec.model_validate(with_epochs(LONG_SPEC, 30))
     per_epoch = statistics.median(train_alone(probe, sessions) for _ in range(3)) / 30
     spec = with_epochs(LONG_SPEC, math.ceil(TRAIN_SECONDS / per_epoch))
+    keys = metric_names(probe, sessions)
     warm = one_job(api, sessions, with_epochs(spec, 1), POLL)
-    out: dict = {"spec": spec, "without": [], "with": [], "lines": [], "statuses": [],
-                 "first": worker_line(bench, warm["id"])}  # fmt: skip
+    out: dict = {"spec": spec, "without": [], "beside": [], "with": [], "lines": [],
+                 "statuses": [], "first": worker_line(bench, warm["id"])}  # fmt: skip
     with cpu_shares(bench, out):
         for r in range(repeats):
-            for kind in rotated(["without", "with"], r):
+            for kind in rotated(["without", "beside", "with"], r):
                 if kind == "without":
                     out["without"].append(train_alone(JobSpec.model_validate(spec), sessions))
-                    continue
-                job = one_job(api, sessions, spec, poll=0.25)  # seldom: the CPU is busy
-                out["with"].append(job["finished"] - job["sent"])
-                out["statuses"].append(job["status"])
-                out["lines"].append(worker_line(bench, job["id"]))
+                elif kind == "beside":
+                    job_spec = JobSpec.model_validate(spec)
+                    seconds = train_beside_metrics_load(bench, job_spec, sessions, keys, per_epoch)
+                    out["beside"].append(seconds)
+                else:
+                    job = one_job(api, sessions, spec, poll=0.25)  # seldom: the CPU is busy
+                    out["with"].append(job["finished"] - job["sent"])
+                    out["statuses"].append(job["status"])
+                    out["lines"].append(worker_line(bench, job["id"]))
     return out
 
 
@@ -557,6 +602,7 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
     timed, epochs = np.array(c["plain"]), c["epochs"]
     loop = {kind: statistics.median(c[kind]) for kind in ("without", "with")}
     alone, served = statistics.median(t["without"]), statistics.median(t["with"])
+    beside = statistics.median(t["beside"])
     phase = [float(m[1]) / 1000 if (m := re.search(r"training (\d+) ms", line)) else math.nan
              for line in t["lines"]]  # the worker's own training phase, in seconds  # fmt: skip
     column = lambda values: ", ".join(f"{x:.2f}" for x in values)  # noqa: E731
@@ -576,15 +622,24 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
         f"{statistics.median(c['close']):.2f} s | |", "",
         f"(b) Digits, [64, 32] relu/softmax, adam, batch {training['batch_size']}, "
         f"{training['epochs']} epochs (set at run time for ~{TRAIN_SECONDS:g} s of training): the "
-        "worker's `models.train(...)` call in this process (training alone), and submit → "
-        "finished_at through the API, the worker and MLflow; alternated.", "",
+        "worker's `models.train(...)` call in this process (training alone); the same while "
+        "another process (`bench/metrics_load.py`) sends the job's metrics to the MLflow "
+        "server as the worker would, at the pace training makes them (the server's work "
+        "without the worker's); and submit → finished_at through the API, the worker and "
+        "MLflow; alternated.", "",
         "| | per repeat, s | median s |", "|---|---|---:|",
         f"| training alone | {column(t['without'])} | {alone:.2f} |",
+        f"| training alone, beside its metrics sent to MLflow by another process | "
+        f"{column(t['beside'])} | {beside:.2f} |",
         f"| through the service | {column(t['with'])} | {served:.2f} |",
         f"| … of which the worker's training phase | {column(phase)} | "
         f"{statistics.median(phase):.2f} |",
         f"| through the service ÷ training alone, same repeat | "
-        f"{column(w / a for w, a in zip(t['with'], t['without'], strict=True))} | |",
+        f"{column(w / a for w, a in zip(t['with'], t['without'], strict=True))} | "
+        f"{served / alone:.2f} |",
+        f"| beside the metrics ÷ training alone, same repeat | "
+        f"{column(b / a for b, a in zip(t['beside'], t['without'], strict=True))} | "
+        f"{beside / alone:.2f} |",
         "", f"Statuses: {', '.join(t['statuses'])}. The worker's log line (`run_job`: claim to "
         "end, by phase) of each, after that of the 1-epoch job before them (the worker's first "
         "on digits):", "", f"- `{t['first']}`", *(f"- `{line}`" for line in t["lines"]), "",
