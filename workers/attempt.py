@@ -98,12 +98,15 @@ def start_tracking(
         "gradq.worker": attempt.owner,
         "gradq.dataset": attempt.spec.dataset.name,
     }
+    existing = attempt.mlflow_run_id
+    if existing is None and attempt.number > 1:  # not on a first attempt: it costs a search
+        existing = tracking.unrecorded_run(client, attempt.spec.experiment, attempt.job_id)
     run = tracking.start_run(
         client,
         experiment=attempt.spec.experiment,
         run_name=attempt.spec.name or attempt.job_id,
         tags=tags,
-        existing_run_id=attempt.mlflow_run_id,
+        existing_run_id=existing,
     )
     if run.run_id != attempt.mlflow_run_id:
         with transaction(session_factory) as session:
@@ -137,7 +140,7 @@ def start_or_resume(
         lambda: start_tracking(client, attempt, session_factory), wait, "start run"
     )
     logged = {}
-    if attempt.mlflow_run_id is not None:
+    if attempt.number > 1:  # an earlier attempt's run, recorded in SQL or found by its tag
         logged = tracking.wait_for(
             lambda: tracking.logged_steps(client, run.run_id), wait, "read logged steps"
         )

@@ -96,6 +96,19 @@ def start_run(
     return RunRef(found, run.info.run_id)
 
 
+def unrecorded_run(client: MlflowClient, experiment: str, job_id: str) -> str | None:
+    """The run an earlier attempt of job ``job_id`` created in ``experiment`` but never
+    recorded in SQL (it died, or SQL was away, between the two), if any: the oldest run tagged
+    with the job's id. A later attempt continues it rather than start a second run."""
+    runs = client.search_runs(
+        [experiment_id(client, experiment)],
+        filter_string=f"tags.`gradq.job_id` = '{job_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def log_params_and_tags(
     client: MlflowClient, run_id: str, params: Mapping[str, str], tags: Mapping[str, str]
 ) -> None:

@@ -27,6 +27,7 @@ from tests.workers.helpers import (
     statuses,
     with_experiment,
 )
+from workers import tracking
 from workers.run import run_job
 
 OWNER = "test-worker/1"
@@ -278,6 +279,33 @@ def test_a_second_delivery_of_a_finished_job_is_a_no_op_with_an_event(
     assert "duplicate delivery ignored" in last[2]
     runs = mlflow_client.search_runs([before.mlflow_experiment_id])
     assert len(runs) == 1
+
+
+def test_a_run_an_earlier_attempt_created_but_never_recorded_is_continued_not_duplicated(
+    settings, session_factory, mlflow_client
+):
+    spec = with_experiment(FACES_LOGREG, training={"epochs": 5})
+    job_id = create_job(session_factory, spec)
+    # Attempt 1 creates its run, then loses SQL before recording it (a PostgreSQL restart, or
+    # the worker killed in between), and the job goes back to the queue.
+    with transaction(session_factory) as session:
+        store.jobs.claim(session, job_id, "first/1", lease_seconds=60)
+    tags = {"gradq.job_id": job_id, "gradq.attempt": "1"}
+    orphan = tracking.start_run(mlflow_client, experiment=spec["experiment"], run_name=job_id,
+                                tags=tags)  # fmt: skip
+    mlflow_client.set_terminated(orphan.run_id, "FAILED")
+    with transaction(session_factory) as session:
+        store.jobs.release(session, job_id, "first/1", "worker lost")
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "succeeded"
+
+    job = get_job(session_factory, job_id)
+    runs = mlflow_client.search_runs([orphan.experiment_id])
+    assert [run.info.run_id for run in runs] == [orphan.run_id]
+    assert job.mlflow_run_id == orphan.run_id
+    run = mlflow_client.get_run(orphan.run_id)
+    assert (run.info.status, run.data.tags["gradq.attempt"]) == ("FINISHED", "2")
+    assert [step for step, _ in history(mlflow_client, orphan.run_id, "cost")] == list(range(5))
 
 
 def test_a_delivery_while_another_worker_holds_the_lease_is_a_no_op(settings, session_factory):
