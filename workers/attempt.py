@@ -4,7 +4,7 @@ continued) and the checkpoint it resumes from."""
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +109,15 @@ def start_tracking(
         existing_run_id=existing,
     )
     if run.run_id != attempt.mlflow_run_id:
-        with transaction(session_factory) as session:
-            store.jobs.set_mlflow_run(session, attempt.job_id, run.experiment_id, run.run_id)
+        try:
+            with transaction(session_factory) as session:
+                store.jobs.set_mlflow_run(session, attempt.job_id, run.experiment_id, run.run_id)
+        except Exception:
+            # This attempt fails. Its run must not stay RUNNING for ever: SQL does not know it,
+            # so the reconciler cannot close it. A later attempt, if any, continues it.
+            with suppress(Exception):
+                tracking.end_run(client, run.run_id, "failed")
+            raise
     return run
 
 

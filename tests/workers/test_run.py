@@ -12,6 +12,7 @@ import mlflow.pyfunc
 import numpy as np
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 import store.jobs
 from models import Network, load_dataset, load_weights, train_val_split
@@ -306,6 +307,26 @@ def test_a_run_an_earlier_attempt_created_but_never_recorded_is_continued_not_du
     run = mlflow_client.get_run(orphan.run_id)
     assert (run.info.status, run.data.tags["gradq.attempt"]) == ("FINISHED", "2")
     assert [step for step, _ in history(mlflow_client, orphan.run_id, "cost")] == list(range(5))
+
+
+def test_a_run_sql_could_not_record_is_ended_failed_not_left_running(
+    settings, session_factory, mlflow_client, monkeypatch
+):
+    spec = with_experiment(FACES_LOGREG, training={"epochs": 5})
+    job_id = create_job(session_factory, spec)
+
+    def sql_gone(*args, **kwargs):  # SQL lost right after MLflow made the run
+        raise OperationalError("UPDATE jobs", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(store.jobs, "set_mlflow_run", sql_gone)
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "failed"
+
+    job = get_job(session_factory, job_id)
+    assert "server closed the connection" in job.error
+    experiment = mlflow_client.get_experiment_by_name(spec["experiment"])
+    runs = mlflow_client.search_runs([experiment.experiment_id])
+    assert [run.info.status for run in runs] == ["FAILED"]
 
 
 def test_a_delivery_while_another_worker_holds_the_lease_is_a_no_op(settings, session_factory):
