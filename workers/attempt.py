@@ -1,6 +1,7 @@
 """The start of one attempt at a job: the claim, its MLflow run (an earlier attempt's,
 continued) and the checkpoint it resumes from."""
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -88,9 +89,13 @@ def claim(
 
 
 def start_tracking(
-    client: MlflowClient, attempt: Attempt, session_factory: sessionmaker[Session]
+    client: MlflowClient,
+    attempt: Attempt,
+    session_factory: sessionmaker[Session],
+    retry: bool = False,
 ) -> tracking.RunRef:
-    """The job's MLflow run, its id stored in SQL at once so a later attempt continues it."""
+    """The job's MLflow run, its id stored in SQL at once so a later attempt continues it.
+    retry: an earlier call of this attempt failed, perhaps after MLflow made the run."""
     tags = {
         **attempt.spec.tags,
         "gradq.job_id": attempt.job_id,
@@ -99,7 +104,7 @@ def start_tracking(
         "gradq.dataset": attempt.spec.dataset.name,
     }
     existing = attempt.mlflow_run_id
-    if existing is None and attempt.number > 1:  # not on a first attempt: it costs a search
+    if existing is None and (attempt.number > 1 or retry):  # a first try does not search
         existing = tracking.unrecorded_run(client, attempt.spec.experiment, attempt.job_id)
     run = tracking.start_run(
         client,
@@ -143,8 +148,11 @@ def start_or_resume(
     """The job's run (an earlier attempt's, continued), a metrics buffer that skips the steps
     the run already has, and the checkpoint to resume from (None: start at epoch 0)."""
     wait = settings.mlflow_wait_seconds
+    tries = itertools.count()
     run = tracking.wait_for(
-        lambda: start_tracking(client, attempt, session_factory), wait, "start run"
+        lambda: start_tracking(client, attempt, session_factory, retry=next(tries) > 0),
+        wait,
+        "start run",
     )
     logged = {}
     if attempt.number > 1:  # an earlier attempt's run, recorded in SQL or found by its tag

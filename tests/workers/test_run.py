@@ -11,6 +11,8 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 import pytest
+import requests
+from mlflow.tracking import MlflowClient
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
@@ -307,6 +309,30 @@ def test_a_run_an_earlier_attempt_created_but_never_recorded_is_continued_not_du
     run = mlflow_client.get_run(orphan.run_id)
     assert (run.info.status, run.data.tags["gradq.attempt"]) == ("FINISHED", "2")
     assert [step for step, _ in history(mlflow_client, orphan.run_id, "cost")] == list(range(5))
+
+
+def test_a_run_made_by_a_call_whose_answer_was_lost_is_not_made_twice(
+    settings, session_factory, mlflow_client, monkeypatch
+):
+    spec = with_experiment(FACES_LOGREG, training={"epochs": 5})
+    job_id = create_job(session_factory, spec)
+    real = MlflowClient.create_run
+    calls = []
+
+    def answer_lost(self, *args, **kwargs):  # MLflow makes the run; its answer never arrives
+        calls.append(real(self, *args, **kwargs))
+        if len(calls) == 1:
+            raise requests.ConnectionError("connection reset by peer")
+        return calls[-1]
+
+    monkeypatch.setattr(MlflowClient, "create_run", answer_lost)
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "succeeded"
+
+    runs = mlflow_client.search_runs([calls[0].info.experiment_id])
+    assert len(calls) == 1
+    assert [run.info.run_id for run in runs] == [calls[0].info.run_id]
+    assert get_job(session_factory, job_id).mlflow_run_id == calls[0].info.run_id
 
 
 def test_a_run_sql_could_not_record_is_ended_failed_not_left_running(
