@@ -435,17 +435,14 @@ def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:
     return out
 
 
-def metric_names(spec: JobSpec, sessions) -> list[str]:
-    """The names of the metrics ``spec``'s training reports each epoch (one epoch of it)."""
-    from workers.data import load_training_data
-    from workers.run import build_network
+class MetricNames:
+    """A training callback that keeps the names of the metrics of the last epoch."""
 
-    data, t = load_training_data(spec, Settings(), sessions), spec.training
-    net = build_network(spec, data)
-    history = train(net, data.X_train, data.Y_train, optimizer=t.optimizer,
-                    learning_rate=t.learning_rate, epochs=1, batch_size=t.batch_size,
-                    X_val=data.X_val, Y_val=data.Y_val, seed=t.seed)  # fmt: skip
-    return list(history)
+    def __init__(self):
+        self.names: list[str] = []
+
+    def on_epoch_end(self, epoch: int, metrics) -> None:
+        self.names = list(metrics)
 
 
 def train_beside_metrics_load(bench: Bench, spec: JobSpec, sessions, keys, per_epoch) -> float:
@@ -478,7 +475,9 @@ def tracking_overhead(bench: Bench, repeats: int) -> dict:
     probe = JobSpec.model_validate(with_epochs(LONG_SPEC, 30))
     per_epoch = statistics.median(train_alone(probe, sessions) for _ in range(3)) / 30
     spec = with_epochs(LONG_SPEC, math.ceil(TRAIN_SECONDS / per_epoch))
-    keys = metric_names(probe, sessions)
+    names = MetricNames()  # what the worker sends each epoch, from one epoch of the job
+    train_alone(JobSpec.model_validate(with_epochs(LONG_SPEC, 1)), sessions, [names])
+    keys = names.names
     warm = one_job(api, sessions, with_epochs(spec, 1), POLL)
     out: dict = {"spec": spec, "without": [], "beside": [], "with": [], "lines": [],
                  "statuses": [], "first": worker_line(bench, warm["id"])}  # fmt: skip
