@@ -479,7 +479,7 @@ def tracking_overhead(bench: Bench, repeats: int) -> dict:
     train_alone(JobSpec.model_validate(with_epochs(LONG_SPEC, 1)), sessions, [names])
     keys = names.names
     warm = one_job(api, sessions, with_epochs(spec, 1), POLL)
-    out: dict = {"spec": spec, "without": [], "beside": [], "with": [], "lines": [],
+    out: dict = {"spec": spec, "without": [], "beside": [], "with": [], "to_claim": [], "lines": [],
                  "statuses": [], "first": worker_line(bench, warm["id"])}  # fmt: skip
     with cpu_shares(bench, out):
         for r in range(repeats):
@@ -493,6 +493,7 @@ def tracking_overhead(bench: Bench, repeats: int) -> dict:
                 else:
                     job = one_job(api, sessions, spec, poll=0.25)  # seldom: the CPU is busy
                     out["with"].append(job["finished"] - job["sent"])
+                    out["to_claim"].append(job["claimed"] - job["sent"])
                     out["statuses"].append(job["status"])
                     out["lines"].append(worker_line(bench, job["id"]))
     return out
@@ -631,6 +632,8 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
         f"| training alone, beside its metrics sent to MLflow by another process | "
         f"{column(t['beside'])} | {beside:.2f} |",
         f"| through the service | {column(t['with'])} | {served:.2f} |",
+        f"| … of which submit → claimed | {column(t['to_claim'])} | "
+        f"{statistics.median(t['to_claim']):.2f} |",
         f"| … of which the worker's training phase | {column(phase)} | "
         f"{statistics.median(phase):.2f} |",
         f"| through the service ÷ training alone, same repeat | "
