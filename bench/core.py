@@ -31,6 +31,7 @@ FULL_BATCH = {  # name -> (layer_dims, init, learning rate, epochs the issue ask
 }
 TORCH, DATALOADER = "PyTorch (randperm + X[idx])", "PyTorch DataLoader(shuffle=True), secondary"
 SKLEARN, FLOOR = "scikit-learn MLPClassifier", "its 8 matmuls alone (floor)"
+TORCH_FLOOR = "PyTorch's 8 matmuls alone, secondary"
 PLAIN = "gradq, plain products (Gram form off), secondary"
 TARGETS = {TORCH: 1.25, SKLEARN: 1.5}  # gradq's speedup over each MLP peer
 FLOOR_TARGET, FULL_TARGET, MEMORY_TARGET = 1.4, 1.5, 2.0
@@ -154,21 +155,21 @@ def sklearn_run(rows, labels) -> Run:
 def matmul_floor_run(rows, dims, batch) -> Run:
     """An epoch's 8 products alone: W1@Xbᵀ, W2@A1, W3@A2; dW3=dZ3@A2ᵀ, dA2=W3ᵀ@dZ3,
     dW2=dZ2@A1ᵀ, dA1=W2ᵀ@dZ2, dW1=dZ1@Xb; same shapes and batch count, preallocated out=."""
-    m, (n0, n1, n2, n3) = rows.shape[0], dims
-    sizes = [batch] * (m // batch) + ([m % batch] if m % batch else [])
+    m = rows.shape[0]
+    sizes = batch_sizes(m, batch)
     rng = np.random.default_rng(0)
     W1, W2, W3 = (rng.random((b, a), dtype=np.float32) - 0.5 for a, b in itertools.pairwise(dims))
-    from models.network import column_buffer
+    from models.network import Workspace
 
-    new = lambda *shape: np.empty(shape, np.float32)  # noqa: E731
-    # Activations and their gradients in gradq's own layout (one example per row), which
-    # changes which OpenBLAS kernel runs: the floor is that of gradq's own products.
-    act = lambda n, b: column_buffer(n, b, np.dtype(np.float32))  # noqa: E731
-    buffers = {
-        b: (rows[:b].copy(), act(n1, b), act(n2, b), act(n3, b), act(n2, b), act(n1, b),
-            new(n1, n0), new(n2, n1), new(n3, n2))
-        for b in set(sizes)
-    }  # fmt: skip
+    def buffers_for(b):
+        # The activations and gradients in gradq's own layouts (its Workspace), which decide
+        # which OpenBLAS kernels run: the floor is that of gradq's own products.
+        ws = Workspace(dims, b, np.dtype(np.float32))
+        g = ws.grads
+        return (rows[:b].copy(), ws.A[1], ws.A[2], ws.dZ[3], ws.dZ[2], ws.dZ[1],
+                g["dW1"], g["dW2"], g["dW3"])  # fmt: skip
+
+    buffers = {b: buffers_for(b) for b in set(sizes)}
 
     def run(epochs):
         for _ in range(epochs):
@@ -184,6 +185,43 @@ def matmul_floor_run(rows, dims, batch) -> Run:
                 np.matmul(dZ1, Xb, out=dW1)
 
     return run
+
+
+def torch_matmul_floor_run(rows, dims, batch) -> Run:
+    """The same 8 products in PyTorch, as nn.Linear computes them (x Wᵀ forward; dZᵀ x and
+    dZ W backward) with its BLAS: what the PyTorch epoch spends in products."""
+    import torch
+
+    m = rows.shape[0]
+    sizes = batch_sizes(m, batch)
+    W1, W2, W3 = (torch.rand(b, a) - 0.5 for a, b in itertools.pairwise(dims))
+    n1, n2, n3 = dims[1:]
+    buffers = {
+        b: (torch.from_numpy(rows[:b].copy()), torch.empty(b, n1), torch.empty(b, n2),
+            torch.empty(b, n3), torch.empty(b, n2), torch.empty(b, n1),
+            torch.empty_like(W1), torch.empty_like(W2), torch.empty_like(W3))
+        for b in set(sizes)
+    }  # fmt: skip
+
+    def run(epochs):
+        for _ in range(epochs):
+            for b in sizes:
+                Xb, A1, A2, dZ3, dZ2, dZ1, dW1, dW2, dW3 = buffers[b]
+                torch.mm(Xb, W1.t(), out=A1)
+                torch.mm(A1, W2.t(), out=A2)
+                torch.mm(A2, W3.t(), out=dZ3)
+                torch.mm(dZ3.t(), A2, out=dW3)
+                torch.mm(dZ3, W3, out=dZ2)
+                torch.mm(dZ2.t(), A1, out=dW2)
+                torch.mm(dZ2, W2, out=dZ1)
+                torch.mm(dZ1.t(), Xb, out=dW1)
+
+    return run
+
+
+def batch_sizes(m: int, batch: int) -> list[int]:
+    """The sizes of an epoch's batches: full ones, then the remainder if any."""
+    return [batch] * (m // batch) + ([m % batch] if m % batch else [])
 
 
 def busy_cpu_seconds() -> float:
@@ -288,6 +326,7 @@ def mlp_case(core, repeats: int):
     runs = {
         "gradq": gradq_run(core, rows, labels, MLP_DIMS, "he", **sgd),
         FLOOR: matmul_floor_run(rows, MLP_DIMS, BATCH),
+        TORCH_FLOOR: torch_matmul_floor_run(rows, MLP_DIMS, BATCH),
         TORCH: torch_minibatch_run(rows, labels),
         DATALOADER: torch_minibatch_run(rows, labels, loader=True),
         SKLEARN: sklearn_run(rows, labels),

@@ -20,14 +20,17 @@ from models.initializers import DEFAULT_INIT, initialize
 from models.losses import get_output, l2_cost
 
 
-def column_buffer(n: int, m: int, dtype: np.dtype) -> np.ndarray:
-    """An empty (n, m) array stored one example per row: the transpose of a C-contiguous (m, n).
+def batch_buffer(n: int, m: int, dtype: np.dtype) -> np.ndarray:
+    """An empty (n, m) array for a batch of m examples, stored with its shorter side contiguous:
+    C-ordered when n >= m, else the transpose of a C-ordered (m, n) (one example per row).
 
-    W @ A_prev written into such a buffer runs ~2× faster than into a C-ordered (n, m) one when
-    m is small (OpenBLAS picks a better kernel), and adding b: (n, 1) then runs along
-    contiguous memory.
+    OpenBLAS writes W @ A_prev faster into such a "tall" output: measured in whole epochs on
+    an Intel Xeon (2026-12-03), a hidden layer of 256 units on batches of 128 trained ~4%
+    faster C-ordered and one of 1024 units on batches of 32 ~15%, while 20 units on a full
+    batch of 209 ran 1.7× slower in its forward product C-ordered. Adding b: (n, 1) is fast
+    either way. The layout depends only on the shapes, so results stay reproducible.
     """
-    return np.empty((m, n), dtype).T
+    return np.empty((n, m), dtype) if n >= m else np.empty((m, n), dtype).T
 
 
 class Workspace:
@@ -35,16 +38,16 @@ class Workspace:
 
     A[l]: (n[l], m) for 1 <= l < L, overwritten in place from Z[l];  Z_out: (n[L], m) logits;
     A_out: (n[L], m) output probabilities; dZ[l]: (n[l], m); ones: (m, 1);
-    grads {"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}. Every (n, m) array is row-stored.
+    grads {"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}. Every (n, m) array is a batch_buffer.
     """
 
     def __init__(self, layer_dims: Sequence[int], m: int, dtype: np.dtype):
         L = len(layer_dims) - 1
         self.m = m
-        self.A = [None] + [column_buffer(n, m, dtype) for n in layer_dims[1:L]]
-        self.Z_out = column_buffer(layer_dims[L], m, dtype)
-        self.A_out = column_buffer(layer_dims[L], m, dtype)
-        self.dZ = [None] + [column_buffer(n, m, dtype) for n in layer_dims[1:]]
+        self.A = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:L]]
+        self.Z_out = batch_buffer(layer_dims[L], m, dtype)
+        self.A_out = batch_buffer(layer_dims[L], m, dtype)
+        self.dZ = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:]]
         self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: ~3× faster than dZ.sum(axis=1)
         self.cost = float("nan")
         self.grads = {}

@@ -20,7 +20,7 @@ import numpy as np
 
 from models.gram import STATE_KEYS, GramFirstLayer, gram_form_applies
 from models.losses import l2_cost
-from models.network import Network, Workspace, column_buffer, labels_of, one_hot_labels
+from models.network import Network, Workspace, batch_buffer, labels_of, one_hot_labels
 from models.optimizers import GradientDescent, decayed_learning_rate, make_optimizer
 from models.serialization import Checkpoint
 
@@ -225,7 +225,7 @@ class Batches:
             net = self.net
             self._buffers[b] = (
                 np.empty((b, net.layer_dims[0]), net.dtype),
-                column_buffer(net.layer_dims[-1], b, net.dtype),
+                batch_buffer(net.layer_dims[-1], b, net.dtype),
                 Workspace(net.layer_dims, b, net.dtype),
             )
         return self._buffers[b]

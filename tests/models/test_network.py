@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_array_equal
 
 from models import Network, train
-from models.network import column_buffer, one_hot_labels
+from models.network import Workspace, batch_buffer, one_hot_labels
 
 
 def sigma(z):
@@ -172,10 +172,20 @@ def test_inputs_of_the_wrong_shape_are_refused():
         net.forward(np.zeros((4, 2)))
 
 
+def test_batch_buffers_keep_their_shorter_side_contiguous():
+    ws = Workspace([784, 256, 128, 10], 128, np.dtype(np.float32))
+    assert ws.A[1].shape == (256, 128) and ws.A[1].flags.c_contiguous  # 256 units >= 128
+    assert ws.A[2].flags.c_contiguous and ws.dZ[2].flags.c_contiguous  # 128 >= 128
+    assert ws.Z_out.shape == (10, 128) and ws.Z_out.flags.f_contiguous  # 10 units < 128
+    assert ws.dZ[3].flags.f_contiguous and not ws.dZ[3].flags.c_contiguous
+    wide = Workspace([12288, 20, 1], 209, np.dtype(np.float32))
+    assert wide.A[1].flags.f_contiguous and not wide.A[1].flags.c_contiguous
+
+
 def test_one_hot_labels_sets_one_per_column_into_out_of_any_layout():
     expected = np.array([[0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 1, 0]], dtype=np.float32)
     assert_array_equal(one_hot_labels(np.array([1, 0, 2, 1]), 3, np.float32), expected)
-    out = column_buffer(3, 4, np.dtype(np.float32))  # the training batches' layout
+    out = batch_buffer(3, 4, np.dtype(np.float32))  # the training batches' layout
     out.fill(7)
     assert one_hot_labels(np.array([1, 0, 2, 1]), 3, np.float32, out=out) is out
     assert_array_equal(out, expected)
