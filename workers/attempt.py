@@ -18,7 +18,7 @@ from settings import Settings
 from store.db import transaction
 from store.spec import JobSpec, flatten
 from store.tables import Job, JobEvent
-from workers import tracking
+from workers import mlflow_process, tracking
 from workers.checkpoints import CheckpointStore
 from workers.data import TrainingData
 
@@ -165,6 +165,7 @@ def start_or_resume(
         settings.metrics_flush_seconds,
         logged=logged,
         max_values=settings.metrics_spool_max,
+        send=mlflow_process.for_settings(settings).log_metrics,
     )
     resume = CheckpointStore(settings.checkpoints_folder).load_latest(attempt.job_id)
     if resume is not None:

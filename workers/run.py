@@ -27,7 +27,7 @@ from settings import Settings
 from store.db import in_transaction_retrying, transaction
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, Job
-from workers import artifacts, blas_threads, tracking
+from workers import artifacts, blas_threads, mlflow_process, tracking
 from workers.attempt import Attempt, claim, log_data_to_run, start_or_resume
 from workers.checkpoints import CheckpointStore
 from workers.data import TrainingData, load_training_data
@@ -147,7 +147,14 @@ def train_and_record(
     )
     with attempt.phases("mlflow artifacts"):
         uploads = artifacts.RunArtifacts(
-            client, run.run_id, net, attempt.spec, data.dataset.classes, data.m_train
+            client,
+            run.run_id,
+            net,
+            attempt.spec,
+            data.dataset.classes,
+            data.m_train,
+            upload_folder=mlflow_process.for_settings(settings).log_artifacts,
+            upload_file=mlflow_process.for_settings(settings).log_artifact,
         )
     try:
         return _train_and_record(

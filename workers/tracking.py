@@ -254,9 +254,13 @@ class MetricsBuffer:
         *,
         logged: Mapping[str, int] | None = None,
         max_values: int = 2_000_000,
+        send: Callable[[str, Sequence[MetricRow]], None] | None = None,
     ):
         self.client = client
         self.run_id = run_id
+        # send(run_id, rows) if given (the worker sends through its helper process,
+        # workers/mlflow_process.py), else log_metrics by this client.
+        self._send = send
         self.flush_seconds = flush_seconds
         # A resumed run: the highest step of each metric already in MLflow, never sent twice.
         self.logged = dict(logged or {})
@@ -315,7 +319,10 @@ class MetricsBuffer:
             self._forget(sum(len(m) for _, _, m in pending) - len(added))
             while self._unsent:
                 chunk = self._unsent[:MAX_METRICS_PER_BATCH]
-                log_metrics(self.client, self.run_id, chunk)
+                if self._send is None:
+                    log_metrics(self.client, self.run_id, chunk)
+                else:
+                    self._send(self.run_id, chunk)
                 del self._unsent[: len(chunk)]
                 self._forget(len(chunk))
 

@@ -1,0 +1,145 @@
+"""The helper process that sends a training job's metrics and first artifacts, against a real
+MLflow server: what it sends is stored, errors come back as the worker's retry logic reads
+them, and a helper that died is replaced."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+from settings import Settings
+from tests.servers import free_port, unique_name
+from workers import mlflow_process, tracking
+from workers.mlflow_process import MlflowProcess
+
+ROWS = [("cost", 0.5, 1_700_000_000_000, 0), ("cost", 0.25, 1_700_000_000_001, 1)]
+
+
+@pytest.fixture
+def run_id(mlflow_client) -> str:
+    experiment = tracking.experiment_id(mlflow_client, unique_name("helper"))
+    return mlflow_client.create_run(experiment).info.run_id
+
+
+@pytest.fixture
+def helper(mlflow_server):
+    process = MlflowProcess(mlflow_server.url, timeout_seconds=60).start()
+    yield process
+    process.close()
+
+
+def test_metrics_and_a_folder_of_artifacts_sent_by_the_helper_are_stored(
+    helper, mlflow_client, run_id, tmp_path
+):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "spec.json").write_text("{}")
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+
+    helper.log_metrics(run_id, ROWS)
+    helper.log_artifacts(run_id, str(tmp_path / "model"))  # at the run's root
+    helper.log_artifact(run_id, str(tmp_path / "spec.json"), "model")
+
+    history = mlflow_client.get_metric_history(run_id, "cost")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.25)]
+    stored = {a.path for a in mlflow_client.list_artifacts(run_id)}
+    assert stored == {"MLmodel", "model"}
+    assert [a.path for a in mlflow_client.list_artifacts(run_id, "model")] == ["model/spec.json"]
+    assert helper._process.pid != os.getpid()  # sent by another process
+
+
+def test_an_answer_that_refuses_comes_back_as_mlflows_error_not_to_be_retried(helper):
+    with pytest.raises(MlflowException, match="not found") as raised:
+        helper.log_metrics("0" * 32, ROWS)
+
+    assert raised.value.get_http_status_code() == 404
+    assert not tracking.unreachable(raised.value)
+
+
+def test_an_unreachable_server_is_an_error_the_worker_retries():
+    helper = MlflowProcess(f"http://127.0.0.1:{free_port()}", timeout_seconds=60)
+    try:
+        with pytest.raises(ConnectionError) as raised:
+            helper.log_metrics("0" * 32, ROWS)
+    finally:
+        helper.close()
+
+    assert tracking.unreachable(raised.value)
+
+
+def test_a_helper_that_died_between_calls_is_replaced_by_the_next(helper, mlflow_client, run_id):
+    helper.log_metrics(run_id, ROWS[:1])
+    first = helper._process
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+
+    helper.log_metrics(run_id, ROWS[1:])
+
+    assert helper._process.pid != first.pid
+    assert len(mlflow_client.get_metric_history(run_id, "cost")) == 2
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_helper_that_dies_during_a_call_is_an_error_the_worker_retries(silent_server):
+    helper = MlflowProcess(silent_server, timeout_seconds=60).start()
+    killer = threading.Timer(2.0, lambda: os.kill(helper._process.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        with pytest.raises(ConnectionError) as raised:
+            helper.log_metrics("0" * 32, ROWS)
+    finally:
+        killer.cancel()
+        helper.close()
+
+    assert "EOFError" in str(raised.value) or "ConnectionResetError" in str(raised.value)
+    assert tracking.unreachable(raised.value)
+
+
+def test_a_call_not_answered_in_time_kills_the_helper(silent_server):
+    helper = MlflowProcess(silent_server, timeout_seconds=3).start()
+    process = helper._process
+    try:
+        with pytest.raises(ConnectionError, match="no answer in 3 s") as raised:
+            helper.log_metrics("0" * 32, ROWS)
+    finally:
+        helper.close()
+
+    assert tracking.unreachable(raised.value)
+    assert process.poll() is not None
+
+
+def test_the_helper_outlives_a_sigterm_to_the_process_group_and_ends_with_its_pipe(helper, run_id):
+    helper.log_metrics(run_id, ROWS[:1])  # serving: its signal handlers are set
+    process = helper._process
+    helper.start()  # already running: the same process
+    assert helper._process is process
+    os.kill(process.pid, signal.SIGTERM)  # what a stop of the whole group sends it too
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(1)
+
+    helper._pipe.close()  # the worker's end gone (it exited, or was killed)
+    assert process.wait(10) == 0
+    helper._process = helper._pipe = None
+
+
+def test_a_worker_shares_one_helper_per_tracking_uri_and_waiting_time(tmp_path):
+    a = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:1")
+    b = Settings(home=tmp_path / "b", mlflow_tracking_uri="http://127.0.0.1:1")
+    c = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:2")
+
+    assert mlflow_process.for_settings(a) is mlflow_process.for_settings(b)
+    assert mlflow_process.for_settings(a) is not mlflow_process.for_settings(c)
+    assert mlflow_process.for_settings(a).timeout_seconds == (
+        a.mlflow_wait_seconds + 4 * a.mlflow_timeout_seconds
+    )

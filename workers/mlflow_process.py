@@ -1,0 +1,182 @@
+"""The MLflow calls made while a job trains, sent by a process of their own.
+
+While the network trains, a worker sends its metrics every second and the run's first
+artifacts (25 files). Sent from threads of the training process, every HTTP request hands the
+GIL to and fro with the training loop at each of its socket waits: measured by hand, an upload
+cost the training ~2.7 ms from a thread and ~0.9 ms from another process, and a 600-epoch job
+trained 0.3 s faster with its sends moved out (docs/benchmarks.md). So these calls go over a
+pipe, one message each (a whole folder of artifacts included), to a helper process that owns
+an MlflowClient and calls the same functions.
+
+The helper is a new Python process (``python -m workers.mlflow_process``), not a fork: a
+forked child would share the parent's pooled HTTP connections. It starts with the first call
+(a worker's pool child starts it when the child starts) and again after it died. An error
+comes back as what ``tracking.unreachable`` needs to tell "try again" from "refused": a
+ConnectionError, or the MlflowException with its code.
+"""
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from celery.signals import worker_process_init
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import ErrorCode
+from mlflow.tracking import MlflowClient
+
+from settings import Settings, get_settings
+from workers import tracking
+
+log = logging.getLogger(__name__)
+
+
+class MlflowProcess:
+    """``log_metrics`` and ``log_artifacts`` for runs of ``tracking_uri``, by the helper
+    process. Safe to call from several threads: one call at a time goes over the pipe."""
+
+    def __init__(self, tracking_uri: str, timeout_seconds: float):
+        self.tracking_uri = tracking_uri
+        # A call the helper has not answered by then is given up and the helper killed.
+        self.timeout_seconds = timeout_seconds
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._pipe: Connection | None = None
+
+    def log_metrics(self, run_id: str, rows: Sequence[tracking.MetricRow]) -> None:
+        """``tracking.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
+        self._call("log_metrics", run_id, list(rows))
+
+    def log_artifacts(self, run_id: str, folder: str) -> None:
+        """``MlflowClient.log_artifacts``: every file under ``folder``, at the run's root."""
+        self._call("log_artifacts", run_id, folder)
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
+        """``MlflowClient.log_artifact``: the file ``path`` into ``artifact_path``."""
+        self._call("log_artifact", run_id, path, artifact_path)
+
+    def start(self) -> "MlflowProcess":
+        with self._lock:
+            self._start()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _call(self, name: str, *args: Any) -> None:
+        with self._lock:
+            self._start()
+            try:
+                self._pipe.send((name, args))
+                if not self._pipe.poll(self.timeout_seconds):
+                    raise TimeoutError(f"no answer in {self.timeout_seconds:g} s")
+                answer = self._pipe.recv()
+            except (OSError, EOFError) as error:  # the helper died or hangs: a new one next
+                self._stop()
+                raise ConnectionError(f"MLflow helper process: {error!r}") from error
+        _raise_if_error(answer)
+
+    def _start(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        self._stop()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            # A process of its own, not multiprocessing's: a Celery pool child is daemonic,
+            # and multiprocessing lets no daemonic process have children.
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno()), self.tracking_uri],
+                pass_fds=[theirs.fileno()],
+            )
+        self._pipe = Connection(ours.detach())
+
+    def _stop(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()  # the helper exits at its next read
+        if self._process is not None:
+            try:
+                self._process.wait(1)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = self._pipe = None
+
+
+def serve(pipe: Connection, tracking_uri: str) -> None:
+    """The helper: answer each (name, args) read from ``pipe`` until the pipe closes.
+
+    It ignores SIGINT and SIGTERM, which a Ctrl-C or a stop sends to the worker's whole
+    process group: it lives as long as its parent holds the pipe, so that a parent handing
+    its job back can still send the last metrics."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from workers.celery_app import skip_absent_databricks_probes  # the worker's MLflow settings
+
+    skip_absent_databricks_probes()
+    client = MlflowClient(tracking_uri)
+    calls = {
+        "log_metrics": tracking.log_metrics,
+        "log_artifacts": MlflowClient.log_artifacts,
+        "log_artifact": MlflowClient.log_artifact,
+    }
+    while True:
+        try:
+            name, args = pipe.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            calls[name](client, *args)
+            pipe.send(None)
+        except Exception as error:
+            pipe.send(_as_answer(error))
+
+
+def _as_answer(error: Exception) -> tuple[str, str, str]:
+    message = f"{type(error).__name__}: {error}"
+    if tracking.unreachable(error):
+        return ("unreachable", "", message)
+    if isinstance(error, MlflowException):
+        return ("refused", error.error_code, str(error.message))
+    return ("error", "", message)
+
+
+def _raise_if_error(answer: tuple[str, str, str] | None) -> None:
+    if answer is None:
+        return
+    kind, code, message = answer
+    if kind == "unreachable":
+        raise ConnectionError(message)
+    if kind == "refused":
+        raise MlflowException(message, error_code=ErrorCode.Value(code))
+    raise RuntimeError(message)
+
+
+_shared: dict[tuple[str, float], MlflowProcess] = {}
+_shared_lock = threading.Lock()
+
+
+def for_settings(settings: Settings) -> MlflowProcess:
+    """This process's helper for the settings' tracking URI (started on first use). It waits
+    for an answer as long as the worker waits for MLflow, plus a few requests' timeouts."""
+    timeout = settings.mlflow_wait_seconds + 4 * settings.mlflow_timeout_seconds
+    key = (settings.mlflow_tracking_uri, timeout)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = MlflowProcess(settings.mlflow_tracking_uri, timeout)
+        return _shared[key]
+
+
+@worker_process_init.connect
+def _start_in_pool_child(**_) -> None:
+    """A pool child starts its helper at once: its imports (~1 s) are done before a job."""
+    for_settings(get_settings()).start()
+
+
+if __name__ == "__main__":  # the helper: python -m workers.mlflow_process FD TRACKING_URI
+    serve(Connection(int(sys.argv[1])), sys.argv[2])
