@@ -85,6 +85,11 @@ class MlflowProcess:
     def _start(self) -> None:
         if self._process is not None and self._process.poll() is None:
             return
+        if self._process is not None:
+            log.warning(
+                "MLflow helper process %d exited (%s): starting another",
+                self._process.pid, self._process.returncode,
+            )  # fmt: skip
         self._stop()
         ours, theirs = socket.socketpair()
         with theirs:
@@ -163,11 +168,15 @@ _shared_lock = threading.Lock()
 
 def for_settings(settings: Settings) -> MlflowProcess:
     """This process's helper for the settings' tracking URI (started on first use). It waits
-    for an answer as long as the worker waits for MLflow, plus a few requests' timeouts."""
+    for an answer as long as the worker waits for MLflow, plus a few requests' timeouts. A
+    worker has one; asked for another URI, the helper of the last one is stopped."""
     timeout = settings.mlflow_wait_seconds + 4 * settings.mlflow_timeout_seconds
     key = (settings.mlflow_tracking_uri, timeout)
     with _shared_lock:
         if key not in _shared:
+            for other in _shared.values():
+                other.close()
+            _shared.clear()
             _shared[key] = MlflowProcess(settings.mlflow_tracking_uri, timeout)
         return _shared[key]
 

@@ -133,13 +133,14 @@ def test_the_helper_outlives_a_sigterm_to_the_process_group_and_ends_with_its_pi
     helper._process = helper._pipe = None
 
 
-def test_a_worker_shares_one_helper_per_tracking_uri_and_waiting_time(tmp_path):
-    a = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:1")
-    b = Settings(home=tmp_path / "b", mlflow_tracking_uri="http://127.0.0.1:1")
-    c = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:2")
+def test_a_worker_has_one_helper_at_a_time(tmp_path, mlflow_server):
+    a = Settings(home=tmp_path, mlflow_tracking_uri=mlflow_server.url)
+    b = Settings(home=tmp_path / "b", mlflow_tracking_uri=mlflow_server.url)
+    other = Settings(home=tmp_path, mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
 
-    assert mlflow_process.for_settings(a) is mlflow_process.for_settings(b)
-    assert mlflow_process.for_settings(a) is not mlflow_process.for_settings(c)
-    assert mlflow_process.for_settings(a).timeout_seconds == (
-        a.mlflow_wait_seconds + 4 * a.mlflow_timeout_seconds
-    )
+    first = mlflow_process.for_settings(a).start()
+    assert mlflow_process.for_settings(b) is first  # same URI, same waiting time
+    assert first.timeout_seconds == a.mlflow_wait_seconds + 4 * a.mlflow_timeout_seconds
+    process = first._process
+    assert mlflow_process.for_settings(other) is not first
+    assert process.poll() is not None  # the first one's process was stopped
