@@ -50,7 +50,7 @@ class MlflowProcess:
 
     def log_metrics(self, run_id: str, rows: Sequence[tracking.MetricRow]) -> None:
         """``tracking.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
-        self._call("log_metrics", run_id, list(rows))
+        self._call("log_metrics", run_id, rows)
 
     def log_artifacts(self, run_id: str, folder: str) -> None:
         """``MlflowClient.log_artifacts``: every file under ``folder``, at the run's root."""
