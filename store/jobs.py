@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -197,7 +197,7 @@ class Heartbeat:
 
 
 def heartbeat(
-    session: Session,
+    session: Session | Connection,
     job_id: str,
     owner: str,
     lease_seconds: float,
@@ -205,22 +205,24 @@ def heartbeat(
     cost: float | None,
 ) -> Heartbeat:
     """Extend the lease and record progress (``epoch`` None: leave it as it is); says whether
-    a cancel or a handoff was asked for."""
+    a cancel or a handoff was asked for. On a session, or on a connection in autocommit (as
+    the worker's heartbeat does): it is a single statement."""
     now = utcnow()
     progress = {} if epoch is None else {"progress_epoch": epoch, "latest_cost": cost}
-    result = session.execute(
+    # One statement, one round trip: a worker beats every progress_seconds while it trains
+    # (workers/progress.py says what each round trip cost).
+    flags = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
         .values(
             heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds), **progress
         )
+        .returning(Job.cancel_requested, Job.handoff_requested)
         .execution_options(synchronize_session=False)
-    )
-    flags = session.execute(
-        select(Job.cancel_requested, Job.handoff_requested).where(Job.id == job_id)
     ).one_or_none()
-    cancel, handoff = flags or (False, False)
-    return Heartbeat(result.rowcount == 1, bool(cancel), bool(handoff))
+    if flags is None:  # not this owner's, or not running: the flags are no longer its concern
+        return Heartbeat(still_owner=False, cancel_requested=False)
+    return Heartbeat(True, bool(flags.cancel_requested), bool(flags.handoff_requested))
 
 
 def finish(

@@ -1,10 +1,16 @@
-"""The heartbeat thread: a worker that cannot reach SQL for a lease's time stops as if its
-lease were lost (the reconciler may have given the job to another worker by then)."""
+"""The heartbeat: one statement a beat on a connection it keeps (again after losing it), what
+a beat reports, and a worker that cannot reach SQL for a lease's time stops as if its lease
+were lost (the reconciler may have given the job to another worker by then)."""
 
 import time
 
+from sqlalchemy import event
+
+import store.jobs
 from settings import Settings
-from store.db import make_engine, make_session_factory
+from store.db import make_engine, make_session_factory, transaction
+from store.tables import Job
+from tests.workers.helpers import FACES_LOGREG, create_job, with_experiment
 from workers.progress import Progress
 
 
@@ -22,5 +28,79 @@ def test_a_heartbeat_that_fails_for_a_lease_counts_the_lease_as_lost(tmp_path):
             time.sleep(0.05)
         assert progress.stop_reason() == "lost"
         assert progress.beats == 0
+    finally:
+        progress.close(final_beat=False)
+
+
+def claimed_job(session_factory) -> str:
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
+    with transaction(session_factory) as session:
+        store.jobs.claim(session, job_id, "me/1", lease_seconds=60)
+    return job_id
+
+
+def test_beats_are_one_statement_each_on_one_kept_connection(session_factory, tmp_path):
+    job_id = claimed_job(session_factory)
+    engine = session_factory.kw["bind"]
+    checkouts, statements = [], []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(1))
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    # A period long enough that only the explicit beats below happen.
+    progress = Progress(
+        session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=3600)
+    )
+    progress.start()
+    for epoch in range(3):
+        progress.on_epoch_end(epoch, {"cost": 1.0 / (epoch + 1)})
+        progress.beat()
+    progress.close()
+
+    assert progress.beats == 5  # start, three, close
+    assert len(checkouts) == 1
+    beats = [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+    assert len(beats) == len(statements) == 5  # no BEGIN, SELECT or COMMIT around them
+    with session_factory() as session:
+        stored = session.get(Job, job_id)
+        assert (stored.progress_epoch, stored.latest_cost) == (3, 1.0 / 3)
+
+
+def test_a_beat_after_the_kept_connection_died_reconnects(postgres_url, tmp_path):
+    engine = make_engine(postgres_url)
+    session_factory = make_session_factory(engine)
+    job_id = claimed_job(session_factory)
+    progress = Progress(
+        session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=30)
+    )
+    # A period well within the lease (a failed beat must not count as a lost lease), and
+    # longer than the test: only the explicit beats happen.
+    progress.start()  # opens the connection the heartbeat keeps
+    try:
+        with engine.connect() as other:  # the kept connection's server process ends
+            pid = progress._connection.connection.dbapi_connection.get_backend_pid()
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        progress.beat()  # fails, and drops the dead connection
+        assert progress.beats == 1 and progress.stop_reason() is None
+        progress.beat()
+        assert progress.beats == 2 and progress.stop_reason() is None
+    finally:
+        progress.close()
+        engine.dispose()
+
+
+def test_a_beat_reports_a_cancel_and_a_lease_taken_over(session_factory, tmp_path):
+    job_id = claimed_job(session_factory)
+    progress = Progress(
+        session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=3600)
+    )
+    progress.start()
+    try:
+        with transaction(session_factory) as session:
+            store.jobs.request_cancel(session, job_id)
+        progress.beat()
+        assert progress.stop_reason() == "cancelled"
+        with transaction(session_factory) as session:
+            session.get(Job, job_id).lease_owner = "someone else"
+        progress.beat()
+        assert progress.stop_reason() == "lost"
     finally:
         progress.close(final_beat=False)
