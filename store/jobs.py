@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -208,21 +208,32 @@ def heartbeat(
     a cancel or a handoff was asked for. On a session, or on a connection in autocommit (as
     the worker's heartbeat does): it is a single statement."""
     now = utcnow()
-    progress = {} if epoch is None else {"progress_epoch": epoch, "latest_cost": cost}
-    # One statement, one round trip: a worker beats every progress_seconds while it trains
-    # (workers/progress.py says what each round trip cost).
-    flags = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-        .values(
-            heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds), **progress
-        )
-        .returning(Job.cancel_requested, Job.handoff_requested)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
+    values = {"job_id": job_id, "owner": owner, "now": now}
+    values["expires"] = now + timedelta(seconds=lease_seconds)
+    if epoch is not None:
+        values.update(epoch=epoch, cost=cost)
+    statement = _BEAT if epoch is None else _BEAT_WITH_PROGRESS
+    flags = session.execute(statement, values).one_or_none()
     if flags is None:  # not this owner's, or not running: the flags are no longer its concern
         return Heartbeat(still_owner=False, cancel_requested=False)
     return Heartbeat(True, bool(flags.cancel_requested), bool(flags.handoff_requested))
+
+
+# One statement, one round trip, built once: a worker beats every progress_seconds from a
+# thread of the training process, holding the GIL for every line of Python it runs
+# (workers/progress.py says what a beat cost).
+_BEAT = (
+    update(Job)
+    .where(
+        Job.id == bindparam("job_id"),
+        Job.lease_owner == bindparam("owner"),
+        Job.status == "running",
+    )
+    .values(heartbeat_at=bindparam("now"), lease_expires_at=bindparam("expires"))
+    .returning(Job.cancel_requested, Job.handoff_requested)
+    .execution_options(synchronize_session=False)
+)
+_BEAT_WITH_PROGRESS = _BEAT.values(progress_epoch=bindparam("epoch"), latest_cost=bindparam("cost"))
 
 
 def finish(
