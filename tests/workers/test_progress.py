@@ -68,16 +68,27 @@ def test_a_beat_after_the_kept_connection_died_reconnects(postgres_url, tmp_path
     engine = make_engine(postgres_url)
     session_factory = make_session_factory(engine)
     job_id = claimed_job(session_factory)
+    # A period well within the lease (a failed beat must not count as a lost lease), and
+    # longer than the test: only the explicit beats happen.
     progress = Progress(
         session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=30)
     )
-    # A period well within the lease (a failed beat must not count as a lost lease), and
-    # longer than the test: only the explicit beats happen.
     progress.start()  # opens the connection the heartbeat keeps
     try:
-        with engine.connect() as other:  # the kept connection's server process ends
-            pid = progress._connection.connection.dbapi_connection.get_backend_pid()
-            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        # Autocommit: in a transaction, pg_stat_activity would be read once, at its start.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as other:
+            ended = other.exec_driver_sql(  # every other connection to the database ends
+                "SELECT count(*) FROM pg_stat_activity, pg_terminate_backend(pid) "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar_one()
+            assert ended >= 1
+            others = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            deadline = time.monotonic() + 10  # pg_terminate_backend only signals
+            while other.exec_driver_sql(others).scalar_one() and time.monotonic() < deadline:
+                time.sleep(0.01)
         progress.beat()  # fails, and drops the dead connection
         assert progress.beats == 1 and progress.stop_reason() is None
         progress.beat()
