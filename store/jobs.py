@@ -208,8 +208,8 @@ def heartbeat(
     a cancel or a handoff was asked for. On a session, or on a connection in autocommit (as
     the worker's heartbeat does): it is a single statement."""
     now = utcnow()
-    values = {"job_id": job_id, "owner": owner, "now": now}
-    values["expires"] = now + timedelta(seconds=lease_seconds)
+    expires = now + timedelta(seconds=lease_seconds)
+    values = {"job_id": job_id, "owner": owner, "now": now, "expires": expires}
     if epoch is not None:
         values.update(epoch=epoch, cost=cost)
     statement = _BEAT if epoch is None else _BEAT_WITH_PROGRESS

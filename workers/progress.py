@@ -22,12 +22,12 @@ class Progress:
     or waits for MLflow too, so a live worker keeps its job however long those take; a dead
     one stops beating and the reconciler takes the job back.
 
-    A beat is one statement, built once, on a connection that the heartbeat keeps in
-    autocommit: one round trip to the database, where a transaction took five (pool ping,
-    BEGIN, UPDATE, SELECT, COMMIT) and built its statements anew. While the thread beats it
-    holds the GIL, and on a 2-vCPU virtual machine a beat after 0.2 s of sleep or of NumPy work
-    took 8-25 ms of CPU where the same beat repeated at once took 0.2-1.7 ms. Measured by hand on
-    a digits job, beats every 0.5 s slowed its training 2.6% that way and 0.3% this way
+    A beat is one statement, built once, on a connection that the heartbeat keeps in autocommit:
+    one round trip to the database, where a transaction took five (pool ping, BEGIN, UPDATE,
+    SELECT, COMMIT) and built its statements anew. The thread holds the GIL while it runs
+    Python, and on a 2-vCPU virtual machine a beat after 0.2 s of sleep or of NumPy work took
+    6-25 ms of CPU where the same beat repeated at once took 0.2-1.7 ms. Measured by hand on a
+    digits job, beats every 0.5 s slowed its training 2.6% that way and 0.3% this way
     (docs/benchmarks.md). A heartbeat that finds a cancel or a handoff requested, or the lease
     taken by another worker, makes ``should_stop`` true; so does a SIGTERM to this process
     (shutdown.py). The training loop's callback only stores two numbers.
@@ -83,35 +83,32 @@ class Progress:
 
     def beat(self) -> None:
         with self._beating:  # the thread's, and the caller's at start and close
-            self._beat()
-
-    def _beat(self) -> None:
-        try:
-            if self._connection is None:
-                self._connection = self.engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
+            try:
+                if self._connection is None:
+                    self._connection = self.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT"
+                    )
+                answer = store.jobs.heartbeat(
+                    self._connection,
+                    self.job_id,
+                    self.owner,
+                    self.lease_seconds,
+                    self.epochs_done,
+                    self.cost,
                 )
-            answer = store.jobs.heartbeat(
-                self._connection,
-                self.job_id,
-                self.owner,
-                self.lease_seconds,
-                self.epochs_done,
-                self.cost,
-            )
-        except SQLAlchemyError as error:  # the lease outlives a few missed beats...
-            self._close_connection()  # the next beat starts from a fresh one
-            log.warning("job %s: heartbeat failed, will retry: %s", self.job_id, error)
-            # ... but not a lease's worth: by then the reconciler may have given the job to
-            # another worker, which must be the only one to train it and log its metrics.
-            if time.monotonic() - self._last_beat > self.lease_seconds - self.period:
-                self.lease_lost = True
-            return
-        self._last_beat = time.monotonic()
-        self.beats += 1
-        self.cancel_requested = answer.cancel_requested
-        self.lease_lost = not answer.still_owner
-        self.handoff_requested = answer.handoff_requested
+            except SQLAlchemyError as error:  # the lease outlives a few missed beats...
+                self._close_connection()  # the next beat starts from a fresh one
+                log.warning("job %s: heartbeat failed, will retry: %s", self.job_id, error)
+                # ... but not a lease's worth: by then the reconciler may have given the job to
+                # another worker, which must be the only one to train it and log its metrics.
+                if time.monotonic() - self._last_beat > self.lease_seconds - self.period:
+                    self.lease_lost = True
+                return
+            self._last_beat = time.monotonic()
+            self.beats += 1
+            self.cancel_requested = answer.cancel_requested
+            self.lease_lost = not answer.still_owner
+            self.handoff_requested = answer.handoff_requested
 
     def _close_connection(self) -> None:
         if self._connection is not None:
