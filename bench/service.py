@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import minimal_app  # bench/minimal_app.py
+from alone import LONG_SPEC, TRAIN_SECONDS, train_alone, with_epochs  # bench/alone.py
 from core import busy_cpu_seconds  # bench/core.py
 from sections import write_section
 
-from models import train
 from service.stack import MLFLOW_ENV, api_command, mlflow_command, worker_command
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
@@ -63,14 +63,6 @@ SUBMIT_SPEC = {  # a valid faces logistic regression, as in DESIGN.md section 4
     "model": {"hidden_layers": [], "init": "zeros"},
     "training": {"learning_rate": 0.005, "epochs": 100},
 }
-LONG_SPEC = {  # its epochs are set at run time, for TRAIN_SECONDS of training alone
-    "experiment": "bench-tracking",
-    "dataset": {"name": "digits"},
-    "model": {"hidden_layers": [64, 32], "hidden_activation": "relu", "output": "softmax",
-              "init": "he"},
-    "training": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": 16},
-}  # fmt: skip
-TRAIN_SECONDS = 5.5  # >= 5 s asked
 CONNECTIONS = 4  # keep-alive connections of the load generator (1 to 16 gave the same rates)
 IDLE_PAUSE = 0.02  # after a job or task ends and before the next: the worker is idle again
 POLL = 0.01  # seconds between two reads of a tiny job's row
@@ -355,10 +347,6 @@ def queue_latency(bench: Bench, jobs: int) -> dict:
     return out
 
 
-def with_epochs(spec: dict, epochs: int) -> dict:
-    return {**spec, "training": {**spec["training"], "epochs": epochs}}
-
-
 # -- tracking -----------------------------------------------------------------------------------
 
 
@@ -394,25 +382,6 @@ def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -
     run = tracking.start_run(client, experiment="bench-callbacks", run_name=job.id, tags={})
     buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
     return TimedCallbacks(buffer, Progress(sessions, job.id, "bench", settings).start())
-
-
-def train_alone(spec: JobSpec, sessions, callbacks=()) -> float:
-    """Seconds of the worker's models.train(...) call for ``spec`` (on a built-in dataset),
-    in this process, with the BLAS threads the worker gives it."""
-    from workers import blas_threads
-    from workers.data import load_training_data
-    from workers.run import build_network
-
-    data, t = load_training_data(spec, Settings(), sessions), spec.training
-    net = build_network(spec, data)
-    threads = blas_threads.for_training(net.layer_dims, t.batch_size or data.m_train)
-    started = time.perf_counter()
-    with threads:
-        train(net, data.X_train, data.Y_train, optimizer=t.optimizer, learning_rate=t.learning_rate,
-              epochs=t.epochs, batch_size=t.batch_size, l2=t.l2, X_val=data.X_val,
-              Y_val=data.Y_val, seed=t.seed, decay_rate=t.decay_rate, decay_every=t.decay_every,
-              callbacks=callbacks)  # fmt: skip
-    return time.perf_counter() - started
 
 
 def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:

@@ -1,0 +1,39 @@
+"""The baseline of the service benchmarks: a job's training alone, as the worker calls it."""
+
+import time
+
+from models import train
+from settings import Settings
+from store.spec import JobSpec
+
+LONG_SPEC = {  # its epochs are set at run time, for TRAIN_SECONDS of training alone
+    "experiment": "bench-tracking",
+    "dataset": {"name": "digits"},
+    "model": {"hidden_layers": [64, 32], "hidden_activation": "relu", "output": "softmax",
+              "init": "he"},
+    "training": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": 16},
+}  # fmt: skip
+TRAIN_SECONDS = 5.5  # >= 5 s asked
+
+
+def with_epochs(spec: dict, epochs: int) -> dict:
+    return {**spec, "training": {**spec["training"], "epochs": epochs}}
+
+
+def train_alone(spec: JobSpec, sessions, callbacks=()) -> float:
+    """Seconds of the worker's models.train(...) call for ``spec`` (on a built-in dataset),
+    in this process, with the BLAS threads the worker gives it."""
+    from workers import blas_threads
+    from workers.data import load_training_data
+    from workers.run import build_network
+
+    data, t = load_training_data(spec, Settings(), sessions), spec.training
+    net = build_network(spec, data)
+    threads = blas_threads.for_training(net.layer_dims, t.batch_size or data.m_train)
+    started = time.perf_counter()
+    with threads:
+        train(net, data.X_train, data.Y_train, optimizer=t.optimizer, learning_rate=t.learning_rate,
+              epochs=t.epochs, batch_size=t.batch_size, l2=t.l2, X_val=data.X_val,
+              Y_val=data.Y_val, seed=t.seed, decay_rate=t.decay_rate, decay_every=t.decay_every,
+              callbacks=callbacks)  # fmt: skip
+    return time.perf_counter() - started
