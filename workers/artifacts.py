@@ -2,11 +2,13 @@
 MLflow pyfunc under model/ (DESIGN.md section 7).
 
 They go up in two parts (``RunArtifacts``): what is known before training (spec.json,
-network.md and the model without its weights and its MLmodel file: 25 of 29 files) by a thread
-while the network trains (in the worker, the thread hands them to its helper process:
-workers/mlflow_process.py); the trained weights, the plot, and last MLmodel (what makes model/ a
-model that MLflow loads and registers) after. Uploading one file costs ~1-2 ms of this
-process's CPU and as much of the server's; the whole set took ~0.3 s at the end of every job.
+network.md and the model without its weights and its MLmodel file: 25 of 29 files) is written
+and uploaded while the network trains (in the worker, by its helper process:
+workers/mlflow_process.py; writing them took ~20-35 ms of CPU, most of it MLflow's
+save_model, that the job waited for before training); the trained weights, the plot, and last
+MLmodel (what makes model/ a model that MLflow loads and registers) after. Uploading one file
+costs ~1-2 ms of this process's CPU and as much of the server's; the whole set took ~0.3 s at
+the end of every job.
 """
 
 import json
@@ -18,6 +20,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import mlflow.pyfunc
@@ -53,6 +57,44 @@ def write_files_before_training(
         save_pyfunc_model(model, net, classes, initial)
     (model / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
     return (model / "MLmodel").rename(folder.parent / "MLmodel")
+
+
+@dataclass(frozen=True)
+class FirstPart:
+    """What the files known before training are written from: the network's layout, not its
+    weights (they are written at the end), so it is small to send to the helper process."""
+
+    spec: JobSpec
+    layer_dims: tuple[int, ...]
+    hidden_activation: str
+    output: str
+    init: str | None
+    dtype: str
+    classes: tuple[str, ...]
+    m_train: int
+
+    @classmethod
+    def of(cls, net: Network, spec: JobSpec, classes: tuple[str, ...], m_train: int):
+        return cls(spec, tuple(net.layer_dims), net.hidden_activation.name, net.output.name,
+                   net.init, net.dtype.name, tuple(classes), m_train)  # fmt: skip
+
+    def network(self) -> Network:
+        """A network of this layout (its initial weights are not the run's: none is uploaded)."""
+        return Network(list(self.layer_dims), self.hidden_activation, self.output, self.init,
+                       dtype=self.dtype)  # fmt: skip
+
+
+def write_and_upload_first_part(
+    client: MlflowClient, run_id: str, folder: str, part: FirstPart
+) -> None:
+    """The files known before training written into ``folder``/before (anew, if an earlier
+    call left some) and uploaded to the run's root; model/MLmodel is kept as ``folder``/MLmodel
+    for the end of the run."""
+    before = Path(folder) / "before"
+    shutil.rmtree(before, ignore_errors=True)
+    before.mkdir()
+    write_files_before_training(before, part.network(), part.spec, part.classes, part.m_train)
+    client.log_artifacts(run_id, str(before))
 
 
 def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weights: Path) -> None:
@@ -110,25 +152,26 @@ class RunArtifacts:
         m_train: int,
         upload_folder: Callable[[str, str], None] | None = None,
         upload_file: Callable[[str, str, str], None] | None = None,
+        write_first_part: Callable[[str, str, FirstPart], None] | None = None,
     ):
         self.client, self.run_id = client, run_id
-        # upload_folder(run_id, folder) and upload_file(run_id, path, artifact_path): by this
-        # client unless told otherwise (the worker's go through its helper process,
+        # upload_folder(run_id, folder), upload_file(run_id, path, artifact_path) and
+        # write_first_part(run_id, folder, part) (write_and_upload_first_part): by this client
+        # unless told otherwise (the worker's go through its helper process,
         # workers/mlflow_process.py).
         self._upload_folder = upload_folder or client.log_artifacts
         self._upload_file = upload_file or client.log_artifact
+        self._write_first_part = write_first_part or partial(write_and_upload_first_part, client)
         self._folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
-        try:
-            self._before = self._folder / "before"
-            self._before.mkdir()
-            self._mlmodel = write_files_before_training(self._before, net, spec, classes, m_train)
-        except BaseException:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            raise
+        self._part = FirstPart.of(net, spec, classes, m_train)
+        self._mlmodel = self._folder / "MLmodel"  # written there with the first part
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlflow-artifacts")
-        self._first_part = self._uploader.submit(self._upload_folder, run_id, str(self._before))
+        self._first_part = self._uploader.submit(self._send_first_part)
         self._last_upload = self._first_part  # the thread's last call reading self._folder
         self._first_part_sent = False
+
+    def _send_first_part(self) -> None:
+        self._write_first_part(self.run_id, str(self._folder), self._part)
 
     def finish(self, net: Network, history: dict[str, list[float]], title: str) -> None:
         if not self._first_part_sent:
@@ -136,7 +179,7 @@ class RunArtifacts:
                 self._first_part.result()
             except Exception as error:  # MLflow was away: send it now (wait_for retries us)
                 log.warning("first artifacts of run %s not sent, again: %s", self.run_id, error)
-                self._upload_folder(self.run_id, str(self._before))
+                self._send_first_part()
             self._first_part_sent = True
         # The plot first, then the files in two calls (over the helper process's pipe in the
         # worker): an upload from a thread beside the plot slowed it by more than the upload

@@ -1,7 +1,7 @@
 """The MLflow calls made while a job trains, sent by a process of their own.
 
 While the network trains, a worker sends its metrics every second and the run's first
-artifacts (25 files). Sent from threads of the training process, every HTTP request hands the
+artifacts (25 files, which the helper also writes: workers/artifacts.py). Sent from threads of the training process, every HTTP request hands the
 GIL to and fro with the training loop at each of its socket waits: measured by hand, an upload
 cost the training ~2.7 ms from a thread and ~0.9 ms from another process, and a 600-epoch job
 trained 0.3 s faster with its sends moved out (docs/benchmarks.md). So these calls go over a
@@ -31,7 +31,7 @@ from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.tracking import MlflowClient
 
 from settings import Settings, get_settings
-from workers import tracking
+from workers import artifacts, tracking
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ class MlflowProcess:
     def log_artifacts(self, run_id: str, folder: str) -> None:
         """``MlflowClient.log_artifacts``: every file under ``folder``, at the run's root."""
         self._call("log_artifacts", run_id, folder)
+
+    def write_first_artifacts(self, run_id: str, folder: str, part: artifacts.FirstPart) -> None:
+        """``artifacts.write_and_upload_first_part``: the files known before training, written
+        and uploaded by the helper, beside the training rather than before it."""
+        self._call("write_first_artifacts", run_id, folder, part)
 
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         """``MlflowClient.log_artifact``: the file ``path`` into ``artifact_path``."""
@@ -129,6 +134,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
         "log_metrics": tracking.log_metrics,
         "log_artifacts": MlflowClient.log_artifacts,
         "log_artifact": MlflowClient.log_artifact,
+        "write_first_artifacts": artifacts.write_and_upload_first_part,
     }
     while True:
         try:

@@ -145,6 +145,7 @@ def train_and_record(
         settings.mlflow_wait_seconds,
         "log params",
     )
+    helper = mlflow_process.for_settings(settings)
     with attempt.phases("mlflow artifacts"):
         uploads = artifacts.RunArtifacts(
             client,
@@ -153,8 +154,9 @@ def train_and_record(
             attempt.spec,
             data.dataset.classes,
             data.m_train,
-            upload_folder=mlflow_process.for_settings(settings).log_artifacts,
-            upload_file=mlflow_process.for_settings(settings).log_artifact,
+            upload_folder=helper.log_artifacts,
+            upload_file=helper.log_artifact,
+            write_first_part=helper.write_first_artifacts,
         )
     try:
         return _train_and_record(

@@ -7,13 +7,17 @@ import signal
 import socket
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 from mlflow.exceptions import MlflowException
 
+from models import Network
 from settings import Settings
+from store.spec import JobSpec
 from tests.servers import free_port, unique_name
 from workers import mlflow_process, tracking
+from workers.artifacts import FirstPart
 from workers.mlflow_process import MlflowProcess
 
 ROWS = [("cost", 0.5, 1_700_000_000_000, 0), ("cost", 0.25, 1_700_000_000_001, 1)]
@@ -49,6 +53,27 @@ def test_metrics_and_a_folder_of_artifacts_sent_by_the_helper_are_stored(
     assert stored == {"MLmodel", "model"}
     assert [a.path for a in mlflow_client.list_artifacts(run_id, "model")] == ["model/spec.json"]
     assert helper._process.pid != os.getpid()  # sent by another process
+
+
+def test_the_helper_writes_and_uploads_the_files_known_before_training(
+    helper, mlflow_client, run_id, tmp_path
+):
+    spec = JobSpec.model_validate({"experiment": "helper", "dataset": {"name": "digits"}})
+    net = Network([64, 16, 10], output="softmax", init="he")
+    part = FirstPart.of(net, spec, tuple("0123456789"), 1437)
+    (tmp_path / "before").mkdir()
+    (tmp_path / "before" / "stale.txt").write_text("from an attempt that failed")
+
+    helper.write_first_artifacts(run_id, str(tmp_path), part)
+
+    stored = {a.path for a in mlflow_client.list_artifacts(run_id)}
+    assert stored == {"spec.json", "network.md", "model"}
+    in_model = {a.path for a in mlflow_client.list_artifacts(run_id, "model")}
+    assert "model/MLmodel" not in in_model and "model/pyfunc_model.py" in in_model
+    document = mlflow_client.download_artifacts(run_id, "network.md", str(tmp_path / "down"))
+    assert "W[1]: (16, 64)" in Path(document).read_text()
+    assert "flavors" in (tmp_path / "MLmodel").read_text()  # kept for the end of the run
+    assert not (tmp_path / "before" / "stale.txt").exists()
 
 
 def test_an_answer_that_refuses_comes_back_as_mlflows_error_not_to_be_retried(helper):
