@@ -1,12 +1,13 @@
 """The MLflow calls made while a job trains, sent by a process of their own.
 
-While the network trains, a worker sends its metrics every second and the run's first
-artifacts (25 files, which the helper also writes: workers/artifacts.py). Sent from threads of the training process, every HTTP request hands the
-GIL to and fro with the training loop at each of its socket waits: measured by hand, an upload
-cost the training ~2.7 ms from a thread and ~0.9 ms from another process, and a 600-epoch job
-trained 0.3 s faster with its sends moved out (docs/benchmarks.md). So these calls go over a
-pipe, one message each (a whole folder of artifacts included), to a helper process that owns
-an MlflowClient and calls the same functions.
+While the network trains, a worker sends its metrics every second and the run's first artifacts
+(25 files, which the helper also writes: workers/artifacts.py). Sent from threads of the
+training process, every HTTP request hands the GIL to and fro with the training loop at each of
+its socket waits: measured by hand, an upload cost the training ~2.7 ms from a thread and ~0.9
+ms from another process, and a 600-epoch job trained 0.3 s faster with its sends moved out
+(docs/benchmarks.md). So these calls go over a pipe, one message each (a whole folder of
+artifacts included), to a helper process that owns an MlflowClient and calls the same
+functions.
 
 The helper is a new Python process (``python -m workers.mlflow_process``), not a fork: a
 forked child would share the parent's pooled HTTP connections. It starts with the first call

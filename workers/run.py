@@ -190,60 +190,64 @@ def _train_and_record(
     writer = CheckpointWriter(
         checkpoints, session_factory, attempt.job_id, attempt.owner, lambda: progress.lease_lost
     )
-    started = time.perf_counter()
-    batch = training.batch_size or data.m_train
-    try:
-        # closing(writer): the checkpoints queued are written before training counts as over.
-        with phase("training"), blas_threads.for_training(net.layer_dims, batch), closing(writer):
-            history = train(
-                net,
-                data.X_train,
-                data.Y_train,
-                optimizer=training.optimizer,
-                learning_rate=training.learning_rate,
-                epochs=training.epochs,
-                batch_size=training.batch_size,
-                l2=training.l2,
-                X_val=data.X_val,
-                Y_val=data.Y_val,
-                seed=training.seed,
-                decay_rate=training.decay_rate,
-                decay_every=training.decay_every,
-                callbacks=[buffer, progress, writer],
-                should_stop=progress.should_stop,
-                checkpoint_every=training.checkpoint_every,
-                resume_from=resume,
+    # Closed once the attempt is over: the last epoch's checkpoint is written to disk and SQL
+    # beside the final metrics and artifacts, not before them.
+    with closing(writer):
+        started = time.perf_counter()
+        batch = training.batch_size or data.m_train
+        try:
+            with phase("training"), blas_threads.for_training(net.layer_dims, batch):
+                history = train(
+                    net,
+                    data.X_train,
+                    data.Y_train,
+                    optimizer=training.optimizer,
+                    learning_rate=training.learning_rate,
+                    epochs=training.epochs,
+                    batch_size=training.batch_size,
+                    l2=training.l2,
+                    X_val=data.X_val,
+                    Y_val=data.Y_val,
+                    seed=training.seed,
+                    decay_rate=training.decay_rate,
+                    decay_every=training.decay_every,
+                    callbacks=[buffer, progress, writer],
+                    should_stop=progress.should_stop,
+                    checkpoint_every=training.checkpoint_every,
+                    resume_from=resume,
+                )
+        except TrainingStopped as stopped:
+            reason = progress.stop_reason()
+            if reason != "handoff":
+                return reason, None, None
+            writer.close()  # the checkpoint pending, if any, first: the stop's must be the newest
+            # After the one pending (closed): this is the newest. If it could not be saved, the
+            # next attempt resumes from the last one that was (or from the start): work is lost,
+            # never the job, and the hand-back's event says so.
+            epoch = stopped.checkpoint.epoch
+            detail = f"handed back at epoch {epoch}: worker stopping"
+            # Not twice when the stop came at a checkpoint's epoch (the one close just wrote).
+            if writer.saved_epoch != epoch and not writer.save(stopped.checkpoint):
+                detail += f"; checkpoint at epoch {epoch} not saved"
+            return "queued", None, detail
+        except DivergenceError as error:
+            return "failed", None, f"{error}; lower training.learning_rate"
+        seconds = time.perf_counter() - started
+        metrics = final_metrics(net, data, training.l2)
+        buffer.add(training.epochs, mlflow_final_metrics(metrics))
+        buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
+        with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
+            # wait_for gives up after mlflow_wait_seconds; a call it makes, after its timeout.
+            wait = settings.mlflow_wait_seconds + 4 * settings.mlflow_timeout_seconds
+            params.result(timeout=wait)
+        with phase("mlflow artifacts"):
+            title = attempt.spec.name or attempt.spec.experiment
+            tracking.wait_for(
+                lambda: uploads.finish(net, history, title),
+                settings.mlflow_wait_seconds,
+                "log artifacts",
             )
-    except TrainingStopped as stopped:
-        reason = progress.stop_reason()
-        if reason != "handoff":
-            return reason, None, None
-        # After the one pending (closed): this is the newest. If it could not be saved, the
-        # next attempt resumes from the last one that was (or from the start): work is lost,
-        # never the job, and the hand-back's event says so.
-        epoch = stopped.checkpoint.epoch
-        detail = f"handed back at epoch {epoch}: worker stopping"
-        # Not twice when the stop came at a checkpoint's epoch (the one closing just wrote).
-        if writer.saved_epoch != epoch and not writer.save(stopped.checkpoint):
-            detail += f"; checkpoint at epoch {epoch} not saved"
-        return "queued", None, detail
-    except DivergenceError as error:
-        return "failed", None, f"{error}; lower training.learning_rate"
-    seconds = time.perf_counter() - started
-    metrics = final_metrics(net, data, training.l2)
-    buffer.add(training.epochs, mlflow_final_metrics(metrics))
-    buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
-    with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
-        # wait_for gives up after mlflow_wait_seconds; a call it makes, after its timeout.
-        params.result(timeout=settings.mlflow_wait_seconds + 4 * settings.mlflow_timeout_seconds)
-    with phase("mlflow artifacts"):
-        title = attempt.spec.name or attempt.spec.experiment
-        tracking.wait_for(
-            lambda: uploads.finish(net, history, title),
-            settings.mlflow_wait_seconds,
-            "log artifacts",
-        )
-    return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
+        return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
 
 
 def in_background(what: str, function: Callable[..., Any], *args) -> futures.Future:
