@@ -98,4 +98,4 @@ skip_absent_databricks_probes()
 app = make_app(get_settings())
 
 # Worker signal handlers, connected before the worker sends its first signal (celeryd_init).
-from workers import blas_threads, shutdown  # noqa: E402, F401
+from workers import blas_threads, heap, shutdown  # noqa: E402, F401

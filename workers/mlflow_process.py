@@ -32,7 +32,7 @@ from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.tracking import MlflowClient
 
 from settings import Settings, get_settings
-from workers import artifacts, tracking
+from workers import artifacts, heap, tracking
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
 
     skip_absent_databricks_probes()
     client = MlflowClient(tracking_uri)
+    heap.freeze_startup_objects()
     calls = {
         "log_metrics": tracking.log_metrics,
         "log_artifacts": MlflowClient.log_artifacts,
