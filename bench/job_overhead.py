@@ -51,6 +51,7 @@ from tests.processes import start_mlflow_server
 from tests.servers import POSTGRES_ADMIN_URL
 from workers import mlflow_process
 from workers.celery_app import skip_absent_databricks_probes
+from workers.heap import freeze_startup_objects
 from workers.run import run_job
 
 BASELINE = "alone"
@@ -142,6 +143,7 @@ def main() -> None:
     logging.getLogger("workers.run").addHandler(phases)
     logging.getLogger("workers.run").propagate = False  # its closing lines: in the report
     warnings.filterwarnings("ignore", message=".*Add type hints")  # MLflow's, at every model
+    freeze_startup_objects()  # as the worker's processes do (workers/heap.py)
     with ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-overhead-")))
         jobs_db = stack.enter_context(postgres_database("gradq_bench_jobs"))
