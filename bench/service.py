@@ -37,7 +37,6 @@ import numpy as np
 import redis
 import uvloop
 from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,7 +53,7 @@ from store.migrate import upgrade
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, Job, JobEvent
 from tests.processes import Process, start, wait_until
-from tests.servers import POSTGRES_ADMIN_URL, REDIS_URL, free_port
+from tests.servers import REDIS_URL, empty_postgres_database, free_port
 from workers.heap import freeze_startup_objects
 
 REDIS_DB = 12
@@ -91,22 +90,6 @@ class Bench:
         wait_until(lambda: ready(process), process, name, 120)
 
 
-@contextmanager
-def postgres_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped on exit."""
-    admin = make_url(POSTGRES_ADMIN_URL)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-
 def flush_redis(url: str) -> None:
     redis.Redis.from_url(url).flushdb()  # db REDIS_DB only: the URL names it
 
@@ -129,8 +112,10 @@ def stop_all(processes: list[Process]) -> None:
 
 def start_servers(stack: ExitStack, home: Path) -> Bench:
     """Databases, Redis db, MLflow, the API and the minimal app: all up when this returns."""
-    jobs_db, mlflow_db, minimal_db = (stack.enter_context(postgres_database(f"gradq_bench_{n}"))
-                                      for n in ("jobs", "mlflow", "minimal"))  # fmt: skip
+    jobs_db, mlflow_db, minimal_db = (
+        stack.enter_context(empty_postgres_database(f"gradq_bench_{n}"))
+        for n in ("jobs", "mlflow", "minimal")
+    )
     upgrade(jobs_db)
     broker = f"{REDIS_URL}/{REDIS_DB}"
     flush_redis(broker)

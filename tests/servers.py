@@ -52,21 +52,28 @@ def unique_name(prefix: str) -> str:
 
 
 @contextmanager
+def empty_postgres_database(prefix: str = "gradq_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database named ``prefix``_<random>, dropped on exit."""
+    admin = make_url(POSTGRES_ADMIN_URL)
+    name = unique_name(prefix)
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """A new PostgreSQL database, migrated to the newest schema, dropped on exit."""
     from store.migrate import upgrade
 
     admin = make_url(POSTGRES_ADMIN_URL)
     need("PostgreSQL", admin.host or "127.0.0.1", admin.port or 5432)
-    name = unique_name("gradq_test")
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    try:
+    with empty_postgres_database() as url:
         upgrade(url)
         yield url
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
