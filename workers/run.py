@@ -57,12 +57,25 @@ def run_job(
     buffer: tracking.MetricsBuffer | None = None
     progress = Progress(session_factory, job_id, owner, settings).start()
     try:
-        with phase("mlflow run"):
-            run, buffer, resume = start_or_resume(client, attempt, settings, session_factory)
-        with phase("data"):
-            data = load_training_data(attempt.spec, settings, session_factory)
+        # The run is made (a round trip to MLflow, ~20 ms) while this thread loads the data and
+        # checks the initial network's gradient (~20 ms of CPU): training starts after both.
+        starting = in_background(
+            "start run", start_or_resume, client, attempt, settings, session_factory
+        )
+        try:
+            with phase("data"):
+                data = load_training_data(attempt.spec, settings, session_factory)
+            net = build_network(attempt.spec, data)
+            with phase("gradient check"):
+                check = initial_gradient_check(net, data, attempt.spec.training.l2)
+        except Exception:
+            run, buffer = started_run(starting)  # if made, ended FAILED with the job below
+            raise
+        with phase("mlflow run"):  # what is left of it
+            run, buffer, resume = starting.result()
+        buffer.add(0, {"gradient_check": check})  # not sent again by a resumed run
         outcome, metrics, error = train_and_record(
-            attempt, data, settings, session_factory, client, run, buffer, resume, progress
+            attempt, data, net, settings, session_factory, client, run, buffer, resume, progress
         )
         if outcome == "succeeded":
             with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
@@ -123,9 +136,33 @@ def record_outcome(
     return outcome
 
 
+def started_run(
+    starting: futures.Future,
+) -> tuple[tracking.RunRef | None, tracking.MetricsBuffer | None]:
+    """The run and buffer that ``start_or_resume`` made in the background, once it is done;
+    (None, None) if it failed."""
+    try:
+        run, buffer, _ = starting.result()
+    except Exception:  # logged by in_background
+        return None, None
+    return run, buffer
+
+
+def initial_gradient_check(net: Network, data: TrainingData, l2: float) -> float:
+    """The gradient check of the network before any update, on a few training examples."""
+    return gradient_check(
+        net,
+        data.X_train[:, :GRADIENT_CHECK_EXAMPLES],
+        data.Y_train[:, :GRADIENT_CHECK_EXAMPLES],
+        l2=l2,
+        max_per_parameter=GRADIENT_CHECK_PER_PARAMETER,
+    )
+
+
 def train_and_record(
     attempt: Attempt,
     data: TrainingData,
+    net: Network,
     settings: Settings,
     session_factory: sessionmaker[Session],
     client: MlflowClient,
@@ -136,7 +173,6 @@ def train_and_record(
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Train; returns (outcome, final metrics, error). The outcome is "lost" if the lease was
     lost, "queued" if the job is to be handed back (its checkpoint is written)."""
-    net = build_network(attempt.spec, data)
     # Params, and the artifacts' first part, go up while the network trains.
     params = in_background(
         "log params",
@@ -179,13 +215,6 @@ def _train_and_record(
     progress: Progress,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     training, phase = attempt.spec.training, attempt.phases
-    with phase("gradient check"):  # of the initial network, so at step 0 (skipped if logged)
-        X_check = data.X_train[:, :GRADIENT_CHECK_EXAMPLES]
-        Y_check = data.Y_train[:, :GRADIENT_CHECK_EXAMPLES]
-        check = gradient_check(
-            net, X_check, Y_check, l2=training.l2, max_per_parameter=GRADIENT_CHECK_PER_PARAMETER
-        )
-    buffer.add(0, {"gradient_check": check})
     checkpoints = CheckpointStore(settings.checkpoints_folder)
     writer = CheckpointWriter(
         checkpoints, session_factory, attempt.job_id, attempt.owner, lambda: progress.lease_lost

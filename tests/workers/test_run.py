@@ -390,15 +390,20 @@ def test_an_uploaded_dataset_is_read_from_the_data_root_and_its_test_split_score
     assert run.data.tags["gradq.dataset"] == "blobs"
 
 
-def test_an_unknown_dataset_fails_the_job_with_the_reason(settings, session_factory):
-    job_id = create_job(
-        session_factory, with_experiment(FACES_LOGREG, dataset={"name": "no-such-data"})
-    )
+def test_an_unknown_dataset_fails_the_job_with_the_reason_and_ends_its_run_failed(
+    settings, session_factory, mlflow_client
+):
+    spec = with_experiment(FACES_LOGREG, dataset={"name": "no-such-data"})
+    job_id = create_job(session_factory, spec)
 
     assert run_job(job_id, settings, session_factory, OWNER) == "failed"
 
     job = get_job(session_factory, job_id)
     assert job.error.startswith("DatasetError: unknown dataset 'no-such-data'")
+    # The run is made while the data loads: the worker waits for it and ends it, not RUNNING.
+    experiment = mlflow_client.get_experiment_by_name(spec["experiment"])
+    runs = mlflow_client.search_runs([experiment.experiment_id])
+    assert [(run.info.run_id, run.info.status) for run in runs] == [(job.mlflow_run_id, "FAILED")]
 
 
 def test_an_unreachable_mlflow_fails_the_job_instead_of_leaving_it_running(
