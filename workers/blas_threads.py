@@ -3,11 +3,12 @@ cores ÷ concurrency threads. Left alone, OpenBLAS gives every child a thread pe
 children training at once on two cores ran a [64, 32] network on digits ~8× slower than one
 alone (1,500 epochs: 16-20 s against ~2 s), their threads spinning against each other."""
 
+import functools
 import itertools
 import os
 
 from celery.signals import celeryd_init, worker_process_init
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 _concurrency = 1
 
@@ -49,8 +50,17 @@ def one_thread_suffices(layer_dims: list[int], batch_size: int) -> bool:
     return largest * batch_size < ONE_THREAD_PRODUCT
 
 
-def for_training(layer_dims: list[int], batch_size: int) -> threadpool_limits:
+def for_training(layer_dims: list[int], batch_size: int):
     """The BLAS threads a job trains with, as a context manager: one when one suffices
     (``one_thread_suffices``), else the process's own limit."""
     threads = 1 if one_thread_suffices(layer_dims, batch_size) else None
-    return threadpool_limits(limits=threads, user_api="blas")
+    return _controller().limit(limits=threads, user_api="blas")
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    """The thread pools loaded in this process, found once: ``threadpool_limits`` looks for
+    them at every call, 2-10 ms in a worker (MLflow, SQLAlchemy and Celery loaded) where
+    limiting through a controller made once took ~0.05 ms (by hand). NumPy's BLAS, the one
+    training uses, is loaded before the first job."""
+    return ThreadpoolController()
