@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -135,12 +135,12 @@ def _forget_code_model_modules() -> None:
 class RunArtifacts:
     """The artifacts of one attempt's run: ``RunArtifacts(...)`` before training starts the
     upload of the first part in a thread; ``finish(net, history, title)`` after training waits
-    for it (sending the part again if it failed), draws the plot, and uploads weights.npz (at
-    the top and as model/artifacts/weights.npz) and cost_curve.png, then model/MLmodel. Safe to
-    call again after an error. ``close()`` removes the local files
-    once the thread is done, without waiting for it: a job that failed or is handed back does
-    not wait on MLflow for files that no longer matter (model/ without MLmodel is not a model
-    MLflow offers to load)."""
+    for it (sending the part again if it failed), uploads weights.npz (at the top and as
+    model/artifacts/weights.npz) from the thread while it draws the plot, uploads
+    cost_curve.png, then model/MLmodel. Safe to call again after an error. ``close()``
+    removes the local files once the thread is done, without waiting for it: a job that
+    failed or is handed back does not wait on MLflow for files that no longer matter (model/
+    without MLmodel is not a model MLflow offers to load)."""
 
     def __init__(
         self,
@@ -181,15 +181,20 @@ class RunArtifacts:
                 log.warning("first artifacts of run %s not sent, again: %s", self.run_id, error)
                 self._send_first_part()
             self._first_part_sent = True
-        # The plot first, then the files in two calls (over the helper process's pipe in the
-        # worker): an upload from a thread beside the plot slowed it by more than the upload
-        # took (30 ms alone, ~50 ms beside the weights', by hand). Rewritten on a second call.
-        after = self._folder / "after"
-        (after / WEIGHTS_FOLDER).mkdir(parents=True, exist_ok=True)
-        save_weights(net.params, after / "weights.npz")
-        shutil.copyfile(after / "weights.npz", after / WEIGHTS_FOLDER / "weights.npz")
-        plot_cost_curve(history, after / "cost_curve.png", title=title)
-        self._upload_folder(self.run_id, str(after))  # weights.npz twice, cost_curve.png
+        # The weights go up (over the helper process's pipe, in the worker) while this thread
+        # draws the plot; then the plot, and MLmodel last. The plot is CPU (~30-80 ms), an
+        # upload mostly the server's time. Every file is written anew on a second call.
+        wait([self._last_upload])  # a failed call's weights upload: done before a rewrite
+        weights = self._folder / "weights"
+        (weights / WEIGHTS_FOLDER).mkdir(parents=True, exist_ok=True)
+        save_weights(net.params, weights / "weights.npz")
+        shutil.copyfile(weights / "weights.npz", weights / WEIGHTS_FOLDER / "weights.npz")
+        weights_sent = self._uploader.submit(self._upload_folder, self.run_id, str(weights))
+        self._last_upload = weights_sent
+        plot = self._folder / "cost_curve.png"
+        plot_cost_curve(history, plot, title=title)
+        self._upload_file(self.run_id, str(plot), None)
+        weights_sent.result()  # weights.npz, at the top and in model/
         self._upload_file(self.run_id, str(self._mlmodel), MODEL_FOLDER)  # last
 
     def close(self) -> None:
