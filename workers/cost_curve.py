@@ -41,7 +41,8 @@ def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> 
         # A fixed title height: left to itself, each axes measures every tick label to place
         # its title above them (~10 ms), and nothing is drawn above these axes.
         cost_axis.set_title(title, y=1.0, parse_math=False)  # a "$" in a run's name is text
-        figure.savefig(path)
+        # zlib's fastest level: ~6 ms less of a ~50-70 ms plot for a file 9% larger (by hand).
+        figure.savefig(path, pil_kwargs={"compress_level": 1})
 
 
 def _new_figure(names: tuple[str, ...]) -> tuple[Figure, list[Line2D]]:
