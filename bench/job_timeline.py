@@ -1,0 +1,148 @@
+"""When each call of a job's attempt starts and ends, and its fixed cost: time outside training.
+
+``.venv/bin/python bench/job_timeline.py [--epochs 20] [--repeats 12] [--show 2] [--root DIR]``
+runs ``workers.run.run_job`` on short jobs of the long job's network (bench/alone.py: digits,
+[64, 32]) in this process, on a new PostgreSQL database and a real ``mlflow server``, after one
+warm-up job. It prints the first ``--show`` attempts as timelines (ms from the claim: start,
+end, duration, call) and, over all repeats, the medians of the time before training starts,
+after it ends, and the sum (the job's fixed cost). ``--root`` imports gradq from another
+checkout (``git worktree add /tmp/old REV``), so that two versions can be run in alternated
+blocks: the machine's speed drifts over minutes, more than the few ms looked for.
+
+The calls are timed by wrapping module functions and methods: for the record, not for use.
+"""
+# ruff: noqa: E402  (the repository root to import from goes on sys.path first)
+
+import argparse
+import functools
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import ExitStack
+from pathlib import Path
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--epochs", type=int, default=20)
+parser.add_argument("--repeats", type=int, default=12)
+parser.add_argument("--show", type=int, default=2, help="attempts printed as timelines")
+parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+args = parser.parse_args()
+sys.path[:0] = [str(args.root), str(Path(__file__).resolve().parent)]
+
+from alone import LONG_SPEC, with_epochs  # bench/alone.py, of this checkout
+
+import store.jobs
+from settings import Settings
+from store.db import make_engine, make_session_factory, transaction
+from store.migrate import upgrade
+from tests.processes import start_mlflow_server
+from tests.servers import empty_postgres_database
+from workers import artifacts, attempt, mlflow_process, run, tracking
+from workers.celery_app import skip_absent_databricks_probes
+from workers.heap import freeze_startup_objects
+
+# (owner, attribute): what is timed, where run_job looks it up.
+TIMED = [
+    (attempt, "claim"),
+    (run, "claim"),
+    (attempt, "start_tracking"),
+    (tracking, "start_run"),
+    (store.jobs, "set_mlflow_run"),
+    (run, "load_training_data"),
+    (run, "build_network"),
+    (run, "gradient_check"),
+    (run, "train"),
+    (run, "final_metrics"),
+    (artifacts, "save_weights"),
+    (artifacts, "plot_cost_curve"),
+    (mlflow_process.MlflowProcess, "log_metrics"),
+    (mlflow_process.MlflowProcess, "log_artifacts"),
+    (mlflow_process.MlflowProcess, "log_artifact"),
+    (mlflow_process.MlflowProcess, "write_first_artifacts"),
+    (artifacts.RunArtifacts, "finish"),
+    (tracking.MetricsBuffer, "close"),
+    (run, "close_tracking"),
+    (tracking, "end_run"),
+    (store.jobs, "finish"),
+]
+
+
+class Timeline:
+    """(name, start s, end s) of every timed call since ``reset()``."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, float, float]] = []
+        self.zero = time.perf_counter()
+
+    def reset(self) -> None:
+        self.calls, self.zero = [], time.perf_counter()
+
+    def wrap(self, owner, name: str) -> None:
+        function = getattr(owner, name)
+        label = f"{owner.__name__}.{name}" if isinstance(owner, type) else name
+
+        @functools.wraps(function)
+        def timed(*a, **k):
+            started = time.perf_counter()
+            try:
+                return function(*a, **k)
+            finally:
+                self.calls.append((label, started - self.zero, time.perf_counter() - self.zero))
+
+        setattr(owner, name, timed)
+
+    def of(self, name: str) -> tuple[float, float]:
+        return next((s, e) for n, s, e in self.calls if n == name)
+
+
+def main() -> None:
+    skip_absent_databricks_probes()  # as the worker does
+    warnings.filterwarnings("ignore", message=".*Add type hints")  # MLflow's, at every model
+    timeline = Timeline()
+    for owner, name in TIMED:
+        timeline.wrap(owner, name)
+    freeze_startup_objects()  # as the worker's processes do
+    fixed: dict[str, list[float]] = {"before training": [], "after training": [], "outside": []}
+    with ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-timeline-")))
+        jobs_db = stack.enter_context(empty_postgres_database("gradq_bench_jobs"))
+        mlflow_db = stack.enter_context(empty_postgres_database("gradq_bench_mlflow"))
+        upgrade(jobs_db)
+        mlflow = start_mlflow_server(home / "mlflow", backend_store_uri=mlflow_db)
+        stack.callback(mlflow.stop)
+        settings = Settings(home=home, database_url=jobs_db, mlflow_tracking_uri=mlflow.url)
+        stack.callback(lambda: mlflow_process.for_settings(settings).close())
+        sessions = make_session_factory(make_engine(jobs_db))
+        spec = {**with_epochs(LONG_SPEC, args.epochs), "experiment": "bench-timeline"}
+        for r in range(args.repeats + 1):  # the first: a warm-up
+            with transaction(sessions) as session:
+                job, _ = store.jobs.create_job(
+                    session, spec=spec, experiment=spec["experiment"], name=None,
+                    dataset="digits", epochs=args.epochs,
+                )  # fmt: skip
+            timeline.reset()
+            status = run.run_job(job.id, settings, sessions, owner="bench/1")
+            total = time.perf_counter() - timeline.zero
+            if r == 0:
+                continue
+            if status != "succeeded":
+                raise RuntimeError(f"job {job.id}: {status}")
+            start, end = timeline.of("train")
+            fixed["before training"].append(start)
+            fixed["after training"].append(total - end)
+            fixed["outside"].append(total - (end - start))
+            if r <= args.show:
+                print(f"attempt {r}: {1000 * total:.1f} ms, outside training "
+                      f"{1000 * (total - (end - start)):.1f} ms")  # fmt: skip
+                for name, s, e in sorted(timeline.calls, key=lambda call: call[1]):
+                    print(f"  {1000 * s:8.1f} {1000 * e:8.1f} {1000 * (e - s):7.1f}  {name}")
+    print(f"\n{args.repeats} attempts of {args.epochs} epochs, gradq from {args.root}")
+    for name, values in fixed.items():
+        each = " ".join(f"{1000 * v:.0f}" for v in values)
+        print(f"{name}: median {1000 * statistics.median(values):.1f} ms ({each})")
+
+
+if __name__ == "__main__":
+    main()
