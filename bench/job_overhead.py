@@ -26,7 +26,6 @@ import logging
 import math
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import ExitStack
@@ -36,14 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alone import LONG_SPEC, TRAIN_SECONDS, train_alone, with_epochs  # bench/alone.py
+from job_servers import job_servers  # bench/job_servers.py
 
 import store.jobs
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from store.migrate import upgrade
 from store.spec import JobSpec
-from tests.processes import start_mlflow_server
-from tests.servers import empty_postgres_database
 from workers import mlflow_process
 from workers.celery_app import skip_absent_databricks_probes
 from workers.heap import freeze_startup_objects
@@ -124,16 +121,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*Add type hints")  # MLflow's, at every model
     freeze_startup_objects()  # as the worker's processes do (workers/heap.py)
     with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-overhead-")))
-        jobs_db = stack.enter_context(empty_postgres_database("gradq_bench_jobs"))
-        mlflow_db = stack.enter_context(empty_postgres_database("gradq_bench_mlflow"))
-        upgrade(jobs_db)
-        mlflow = start_mlflow_server(home / "mlflow", backend_store_uri=mlflow_db)
-        stack.callback(mlflow.stop)
-        base = {"home": home, "database_url": jobs_db, "mlflow_tracking_uri": mlflow.url}
+        base = job_servers(stack, "overhead")
         settings = {n: Settings(**base, **v.get("settings", {})) for n, v in variants.items()}
         stack.callback(lambda: mlflow_process.for_settings(settings["job"]).close())
-        sessions = make_session_factory(make_engine(jobs_db))
+        sessions = make_session_factory(make_engine(base["database_url"]))
         probe = JobSpec.model_validate(with_epochs(LONG_SPEC, 30))
         per_epoch = statistics.median(train_alone(probe, sessions) for _ in range(3)) / 30
         epochs = math.ceil(TRAIN_SECONDS / per_epoch)

@@ -17,7 +17,6 @@ import argparse
 import functools
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import ExitStack
@@ -32,13 +31,11 @@ args = parser.parse_args()
 sys.path[:0] = [str(args.root), str(Path(__file__).resolve().parent)]
 
 from alone import LONG_SPEC, with_epochs  # bench/alone.py, of this checkout
+from job_servers import job_servers  # bench/job_servers.py
 
 import store.jobs
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from store.migrate import upgrade
-from tests.processes import start_mlflow_server
-from tests.servers import empty_postgres_database
 from workers import artifacts, attempt, mlflow_process, run, tracking
 from workers.celery_app import skip_absent_databricks_probes
 from workers.heap import freeze_startup_objects
@@ -106,15 +103,9 @@ def main() -> None:
     freeze_startup_objects()  # as the worker's processes do
     fixed: dict[str, list[float]] = {"before training": [], "after training": [], "outside": []}
     with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-timeline-")))
-        jobs_db = stack.enter_context(empty_postgres_database("gradq_bench_jobs"))
-        mlflow_db = stack.enter_context(empty_postgres_database("gradq_bench_mlflow"))
-        upgrade(jobs_db)
-        mlflow = start_mlflow_server(home / "mlflow", backend_store_uri=mlflow_db)
-        stack.callback(mlflow.stop)
-        settings = Settings(home=home, database_url=jobs_db, mlflow_tracking_uri=mlflow.url)
+        settings = Settings(**job_servers(stack, "timeline"))
         stack.callback(lambda: mlflow_process.for_settings(settings).close())
-        sessions = make_session_factory(make_engine(jobs_db))
+        sessions = make_session_factory(make_engine(settings.database_url))
         spec = {**with_epochs(LONG_SPEC, args.epochs), "experiment": "bench-timeline"}
         for r in range(args.repeats + 1):  # the first: a warm-up
             with transaction(sessions) as session:

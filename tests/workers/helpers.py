@@ -59,3 +59,11 @@ def statuses(session_factory, job_id: str) -> list[tuple[str | None, str, str | 
     with transaction(session_factory) as session:
         events = store.jobs.events_of(session, job_id)
         return [(e.from_status, e.to_status, e.detail) for e in events]
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    """Every file of the run's artifacts (under ``path``), folders walked."""
+    found = set()
+    for info in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, info.path) if info.is_dir else {info.path}
+    return found

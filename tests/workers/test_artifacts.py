@@ -6,18 +6,12 @@ import pytest
 
 from models import Network, load_weights
 from store.spec import JobSpec
+from tests.workers.helpers import artifact_paths
 from workers import tracking
 from workers.artifacts import RunArtifacts
 
 CLASSES = ("non-face", "face")
 HISTORY = {"cost": [0.69, 0.5, 0.4], "train_accuracy": [0.5, 0.7, 0.8]}
-
-
-def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
-    found = set()
-    for info in client.list_artifacts(run_id, path):
-        found |= artifact_paths(client, run_id, info.path) if info.is_dir else {info.path}
-    return found
 
 
 def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(

@@ -25,6 +25,7 @@ from tests.workers.helpers import (
     DIGITS_MLP,
     FACES_LOGREG,
     LN2,
+    artifact_paths,
     create_job,
     get_job,
     statuses,
@@ -38,13 +39,6 @@ OWNER = "test-worker/1"
 
 def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
-
-
-def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
-    found = set()
-    for info in client.list_artifacts(run_id, path):
-        found |= artifact_paths(client, run_id, info.path) if info.is_dir else {info.path}
-    return found
 
 
 def reload_trained_network(client, run_id: str, tmp_path) -> Network:
