@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from models.activations import get_activation
+from models.blas import add_product
 from models.initializers import DEFAULT_INIT, initialize
 from models.losses import get_output, l2_cost
 
@@ -187,6 +188,7 @@ class Network:
         l2: float = 0.0,
         scale: float = 1.0,
         first_weights: bool = True,
+        descend_weights: bool = False,
     ) -> dict[str, np.ndarray]:
         """Back propagation after ``propagate_forward(X, ws)``; Y: (n[L], m) targets.
 
@@ -195,20 +197,30 @@ class Network:
         there costs one pass over a small array instead of one over every dW (gradient
         descent passes its learning rate).
         first_weights=False leaves dW[1] out (the Gram form needs only dZ[1], in ws.dZ[1]).
+        descend_weights=True takes the step W[l] ← W[l] - dW[l] inside each dW[l]'s product
+        (models/blas.py) instead of returning dW[l]: gradient descent without L2, its rate
+        passed as ``scale``. Each W[l] is updated once its dZ[l-1] no longer needs it.
         """
+        if descend_weights and l2:
+            raise ValueError("descend_weights takes plain gradient descent steps, without L2")
         m = X.shape[1]
         dZ = self.output.gradient(ws.A_out, Y, out=ws.dZ[self.num_layers], scale=scale)
         for layer in range(self.num_layers, 0, -1):
             W = self._params[f"W{layer}"]
             A_prev = ws.A[layer - 1] if layer > 1 else X
-            if layer > 1 or first_weights:
+            weights = layer > 1 or first_weights
+            if weights and not descend_weights:
                 dW = np.matmul(dZ, A_prev.T, out=ws.grads[f"dW{layer}"])
                 if l2:
                     dW += W * (scale * l2 / m)
             np.matmul(dZ, ws.ones, out=ws.grads[f"db{layer}"])
+            dZ_prev = None
             if layer > 1:
                 dA_prev = np.matmul(W.T, dZ, out=ws.dZ[layer - 1])
-                dZ = self.hidden_activation.backward(dA_prev, ws.A[layer - 1])
+                dZ_prev = self.hidden_activation.backward(dA_prev, ws.A[layer - 1])
+            if weights and descend_weights:  # after dZ[l-1], which needs W[l] as it was
+                add_product(W, dZ, A_prev.T, -1.0, scratch=ws.grads[f"dW{layer}"])
+            dZ = dZ_prev
         return ws.grads
 
     def classify(self, A_out: np.ndarray) -> np.ndarray:

@@ -242,6 +242,10 @@ class Batches:
 
 def _train_one_epoch(net, batches, update, rate, l2, rng, gram=None) -> dict[str, float]:
     cost_sum, correct, grad_norms = 0.0, 0, None
+    # Plain gradient descent steps inside the weight gradients' products (models/blas.py),
+    # from the second batch on: the first one's gradients are kept for their norms.
+    fuse = isinstance(update, GradientDescent) and gram is None and not l2 and rate != 0
+    biases = {name: p for name, p in net.params.items() if name.startswith("b")}
     for A0, Y, labels, workspace in batches.epoch(rng):
         b = A0.shape[1]
         if gram is not None:
@@ -250,10 +254,15 @@ def _train_one_epoch(net, batches, update, rate, l2, rng, gram=None) -> dict[str
         cost_sum += b * (workspace.cost + l2_cost(net.params, l2, b))
         correct += int(np.count_nonzero(net.classify(A_out)[0] == labels))
         scale = update.gradient_scale(rate) or 1.0  # a zero rate would zero what we measure
-        grads = net.propagate_backward(A0, Y, workspace, l2, scale, first_weights=gram is None)
+        descend = fuse and grad_norms is not None
+        grads = net.propagate_backward(
+            A0, Y, workspace, l2, scale, first_weights=gram is None, descend_weights=descend
+        )
         if grad_norms is None:  # before the update overwrites the gradients
             grad_norms = _gradient_norms(net, grads, workspace, gram, scale)
-        if gram is None:
+        if descend:
+            update.step(biases, grads, rate, scale)
+        elif gram is None:
             update.step(net.params, grads, rate, scale)
         else:
             update.step({k: p for k, p in net.params.items() if k != "W1"}, grads, rate, scale)

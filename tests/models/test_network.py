@@ -208,3 +208,24 @@ def test_one_hot_labels_refuses_what_is_not_class_indices_or_an_out_of_the_wrong
     out = None if out_shape is None else np.empty(out_shape, np.float32)
     with pytest.raises(ValueError, match=reason):
         one_hot_labels(labels, 3, np.float32, out=out)
+
+
+def test_back_propagation_can_take_the_descent_step_inside_the_weight_products():
+    rng = np.random.default_rng(4)
+    X, Y = rng.standard_normal((6, 11)), rng.integers(0, 3, (1, 11))
+    net = Network([6, 8, 5, 3], output="softmax", seed=3, dtype="float64")
+    ws = Workspace(net.layer_dims, 11, net.dtype)
+    net.propagate_forward(X, ws)
+    grads = {
+        k: g.copy() for k, g in net.propagate_backward(X, net.targets(Y), ws, scale=0.1).items()
+    }
+    expected = {f"W{n}": net.params[f"W{n}"] - grads[f"dW{n}"] for n in (1, 2, 3)}
+
+    stepped = net.propagate_backward(X, net.targets(Y), ws, scale=0.1, descend_weights=True)
+
+    for name, W in expected.items():
+        np.testing.assert_allclose(net.params[name], W, rtol=1e-13, atol=1e-15)
+    for n in (1, 2, 3):  # the biases' gradients come back as before, for their own step
+        np.testing.assert_array_equal(stepped[f"db{n}"], grads[f"db{n}"])
+    with pytest.raises(ValueError, match="without L2"):
+        net.propagate_backward(X, net.targets(Y), ws, l2=0.1, descend_weights=True)

@@ -264,3 +264,30 @@ def test_labels_outside_the_outputs_classes_are_refused():
     X, Y = blobs(k=3)
     with pytest.raises(ValueError, match=r"Y labels must be in \[0, 2\) for this output, got 0..2"):
         train(Network([6, 1]), X, Y, epochs=1)
+
+
+@pytest.mark.parametrize("batch_size", [45, 32, 7])
+def test_steps_fused_into_the_weight_products_train_as_separate_steps_do(batch_size, monkeypatch):
+    """sgd takes its weight steps inside gemm (models/blas.py) after each epoch's first batch;
+    without that gemm (NumPy on another BLAS) the same training gives the same numbers."""
+    X, Y = blobs(m=90)
+    settings = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": batch_size}
+    fused_net = softmax_net()
+    fused = train(fused_net, X, Y, epochs=12, **settings)
+    monkeypatch.setattr("models.blas._gemm", lambda dtype: None)
+    separate_net = softmax_net()
+    separate = train(separate_net, X, Y, epochs=12, **settings)
+
+    for name in fused:
+        np.testing.assert_allclose(fused[name], separate[name], rtol=1e-12, err_msg=name)
+    for name, p in separate_net.params.items():
+        np.testing.assert_allclose(fused_net.params[name], p, rtol=1e-12, atol=1e-14)
+    assert fused["cost"][-1] < fused["cost"][0] / 2
+
+
+def test_a_zero_learning_rate_leaves_the_weights_as_they_were():
+    X, Y = blobs()
+    net = softmax_net()
+    before = {name: p.copy() for name, p in net.params.items()}
+    train(net, X, Y, epochs=2, optimizer="sgd", learning_rate=0.0, batch_size=32)
+    assert all(np.array_equal(net.params[name], p) for name, p in before.items())
