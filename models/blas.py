@@ -33,8 +33,8 @@ def add_product(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float, scrat
         and C.flags.c_contiguous
         and A.dtype == B.dtype == C.dtype
         and None not in layouts
-        and not np.shares_memory(C, A)
-        and not np.shares_memory(C, B)
+        and not np.may_share_memory(C, A)
+        and not np.may_share_memory(C, B)
     )
     if not fused:
         np.matmul(A, B, out=scratch)
