@@ -59,9 +59,9 @@ def _layout(a: np.ndarray) -> tuple[int, int] | None:
     size = a.itemsize
     rows, cols = a.shape
     if a.strides[1] == size and a.strides[0] % size == 0 and a.strides[0] >= size * cols:
-        return _NO_TRANS, max(a.strides[0] // size, 1)
+        return _NO_TRANS, a.strides[0] // size
     if a.strides[0] == size and a.strides[1] % size == 0 and a.strides[1] >= size * rows:
-        return _TRANS, max(a.strides[1] // size, 1)  # a is the transpose of a row-major array
+        return _TRANS, a.strides[1] // size  # a is the transpose of a row-major array
     return None
 
 
