@@ -111,8 +111,10 @@ def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weight
             }
         )
     )
-    # MLflow warns once per process that predict has no type hints: on purpose, the model
-    # takes any (m, n_x) array or DataFrame; a type hint would make MLflow convert the input.
+    # MLflow warns at every save that predict has no type hints (its "once" filter is reset
+    # by its own catch_warnings). On purpose: the model takes any (m, n_x) array or DataFrame;
+    # a type hint it understands would make MLflow convert the input, and np.ndarray, which
+    # it does not, trades the warning for a logged "Failed to infer model signature".
     mlflow.pyfunc.save_model(
         path,
         python_model=str(PYFUNC_MODEL_FILE),
