@@ -23,7 +23,6 @@ import argparse
 import gc
 import json
 import logging
-import math
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alone import LONG_SPEC, TRAIN_SECONDS, train_alone, with_epochs  # bench/alone.py
+from alone import LONG_SPEC, TRAIN_SECONDS, epochs_for, train_alone, with_epochs  # bench/alone.py
 from job_servers import job_servers  # bench/job_servers.py
 
 import store.jobs
@@ -125,9 +124,7 @@ def main() -> None:
         settings = {n: Settings(**base, **v.get("settings", {})) for n, v in variants.items()}
         stack.callback(lambda: mlflow_process.for_settings(settings["job"]).close())
         sessions = make_session_factory(make_engine(base["database_url"]))
-        probe = JobSpec.model_validate(with_epochs(LONG_SPEC, 30))
-        per_epoch = statistics.median(train_alone(probe, sessions) for _ in range(3)) / 30
-        epochs = math.ceil(TRAIN_SECONDS / per_epoch)
+        epochs, _ = epochs_for(TRAIN_SECONDS, sessions)
         spec = {**with_epochs(LONG_SPEC, epochs), "experiment": "bench-overhead"}
         specs = {n: {**spec, "training": {**spec["training"], **v.get("training", {})}}
                  for n, v in variants.items()}  # fmt: skip

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import minimal_app  # bench/minimal_app.py
-from alone import LONG_SPEC, TRAIN_SECONDS, train_alone, with_epochs  # bench/alone.py
+from alone import LONG_SPEC, TRAIN_SECONDS, epochs_for, train_alone, with_epochs  # bench/alone.py
 from core import busy_cpu_seconds  # bench/core.py
 from sections import write_section
 
@@ -426,10 +426,8 @@ def tracking_overhead(bench: Bench, repeats: int) -> dict:
     job that has the worker load the dataset."""
     api = httpx.Client(base_url=bench.url["api"], timeout=30)
     sessions = make_session_factory(make_engine(bench.jobs_db))
-    # Median of three 30-epoch probes: one probe on a noisy machine gave a job of 4 s, not 5.5.
-    probe = JobSpec.model_validate(with_epochs(LONG_SPEC, 30))
-    per_epoch = statistics.median(train_alone(probe, sessions) for _ in range(3)) / 30
-    spec = with_epochs(LONG_SPEC, math.ceil(TRAIN_SECONDS / per_epoch))
+    epochs, per_epoch = epochs_for(TRAIN_SECONDS, sessions)
+    spec = with_epochs(LONG_SPEC, epochs)
     names = MetricNames()  # what the worker sends each epoch, from one epoch of the job
     train_alone(JobSpec.model_validate(with_epochs(LONG_SPEC, 1)), sessions, [names])
     keys = names.names
@@ -562,6 +560,8 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
              for line in t["lines"]]  # the worker's own training phase, in seconds  # fmt: skip
     column = lambda values: ", ".join(f"{x:.2f}" for x in values)  # noqa: E731
     training = t["spec"]["training"]
+    ratios = [w / a for w, a in zip(t["with"], t["without"], strict=True)]
+    low, high, coverage = median_interval(ratios)
     lines = [
         "", "### Tracking", "",
         f"(a) Faces logistic regression, {epochs} epochs in this process, without and with the "
@@ -591,12 +591,16 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
         f"{statistics.median(t['to_claim']):.2f} |",
         f"| … of which the worker's training phase | {column(phase)} | "
         f"{statistics.median(phase):.2f} |",
-        f"| through the service ÷ training alone, same repeat | "
-        f"{column(w / a for w, a in zip(t['with'], t['without'], strict=True))} | "
+        f"| through the service ÷ training alone, same repeat | {column(ratios)} | "
         f"{served / alone:.2f} |",
         f"| beside the metrics ÷ training alone, same repeat | "
         f"{column(b / a for b, a in zip(t['beside'], t['without'], strict=True))} | "
         f"{beside / alone:.2f} |",
+        "", f"The verdict below divides the medians. The same-repeat ratios have the median "
+        f"{statistics.median(ratios):.3f}, and the median of such ratios lies between "
+        f"{low:.3f} and {high:.3f} with {coverage:.0%} confidence (a distribution-free "
+        "interval: order statistics, binomial with p = 1/2): how far this run can tell the "
+        "ratio from 1.05.",
         "", f"Statuses: {', '.join(t['statuses'])}. The worker's log line (`run_job`: claim to "
         "end, by phase) of each, after that of the 1-epoch job before them (the worker's first "
         "on digits):", "", f"- `{t['first']}`", *(f"- `{line}`" for line in t["lines"]), "",
@@ -607,10 +611,27 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
                 " ms", 0.1),
         verdict("tracking: callbacks per epoch, loop with minus without", 1000 *
                 (loop["with"] - loop["without"]) / epochs, " ms", 0.1),
+        verdict("tracking: the long job's training alone, median (the target's premise)",
+                alone, " s", 5, at_least=True),
         verdict("tracking: long job through the service ÷ training alone", served / alone, "",
                 1.05),
     ]  # fmt: skip
     return lines, targets
+
+
+def median_interval(values: list[float], confidence: float = 0.9) -> tuple[float, float, float]:
+    """(low, high, coverage): the k-th smallest and k-th largest of ``values``, an interval
+    that holds their distribution's median with probability ``coverage``, for the largest k
+    whose coverage is at least ``confidence`` (k = 1, the extremes, if none is)."""
+    x, n = sorted(values), len(values)
+
+    def coverage(k: int) -> float:  # 1 - 2 P(Binomial(n, 1/2) < k)
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    k = 1
+    while k < n // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return x[k - 1], x[n - k], coverage(k)
 
 
 def machine(bench: Bench) -> list[str]:
@@ -664,7 +685,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternated repeats")
     # The long job's ratio is the noisiest figure here: 5 % to judge, against ±10-15 % between
     # two adjacent repeats of the same training on these machines.
-    parser.add_argument("--long-repeats", type=int, default=9, help="repeats of the long job")
+    parser.add_argument("--long-repeats", type=int, default=15, help="repeats of the long job")
     parser.add_argument("--seconds", type=float, default=4, help="closed-loop seconds a repeat")
     parser.add_argument("--jobs", type=int, default=200, help="tiny jobs for queue latency")
     parser.add_argument("--callback-epochs", type=int, default=5000)
