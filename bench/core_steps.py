@@ -15,17 +15,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import Network
-from models.blas import add_product
 from models.optimizers import GradientDescent
 from models.training import Batches
 
 
-def weight_step(W, dZ, A_prev_T, dW, descend: bool) -> None:
-    """W ← W - dZ A_prevᵀ in the product (models/blas.py), or the product into dW for later."""
+def weight_step(ws, layer, W, dZ, A_prev, dW, descend: bool) -> None:
+    """W ← W - dZ A_prevᵀ in the product, prepared once (Workspace.weight_step, as in
+    training), or the product into dW for later."""
     if descend:
-        add_product(W, dZ, A_prev_T, -1.0, scratch=dW)
+        ws.weight_step(layer, W, dZ, A_prev)
     else:
-        np.matmul(dZ, A_prev_T, out=dW)
+        np.matmul(dZ, A_prev.T, out=dW)
 
 
 def timed_epoch(net: Network, batches: Batches, seed: int) -> collections.Counter:
@@ -60,13 +60,13 @@ def timed_epoch(net: Network, batches: Batches, seed: int) -> collections.Counte
         dZ3 = net.output.gradient(A_out, Y, out=ws.dZ[3], scale=0.01)
         np.matmul(dZ3, ws.ones, out=g["db3"])
         dZ2 = relu.backward(np.matmul(P["W3"].T, dZ3, out=ws.dZ[2]), Z2)
-        weight_step(P["W3"], dZ3, Z2.T, g["dW3"], descend)
+        weight_step(ws, 3, P["W3"], dZ3, Z2, g["dW3"], descend)
         np.matmul(dZ2, ws.ones, out=g["db2"])
         dZ1 = relu.backward(np.matmul(P["W2"].T, dZ2, out=ws.dZ[1]), Z1)
-        weight_step(P["W2"], dZ2, Z1.T, g["dW2"], descend)
+        weight_step(ws, 2, P["W2"], dZ2, Z1, g["dW2"], descend)
         np.matmul(dZ1, ws.ones, out=g["db1"])
         lap("layers 3-2 backward, db1, W3 and W2")
-        weight_step(P["W1"], dZ1, A0.T, g["dW1"], descend)
+        weight_step(ws, 1, P["W1"], dZ1, A0, g["dW1"], descend)
         lap("product dW1 = dZ1 A0ᵀ (and W1's step)")
         if descend:
             update.step({k: P[k] for k in ("b1", "b2", "b3")}, g, 0.01, 0.01)

@@ -26,26 +26,50 @@ def add_product(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float, scrat
 
     scratch: an (M, N) array the fallback may overwrite with A @ B.
     """
-    gemm = _gemm(C.dtype)
-    layouts = _layout(A), _layout(B)
-    fused = (
-        gemm is not None
-        and C.flags.c_contiguous
-        and A.dtype == B.dtype == C.dtype
-        and None not in layouts
-        and not np.may_share_memory(C, A)
-        and not np.may_share_memory(C, B)
-    )
-    if not fused:
-        np.matmul(A, B, out=scratch)
-        if alpha != 1.0:
-            scratch *= alpha
-        C += scratch
-        return
-    (M, N), K = C.shape, A.shape[1]
-    (trans_a, ld_a), (trans_b, ld_b) = layouts
-    gemm(_ROW_MAJOR, trans_a, trans_b, M, N, K, alpha, A.ctypes.data, ld_a,
-         B.ctypes.data, ld_b, 1.0, C.ctypes.data, N)  # fmt: skip
+    AddProduct(C, A, B, alpha, scratch)()
+
+
+class AddProduct:
+    """``add_product(C, A, B, alpha, scratch)`` made ready to call again and again:
+    ``step = AddProduct(...)``, then ``step()`` for each batch while the arrays keep their
+    places (their values change in place).
+
+    The checks, layouts and data pointers are worked out once: they took ~7 µs of each call
+    (three ``.ctypes.data`` alone ~2.3 µs, by timeit), three calls a batch in training.
+    ``operands`` holds C, A and B: alive as long as the call that points into them.
+    """
+
+    def __init__(self, C, A, B, alpha: float, scratch: np.ndarray):
+        self.operands = C, A, B
+        gemm = _gemm(C.dtype)
+        layouts = _layout(A), _layout(B)
+        fused = (
+            gemm is not None
+            and C.flags.c_contiguous
+            and A.dtype == B.dtype == C.dtype
+            and None not in layouts
+            and not np.may_share_memory(C, A)
+            and not np.may_share_memory(C, B)
+        )
+        if not fused:
+            self._call = functools.partial(_add_by_matmul, C, A, B, alpha, scratch)
+            return
+        (M, N), K = C.shape, A.shape[1]
+        (trans_a, ld_a), (trans_b, ld_b) = layouts
+        self._call = functools.partial(
+            gemm, _ROW_MAJOR, trans_a, trans_b, M, N, K, alpha, A.ctypes.data, ld_a,
+            B.ctypes.data, ld_b, 1.0, C.ctypes.data, N,
+        )  # fmt: skip
+
+    def __call__(self) -> None:
+        self._call()
+
+
+def _add_by_matmul(C, A, B, alpha: float, scratch: np.ndarray) -> None:
+    np.matmul(A, B, out=scratch)
+    if alpha != 1.0:
+        scratch *= alpha
+    C += scratch
 
 
 def fused_available(dtype=np.float32) -> bool:

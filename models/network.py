@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from models.activations import get_activation
-from models.blas import add_product
+from models.blas import AddProduct
 from models.initializers import DEFAULT_INIT, initialize
 from models.losses import get_output, l2_cost
 
@@ -51,6 +51,7 @@ class Workspace:
         self.dZ = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:]]
         self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: ~3× faster than dZ.sum(axis=1)
         self.cost = float("nan")
+        self._weight_steps: dict[int, tuple] = {}  # layer: (W, dZ, A_prev, AddProduct)
         self.grads = {}
         for layer in range(1, L + 1):
             self.grads[f"dW{layer}"] = np.empty((layer_dims[layer], layer_dims[layer - 1]), dtype)
@@ -59,6 +60,16 @@ class Workspace:
     def Z(self, layer: int) -> np.ndarray:  # noqa: N802 (the math's name)
         """The buffer of Z[layer]: (n[layer], m), which a hidden layer overwrites with A[layer]."""
         return self.A[layer] if layer < len(self.A) else self.Z_out
+
+    def weight_step(self, layer: int, W: np.ndarray, dZ: np.ndarray, A_prev: np.ndarray):
+        """W ← W - dZ A_prevᵀ (dZ: (n[layer], m) already scaled by the rate) in one gemm,
+        prepared at the first batch and again only when one of the three is another array
+        (the same arrays come back batch after batch: W is live, dZ and A_prev are buffers)."""
+        known = self._weight_steps.get(layer)
+        if known is None or not (known[0] is W and known[1] is dZ and known[2] is A_prev):
+            step = AddProduct(W, dZ, A_prev.T, -1.0, scratch=self.grads[f"dW{layer}"])
+            known = self._weight_steps[layer] = (W, dZ, A_prev, step)
+        known[3]()
 
 
 class Network:
@@ -219,7 +230,7 @@ class Network:
                 dA_prev = np.matmul(W.T, dZ, out=ws.dZ[layer - 1])
                 dZ_prev = self.hidden_activation.backward(dA_prev, ws.A[layer - 1])
             if weights and descend_weights:  # after dZ[l-1], which needs W[l] as it was
-                add_product(W, dZ, A_prev.T, -1.0, scratch=ws.grads[f"dW{layer}"])
+                ws.weight_step(layer, W, dZ, A_prev)
             dZ = dZ_prev
         return ws.grads
 

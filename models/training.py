@@ -201,7 +201,8 @@ class Batches:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.size = self.m if batch_size is None else min(batch_size, self.m)
         self.net = net
-        self._buffers: dict[int, tuple[np.ndarray, np.ndarray, Workspace]] = {}
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, Workspace]] = {}
+        self._columns = np.arange(self.size)  # column indices of a batch's one-hot targets
         self._full_targets = None
 
     def epoch(self, rng: np.random.Generator) -> Iterator[tuple]:
@@ -215,16 +216,22 @@ class Batches:
         order = rng.permutation(self.m)
         for start in range(0, self.m, self.size):
             index = order[start : start + self.size]
-            rows, targets, workspace = self._buffers_for(index.size)
-            np.take(self.rows, index, axis=0, out=rows, mode="clip")  # "clip": no extra copy
+            rows, A0, targets, workspace = self._buffers_for(index.size)
+            self.rows.take(index, axis=0, out=rows, mode="clip")  # "clip": no extra copy
             labels = self.labels[index]
-            yield rows.T, self._targets(labels, targets), labels, workspace
+            yield A0, self._targets(labels, targets), labels, workspace
 
     def _buffers_for(self, b: int):
+        """(rows: (b, n_x), A0: rows.T, targets: (n[L], b), workspace) for batches of b.
+
+        A0 is one view kept with its rows: the same array batch after batch, so the
+        workspace's prepared weight steps (Workspace.weight_step) recognise it."""
         if b not in self._buffers:
             net = self.net
+            rows = np.empty((b, net.layer_dims[0]), net.dtype)
             self._buffers[b] = (
-                np.empty((b, net.layer_dims[0]), net.dtype),
+                rows,
+                rows.T,
                 batch_buffer(net.layer_dims[-1], b, net.dtype),
                 Workspace(net.layer_dims, b, net.dtype),
             )
@@ -232,6 +239,11 @@ class Batches:
 
     def _targets(self, labels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         net = self.net
+        if net.output.name == "softmax" and out is not None:
+            # one_hot_labels without its checks: the labels were checked once, in __init__.
+            out.fill(0)
+            out[labels, self._columns[: labels.size]] = 1
+            return out
         if net.output.name == "softmax":
             return one_hot_labels(labels, net.layer_dims[-1], net.dtype, out=out)
         if out is None:

@@ -5,7 +5,7 @@ import pytest
 import threadpoolctl
 
 import models.blas as blas
-from models.blas import add_product, fused_available
+from models.blas import AddProduct, add_product, fused_available
 
 
 def operand(rng, shape, dtype, order):
@@ -41,6 +41,20 @@ def test_add_product_adds_alpha_times_the_product_in_place(path, dtype, order_a,
     assert C is C_before
     tolerance = 1e-5 if dtype == "float32" else 1e-13
     np.testing.assert_allclose(C, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_a_prepared_product_reads_its_arrays_anew_at_every_call(path):
+    """AddProduct takes the arrays' places once; each call multiplies what they hold then."""
+    rng = np.random.default_rng(2)
+    C = rng.standard_normal((5, 7))
+    A, B = operand(rng, (5, 3), "float64", "F"), operand(rng, (3, 7), "float64", "gap")
+    step = AddProduct(C, A, B, -1.0, scratch=np.empty_like(C))
+
+    for _ in range(3):
+        A[...], B[...] = rng.standard_normal(A.shape), rng.standard_normal(B.shape)
+        expected = C - A @ B
+        step()
+        np.testing.assert_allclose(C, expected, rtol=1e-13, atol=1e-15)
 
 
 def test_an_array_without_a_contiguous_axis_falls_back_to_the_same_result():

@@ -229,3 +229,27 @@ def test_back_propagation_can_take_the_descent_step_inside_the_weight_products()
         np.testing.assert_array_equal(stepped[f"db{n}"], grads[f"db{n}"])
     with pytest.raises(ValueError, match="without L2"):
         net.propagate_backward(X, net.targets(Y), ws, l2=0.1, descend_weights=True)
+
+
+def test_a_workspace_prepares_each_weight_step_once_and_again_for_other_arrays():
+    """Workspace.weight_step prepares W ← W - dZ A_prevᵀ at its first call and reuses it while
+    the same three arrays come back (new values in place); another W or input is prepared anew,
+    never stepped through the old one's address."""
+    rng = np.random.default_rng(5)
+    ws = Workspace([3, 4], 6, np.dtype(np.float64))
+    W, X = rng.standard_normal((4, 3)), rng.standard_normal((3, 6))
+    dZ = ws.dZ[1]
+    for _ in range(2):  # new values in the same arrays
+        dZ[...], X[...] = rng.standard_normal((4, 6)), rng.standard_normal((3, 6))
+        expected = W - dZ @ X.T
+        ws.weight_step(1, W, dZ, X)
+        np.testing.assert_allclose(W, expected, rtol=1e-13, atol=1e-15)
+    prepared = ws._weight_steps[1]
+
+    W_new, X_new = W.copy() + 1.0, X.copy() * 2.0  # e.g. net.params = ... between batches
+    W_before, expected = W.copy(), W_new - dZ @ X_new.T
+    ws.weight_step(1, W_new, dZ, X_new)
+
+    np.testing.assert_allclose(W_new, expected, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(W, W_before)  # the old W is left alone
+    assert ws._weight_steps[1] is not prepared
