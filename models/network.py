@@ -288,8 +288,14 @@ def one_hot_labels(labels: np.ndarray, k: int, dtype: np.dtype, out=None) -> np.
         out = np.empty((k, labels.size), dtype)
     elif out.shape != (k, labels.size):
         raise ValueError(f"out must have shape {(k, labels.size)}, got {out.shape}")
+    return write_one_hot(labels, out, np.arange(labels.size))
+
+
+def write_one_hot(labels: np.ndarray, out: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """One-hot columns of ``labels``: (m,) into ``out``: (k, m), unchecked (one_hot_labels
+    checks); columns: np.arange(m) or longer, which a caller may keep for batch after batch."""
     out.fill(0)
-    out[labels, np.arange(labels.size)] = 1
+    out[labels, columns[: labels.size]] = 1
     return out
 
 

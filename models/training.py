@@ -20,7 +20,14 @@ import numpy as np
 
 from models.gram import STATE_KEYS, GramFirstLayer, gram_form_applies
 from models.losses import l2_cost
-from models.network import Network, Workspace, batch_buffer, labels_of, one_hot_labels
+from models.network import (
+    Network,
+    Workspace,
+    batch_buffer,
+    labels_of,
+    one_hot_labels,
+    write_one_hot,
+)
 from models.optimizers import GradientDescent, decayed_learning_rate, make_optimizer
 from models.serialization import Checkpoint
 
@@ -240,10 +247,7 @@ class Batches:
     def _targets(self, labels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         net = self.net
         if net.output.name == "softmax" and out is not None:
-            # one_hot_labels without its checks: the labels were checked once, in __init__.
-            out.fill(0)
-            out[labels, self._columns[: labels.size]] = 1
-            return out
+            return write_one_hot(labels, out, self._columns)  # labels checked in __init__
         if net.output.name == "softmax":
             return one_hot_labels(labels, net.layer_dims[-1], net.dtype, out=out)
         if out is None:
