@@ -1,5 +1,6 @@
 """C ← C + α A B in one BLAS call: a weight gradient's product and gradient descent's update
-fused, as gemm is built to do (gemm computes C ← α A B + β C).
+fused, as gemm is built to do (gemm computes C ← α A B + β C), and the forward product
+Z = W A + b as Z ← b, then Z += W A.
 
 ``np.matmul(dZ, A.T, out=dW)`` calls gemm with β = 0, which first zeroes dW; ``W -= dW`` then
 reads dW back: three passes over each weight matrix per batch that ``W ← W - dZ Aᵀ`` (β = 1)
@@ -21,10 +22,10 @@ import numpy as np
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS's enum values
 
 
-def add_product(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float, scratch: np.ndarray):
-    """C += alpha · A @ B in place, for C: (M, N) C-contiguous, A: (M, K), B: (K, N), one dtype.
+def add_product(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float, scratch=None):
+    """C += alpha · A @ B in place, for C: (M, N), A: (M, K), B: (K, N), one dtype.
 
-    scratch: an (M, N) array the fallback may overwrite with A @ B.
+    scratch: an (M, N) array the fallback may overwrite with A @ B (else it allocates one).
     """
     AddProduct(C, A, B, alpha, scratch)()
 
@@ -39,8 +40,11 @@ class AddProduct:
     ``operands`` holds C, A and B: alive as long as the call that points into them.
     """
 
-    def __init__(self, C, A, B, alpha: float, scratch: np.ndarray):
+    def __init__(self, C, A, B, alpha: float, scratch: np.ndarray | None = None):
         self.operands = C, A, B
+        if C.flags.f_contiguous and not C.flags.c_contiguous:
+            C, A, B = C.T, B.T, A.T  # Cᵀ += α Bᵀ Aᵀ: the same sums, with a C-ordered output
+            scratch = None if scratch is None else scratch.T
         gemm = _gemm(C.dtype)
         layouts = _layout(A), _layout(B)
         fused = (
@@ -52,6 +56,7 @@ class AddProduct:
             and not np.may_share_memory(C, B)
         )
         if not fused:
+            scratch = np.empty_like(C) if scratch is None else scratch
             self._call = functools.partial(_add_by_matmul, C, A, B, alpha, scratch)
             return
         (M, N), K = C.shape, A.shape[1]

@@ -23,7 +23,6 @@ from models.losses import l2_cost
 from models.network import (
     Network,
     Workspace,
-    batch_buffer,
     labels_of,
     one_hot_labels,
     write_one_hot,
@@ -239,7 +238,7 @@ class Batches:
             self._buffers[b] = (
                 rows,
                 rows.T,
-                batch_buffer(net.layer_dims[-1], b, net.dtype),
+                np.empty((net.layer_dims[-1], b), net.dtype),  # A_out's layout
                 Workspace(net.layer_dims, b, net.dtype),
             )
         return self._buffers[b]

@@ -29,14 +29,15 @@ def path(request, monkeypatch):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("order_a", ["C", "F", "gap"])
 @pytest.mark.parametrize("order_b", ["C", "F", "gap"])
-def test_add_product_adds_alpha_times_the_product_in_place(path, dtype, order_a, order_b):
+@pytest.mark.parametrize("order_c", ["C", "F", "gap"])
+def test_add_product_adds_alpha_times_the_product_in_place(path, dtype, order_a, order_b, order_c):
     rng = np.random.default_rng(0)
-    C = rng.standard_normal((5, 7)).astype(dtype)
+    C = operand(rng, (5, 7), dtype, order_c)
     A, B = operand(rng, (5, 3), dtype, order_a), operand(rng, (3, 7), dtype, order_b)
     expected = C.astype(np.float64) - 0.5 * (A.astype(np.float64) @ B.astype(np.float64))
     C_before = C
 
-    add_product(C, A, B, -0.5, scratch=np.empty_like(C))
+    add_product(C, A, B, -0.5, scratch=np.empty_like(C) if order_c == "C" else None)
 
     assert C is C_before
     tolerance = 1e-5 if dtype == "float32" else 1e-13
@@ -55,6 +56,20 @@ def test_a_prepared_product_reads_its_arrays_anew_at_every_call(path):
         expected = C - A @ B
         step()
         np.testing.assert_allclose(C, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("order_c", ["C", "F"])
+def test_a_contiguous_output_in_either_order_takes_the_one_gemm_call(order_c):
+    """An F-ordered C (a transposed view) is multiplied as Cᵀ += α Bᵀ Aᵀ, not by the fallback."""
+    if not fused_available("float32"):
+        pytest.skip("NumPy's own OpenBLAS is not reachable here: add_product always falls back")
+    rng = np.random.default_rng(3)
+    C = operand(rng, (5, 7), "float32", order_c)
+    A, B = operand(rng, (5, 3), "float32", "C"), operand(rng, (3, 7), "float32", "F")
+
+    step = AddProduct(C, A, B, 1.0)
+
+    assert step._call.func is blas._gemm(np.dtype(np.float32))
 
 
 def test_an_array_without_a_contiguous_axis_falls_back_to_the_same_result():

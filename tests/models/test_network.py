@@ -176,8 +176,10 @@ def test_batch_buffers_keep_their_shorter_side_contiguous():
     ws = Workspace([784, 256, 128, 10], 128, np.dtype(np.float32))
     assert ws.A[1].shape == (256, 128) and ws.A[1].flags.c_contiguous  # 256 units >= 128
     assert ws.A[2].flags.c_contiguous and ws.dZ[2].flags.c_contiguous  # 128 >= 128
-    assert ws.Z_out.shape == (10, 128) and ws.Z_out.flags.f_contiguous  # 10 units < 128
-    assert ws.dZ[3].flags.f_contiguous and not ws.dZ[3].flags.c_contiguous
+    assert ws.dZ[3].shape == (10, 128) and not ws.dZ[3].flags.c_contiguous  # 10 units < 128
+    # The output's logits and probabilities are C-ordered for the softmax's column reductions.
+    assert ws.Z_out.shape == ws.A_out.shape == (10, 128) and ws.Z_out.flags.c_contiguous
+    assert ws.A_out.flags.c_contiguous
     wide = Workspace([12288, 20, 1], 209, np.dtype(np.float32))
     assert wide.A[1].flags.f_contiguous and not wide.A[1].flags.c_contiguous
 
@@ -244,7 +246,7 @@ def test_a_workspace_prepares_each_weight_step_once_and_again_for_other_arrays()
         expected = W - dZ @ X.T
         ws.weight_step(1, W, dZ, X)
         np.testing.assert_allclose(W, expected, rtol=1e-13, atol=1e-15)
-    prepared = ws._weight_steps[1]
+    prepared = ws._products[("step", 1)]
 
     W_new, X_new = W.copy() + 1.0, X.copy() * 2.0  # e.g. net.params = ... between batches
     W_before, expected = W.copy(), W_new - dZ @ X_new.T
@@ -252,4 +254,26 @@ def test_a_workspace_prepares_each_weight_step_once_and_again_for_other_arrays()
 
     np.testing.assert_allclose(W_new, expected, rtol=1e-13, atol=1e-15)
     np.testing.assert_array_equal(W, W_before)  # the old W is left alone
-    assert ws._weight_steps[1] is not prepared
+    assert ws._products[("step", 1)] is not prepared
+
+
+@pytest.mark.parametrize("n", [2, 9])  # Z[1]: (n, 6) F-ordered for 2 units, C-ordered for 9
+def test_a_workspace_forward_product_is_w_a_plus_b_into_z_prepared_once(n):
+    """Workspace.forward_product writes Z = W A_prev + b (b across the columns), with new
+    values read at every call and another W prepared anew."""
+    rng = np.random.default_rng(6)
+    ws = Workspace([3, n], 6, np.dtype(np.float64))
+    Z = ws.Z(1)
+    W, X, b = rng.standard_normal((n, 3)), rng.standard_normal((3, 6)), rng.standard_normal((n, 1))
+    for _ in range(2):
+        X[...], b[...] = rng.standard_normal((3, 6)), rng.standard_normal((n, 1))
+        Z[...] = np.nan  # whatever the buffer held before
+        ws.forward_product(1, Z, W, X, b)
+        np.testing.assert_allclose(Z, W @ X + b, rtol=1e-13, atol=1e-14)
+    prepared = ws._products[("forward", 1)]
+
+    W_new = W + 1.0
+    ws.forward_product(1, Z, W_new, X, b)
+
+    np.testing.assert_allclose(Z, W_new @ X + b, rtol=1e-13, atol=1e-14)
+    assert ws._products[("forward", 1)] is not prepared
