@@ -42,16 +42,13 @@ def timed_epoch(net: Network, batches: Batches, seed: int) -> collections.Counte
     for index, (A0, Y, labels, ws) in enumerate(batches.epoch(np.random.default_rng(seed))):
         lap("gather the batch's rows")
         Z1, Z2, Z3, g = ws.Z(1), ws.Z(2), ws.Z(3), ws.grads
-        np.matmul(P["W1"], A0, out=Z1)
-        lap("product W1 A0")
-        Z1 += P["b1"]
+        ws.forward_product(1, Z1, P["W1"], A0, P["b1"])
+        lap("product W1 A0 + b1")
         relu.forward(Z1, Z1)
-        np.matmul(P["W2"], Z1, out=Z2)
-        Z2 += P["b2"]
+        ws.forward_product(2, Z2, P["W2"], Z1, P["b2"])
         relu.forward(Z2, Z2)
-        np.matmul(P["W3"], Z2, out=Z3)
-        Z3 += P["b3"]
-        lap("layers 2-3 forward, biases, ReLU")
+        ws.forward_product(3, Z3, P["W3"], Z2, P["b3"])
+        lap("ReLU 1, layers 2-3 forward, ReLU 2")
         A_out, ws.cost = net.output.activate_with_cost(Z3, Y, ws.A_out)
         np.count_nonzero(net.classify(A_out)[0] == labels)
         lap("softmax, cost, accuracy")
