@@ -35,6 +35,11 @@ def batch_buffer(n: int, m: int, dtype: np.dtype) -> np.ndarray:
     return np.empty((n, m), dtype) if n >= m else np.empty((m, n), dtype).T
 
 
+# OpenBLAS runs gemm on one thread up to m·n·k = 65536 × GEMM_MULTITHREAD_THRESHOLD (4 by
+# default): interface/gemm.c.
+_ONE_THREAD_GEMM_WORK = 65536 * 4
+
+
 class Workspace:
     """Preallocated arrays for propagating a batch of ``m`` examples, reused batch after batch.
 
@@ -67,13 +72,20 @@ class Workspace:
         return self.A[layer] if layer < len(self.A) else self.Z_out
 
     def forward_product(self, layer: int, Z: np.ndarray, W: np.ndarray, A_prev: np.ndarray, b):
-        """Z ← W A_prev + b: Z filled with b: (n[layer], 1) across its columns, then
-        Z += W A_prev in one gemm (β = 1).
+        """Z ← W A_prev + b, b: (n[layer], 1) added to every column.
 
-        An add after the product ran ~7 ms an epoch slower on the MLP of bench/core.py (an
-        Intel Xeon, 2026-12-04, epochs alternated in one process): a two-thread gemm leaves
-        half of Z in the other core's cache, and the add fetched it back.
+        A product big enough for OpenBLAS's two threads is taken onto Z filled with b, in one
+        gemm (β = 1): an add after it ran ~7 ms an epoch slower on the MLP of bench/core.py
+        (an Intel Xeon, 2026-12-04, epochs alternated in one process), as a two-thread gemm
+        leaves half of Z in the other core's cache. A smaller product, run on one thread, or
+        a single row (gemv's work) is faster through np.matmul and an add (by timeit, ~1 us
+        and up to 3.7× respectively).
         """
+        n, k = W.shape
+        if n == 1 or n * k * Z.shape[1] <= _ONE_THREAD_GEMM_WORK:
+            np.matmul(W, A_prev, out=Z)
+            Z += b
+            return
         np.copyto(Z, b)
         self._prepared(("forward", layer), (Z, W, A_prev), lambda: AddProduct(Z, W, A_prev, 1.0))
 

@@ -257,23 +257,33 @@ def test_a_workspace_prepares_each_weight_step_once_and_again_for_other_arrays()
     assert ws._products[("step", 1)] is not prepared
 
 
-@pytest.mark.parametrize("n", [2, 9])  # Z[1]: (n, 6) F-ordered for 2 units, C-ordered for 9
-def test_a_workspace_forward_product_is_w_a_plus_b_into_z_prepared_once(n):
-    """Workspace.forward_product writes Z = W A_prev + b (b across the columns), with new
-    values read at every call and another W prepared anew."""
+@pytest.mark.parametrize(
+    ("n_x", "n", "m", "in_one_gemm"),
+    [
+        (3, 9, 6, False),  # a product for one thread: np.matmul, then + b
+        (300, 40, 30, True),  # two threads' work (m·n·k > 65536 × 4): Z[1] C-ordered
+        (600, 20, 30, True),  # the same, Z[1] F-ordered (20 units < 30 examples)
+        (4000, 1, 80, False),  # one row: gemv's work, np.matmul
+    ],
+)
+def test_a_workspace_forward_product_is_w_a_plus_b_into_z(n_x, n, m, in_one_gemm):
+    """Workspace.forward_product writes Z = W A_prev + b (b across the columns), reading new
+    values at every call; a product taken in one gemm is prepared once and anew for another W."""
     rng = np.random.default_rng(6)
-    ws = Workspace([3, n], 6, np.dtype(np.float64))
+    ws = Workspace([n_x, n], m, np.dtype(np.float64))
     Z = ws.Z(1)
-    W, X, b = rng.standard_normal((n, 3)), rng.standard_normal((3, 6)), rng.standard_normal((n, 1))
+    W, X, b = (rng.standard_normal(shape) for shape in [(n, n_x), (n_x, m), (n, 1)])
     for _ in range(2):
-        X[...], b[...] = rng.standard_normal((3, 6)), rng.standard_normal((n, 1))
+        X[...], b[...] = rng.standard_normal((n_x, m)), rng.standard_normal((n, 1))
         Z[...] = np.nan  # whatever the buffer held before
         ws.forward_product(1, Z, W, X, b)
-        np.testing.assert_allclose(Z, W @ X + b, rtol=1e-13, atol=1e-14)
-    prepared = ws._products[("forward", 1)]
+        np.testing.assert_allclose(Z, W @ X + b, rtol=1e-12, atol=1e-12)
+    assert (("forward", 1) in ws._products) is in_one_gemm
+    prepared = ws._products.get(("forward", 1))
 
     W_new = W + 1.0
     ws.forward_product(1, Z, W_new, X, b)
 
-    np.testing.assert_allclose(Z, W_new @ X + b, rtol=1e-13, atol=1e-14)
-    assert ws._products[("forward", 1)] is not prepared
+    np.testing.assert_allclose(Z, W_new @ X + b, rtol=1e-12, atol=1e-12)
+    if in_one_gemm:
+        assert ws._products[("forward", 1)] is not prepared

@@ -269,9 +269,8 @@ def test_labels_outside_the_outputs_classes_are_refused():
 
 @pytest.mark.parametrize("batch_size", [45, 32, 7])
 def test_steps_fused_into_the_weight_products_train_as_separate_steps_do(batch_size, monkeypatch):
-    """sgd takes its weight steps inside gemm (models/blas.py) after each epoch's first batch,
-    and every forward product Z = W A + b in one; without that gemm (NumPy on another BLAS)
-    the same training gives the same numbers."""
+    """sgd takes its weight steps inside gemm (models/blas.py) after each epoch's first batch;
+    without that gemm (NumPy on another BLAS) the same training gives the same numbers."""
     X, Y = blobs(m=90)
     settings = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": batch_size}
     gemm, calls = models.blas._gemm(np.dtype("float64")), []
@@ -281,8 +280,7 @@ def test_steps_fused_into_the_weight_products_train_as_separate_steps_do(batch_s
     fused_net = softmax_net()
     fused = train(fused_net, X, Y, epochs=12, **settings)
     batches = -(-90 // batch_size)
-    steps, forward = 12 * (batches - 1) * 3, 12 * batches * 3  # every W: steps but at batch 1
-    assert len(calls) == steps + forward
+    assert len(calls) == 12 * (batches - 1) * 3  # every W, every batch but each epoch's first
     monkeypatch.setattr("models.blas._gemm", lambda dtype: None)
     separate_net = softmax_net()
     separate = train(separate_net, X, Y, epochs=12, **settings)
