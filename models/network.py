@@ -74,12 +74,12 @@ class Workspace:
     def forward_product(self, layer: int, Z: np.ndarray, W: np.ndarray, A_prev: np.ndarray, b):
         """Z ← W A_prev + b, b: (n[layer], 1) added to every column.
 
-        A product big enough for OpenBLAS's two threads is taken onto Z filled with b, in one
-        gemm (β = 1): an add after it ran ~7 ms an epoch slower on the MLP of bench/core.py
-        (an Intel Xeon, 2026-12-04, epochs alternated in one process), as a two-thread gemm
-        leaves half of Z in the other core's cache. A smaller product, run on one thread, or
-        a single row (gemv's work) is faster through np.matmul and an add (by timeit, ~1 us
-        and up to 3.7× respectively).
+        A product big enough for OpenBLAS to split over threads is taken onto Z filled with b,
+        in one gemm (β = 1): an add after it ran ~7 ms an epoch slower on the MLP of
+        bench/core.py (an Intel Xeon, 2026-12-04, epochs alternated in one process), likely
+        because each thread leaves its part of Z in its own core's cache. A smaller product,
+        run on one thread, or a single row (gemv's work) is faster through np.matmul and an
+        add (by timeit, ~1 us and up to 3.7× respectively).
         """
         n, k = W.shape
         if n == 1 or n * k * Z.shape[1] <= _ONE_THREAD_GEMM_WORK:
