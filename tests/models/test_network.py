@@ -270,8 +270,9 @@ def test_a_workspace_forward_product_is_w_a_plus_b_into_z(n_x, n, m, in_one_gemm
     """Workspace.forward_product writes Z = W A_prev + b (b across the columns), reading new
     values at every call; a product taken in one gemm is prepared once and anew for another W."""
     rng = np.random.default_rng(6)
-    ws = Workspace([n_x, n], m, np.dtype(np.float64))
-    Z = ws.Z(1)
+    ws = Workspace([n_x, n, 1], m, np.dtype(np.float64))
+    Z = ws.Z(1)  # a hidden layer's batch_buffer (the output's own Z is always C-ordered)
+    assert Z.flags.c_contiguous is (n >= m or n == 1)
     W, X, b = (rng.standard_normal(shape) for shape in [(n, n_x), (n_x, m), (n, 1)])
     for _ in range(2):
         X[...], b[...] = rng.standard_normal((n_x, m)), rng.standard_normal((n, 1))
