@@ -235,12 +235,9 @@ class Batches:
         if b not in self._buffers:
             net = self.net
             rows = np.empty((b, net.layer_dims[0]), net.dtype)
-            self._buffers[b] = (
-                rows,
-                rows.T,
-                np.empty((net.layer_dims[-1], b), net.dtype),  # A_out's layout
-                Workspace(net.layer_dims, b, net.dtype),
-            )
+            workspace = Workspace(net.layer_dims, b, net.dtype)
+            # The targets in A_out's layout: A_out - Y runs along both arrays' memory.
+            self._buffers[b] = rows, rows.T, np.empty_like(workspace.A_out), workspace
         return self._buffers[b]
 
     def _targets(self, labels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
