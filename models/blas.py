@@ -21,6 +21,10 @@ import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS's enum values
 
+# OpenBLAS runs gemm on one thread up to m·n·k = 65536 × 4 multiply-adds, and splits bigger
+# ones over its threads (interface/gemm.c: SMP_THRESHOLD_MIN × GEMM_MULTITHREAD_THRESHOLD).
+ONE_THREAD_GEMM_WORK = 65536 * 4
+
 
 def add_product(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float, scratch=None):
     """C += alpha · A @ B in place, for C: (M, N), A: (M, K), B: (K, N), one dtype.

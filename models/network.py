@@ -13,11 +13,12 @@ regression: z = wᵀx + b, a = σ(z).
 
 import operator
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from models.activations import get_activation
-from models.blas import AddProduct
+from models.blas import ONE_THREAD_GEMM_WORK, AddProduct, fused_available
 from models.initializers import DEFAULT_INIT, initialize
 from models.losses import get_output, l2_cost
 
@@ -35,9 +36,9 @@ def batch_buffer(n: int, m: int, dtype: np.dtype) -> np.ndarray:
     return np.empty((n, m), dtype) if n >= m else np.empty((m, n), dtype).T
 
 
-# OpenBLAS runs gemm on one thread up to m·n·k = 65536 × GEMM_MULTITHREAD_THRESHOLD (4 by
-# default): interface/gemm.c.
-_ONE_THREAD_GEMM_WORK = 65536 * 4
+class _Prepared(NamedTuple):
+    arrays: tuple  # the arrays the product was prepared for, checked by identity
+    product: AddProduct
 
 
 class Workspace:
@@ -61,7 +62,8 @@ class Workspace:
         self.dZ = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:]]
         self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: ~3× faster than dZ.sum(axis=1)
         self.cost = float("nan")
-        self._products: dict[tuple, tuple] = {}  # key: (its arrays, AddProduct)
+        self._products: dict[tuple, _Prepared] = {}
+        self._fused = fused_available(dtype)
         self.grads = {}
         for layer in range(1, L + 1):
             self.grads[f"dW{layer}"] = np.empty((layer_dims[layer], layer_dims[layer - 1]), dtype)
@@ -72,38 +74,46 @@ class Workspace:
         return self.A[layer] if layer < len(self.A) else self.Z_out
 
     def forward_product(self, layer: int, Z: np.ndarray, W: np.ndarray, A_prev: np.ndarray, b):
-        """Z ← W A_prev + b, b: (n[layer], 1) added to every column.
+        """Z ← W A_prev + b, for W: (n[layer], n[layer-1]), A_prev: (n[layer-1], m),
+        b: (n[layer], 1) added to every column, into Z: (n[layer], m).
 
         A product big enough for OpenBLAS to split over threads is taken onto Z filled with b,
         in one gemm (β = 1): an add after it ran ~7 ms an epoch slower on the MLP of
         bench/core.py (an Intel Xeon, 2026-12-04, epochs alternated in one process), likely
         because each thread leaves its part of Z in its own core's cache. A smaller product,
-        run on one thread, or a single row (gemv's work) is faster through np.matmul and an
-        add (by timeit, ~1 us and up to 3.7× respectively).
+        run on one thread, is faster through np.matmul and an add (~1 µs, the ctypes call, by
+        timeit), and so is a single row or column, gemv's work (3.7× for 1 × 12288 by 12288 ×
+        209; 4× for 1024 × 1024 by one column). Without NumPy's own gemm (models/blas.py)
+        the one-gemm route would be a matmul and an add anyway, plus a pass.
         """
         n, k = W.shape
-        if n == 1 or n * k * Z.shape[1] <= _ONE_THREAD_GEMM_WORK:
+        m = Z.shape[1]
+        if not self._fused or 1 in (n, m) or n * k * m <= ONE_THREAD_GEMM_WORK:
             np.matmul(W, A_prev, out=Z)
             Z += b
             return
         np.copyto(Z, b)
-        self._prepared(("forward", layer), (Z, W, A_prev), lambda: AddProduct(Z, W, A_prev, 1.0))
-
-    def weight_step(self, layer: int, W: np.ndarray, dZ: np.ndarray, A_prev: np.ndarray):
-        """W ← W - dZ A_prevᵀ (dZ: (n[layer], m) already scaled by the rate) in one gemm."""
-        dW = self.grads[f"dW{layer}"]
-        self._prepared(
-            ("step", layer), (W, dZ, A_prev), lambda: AddProduct(W, dZ, A_prev.T, -1.0, dW)
+        self._call_prepared(
+            ("forward", layer), (Z, W, A_prev), lambda: AddProduct(Z, W, A_prev, 1.0)
         )
 
-    def _prepared(self, key: tuple, arrays: tuple, prepare) -> None:
+    def weight_step(self, layer: int, W: np.ndarray, dZ: np.ndarray, A_prev: np.ndarray):
+        """W ← W - dZ A_prevᵀ in one gemm, for W: (n[layer], n[layer-1]), dZ: (n[layer], m)
+        already scaled by the rate, A_prev: (n[layer-1], m)."""
+        self._call_prepared(
+            ("step", layer),
+            (W, dZ, A_prev),
+            lambda: AddProduct(W, dZ, A_prev.T, -1.0, self.grads[f"dW{layer}"]),
+        )
+
+    def _call_prepared(self, key: tuple, arrays: tuple, prepare) -> None:
         """Call the product ``prepare()`` makes for ``key``: made at the first call and again
         only when one of ``arrays`` is another object (the same ones come back batch after
         batch: weights are live arrays, the rest are this workspace's buffers)."""
-        known = self._products.get(key)
-        if known is None or not all(map(operator.is_, known[0], arrays)):
-            known = self._products[key] = (arrays, prepare())
-        known[1]()
+        prepared = self._products.get(key)
+        if prepared is None or not all(map(operator.is_, prepared.arrays, arrays)):
+            prepared = self._products[key] = _Prepared(arrays, prepare())
+        prepared.product()
 
 
 class Network:

@@ -209,15 +209,16 @@ class Batches:
         self.net = net
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, Workspace]] = {}
         self._columns = np.arange(self.size)  # column indices of a batch's one-hot targets
-        self._full_targets = None
+        self._full_batch = None  # (A0, targets, labels, workspace) when a batch is the whole set
 
     def epoch(self, rng: np.random.Generator) -> Iterator[tuple]:
         """The batches of one epoch, shuffled by ``rng`` unless the batch is the whole set."""
         if self.size == self.m:
-            if self._full_targets is None:
-                self._full_targets = self._targets(self.labels, None)
-                self._full_workspace = Workspace(self.net.layer_dims, self.m, self.net.dtype)
-            yield self.rows.T, self._full_targets, self.labels, self._full_workspace
+            if self._full_batch is None:  # one A0 view, as for _buffers_for's batches
+                workspace = Workspace(self.net.layer_dims, self.m, self.net.dtype)
+                targets = self._targets(self.labels, None)
+                self._full_batch = self.rows.T, targets, self.labels, workspace
+            yield self._full_batch
             return
         order = rng.permutation(self.m)
         for start in range(0, self.m, self.size):

@@ -10,6 +10,8 @@ import os
 from celery.signals import celeryd_init, worker_process_init
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from models.blas import ONE_THREAD_GEMM_WORK
+
 _concurrency = 1
 
 
@@ -28,11 +30,6 @@ def threads_per_child(cores: int, concurrency: int) -> int:
     return max(1, cores // concurrency)
 
 
-# OpenBLAS multiplies on one thread below m·n·k = 65536 × 4 multiply-adds (interface/gemm.c:
-# SMP_THRESHOLD_MIN × GEMM_MULTITHREAD_THRESHOLD).
-ONE_THREAD_PRODUCT = 65536 * 4
-
-
 def one_thread_suffices(layer_dims: list[int], batch_size: int) -> bool:
     """Whether every product of a training step, (n[l], n[l-1]) by (n[l-1], batch_size), is
     one that OpenBLAS runs on a single thread anyway.
@@ -47,7 +44,7 @@ def one_thread_suffices(layer_dims: list[int], batch_size: int) -> bool:
     epochs alone took 0.20-0.28 s with 2 threads and 0.19-0.26 s with 1.
     """
     largest = max(n * n_prev for n_prev, n in itertools.pairwise(layer_dims))
-    return largest * batch_size < ONE_THREAD_PRODUCT
+    return largest * batch_size <= ONE_THREAD_GEMM_WORK
 
 
 def for_training(layer_dims: list[int], batch_size: int):

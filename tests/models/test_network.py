@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_array_equal
 
+import models.blas
 from models import Network, train
+from models.blas import fused_available
 from models.network import Workspace, batch_buffer, one_hot_labels
 
 
@@ -177,11 +179,15 @@ def test_batch_buffers_keep_their_shorter_side_contiguous():
     assert ws.A[1].shape == (256, 128) and ws.A[1].flags.c_contiguous  # 256 units >= 128
     assert ws.A[2].flags.c_contiguous and ws.dZ[2].flags.c_contiguous  # 128 >= 128
     assert ws.dZ[3].shape == (10, 128) and not ws.dZ[3].flags.c_contiguous  # 10 units < 128
-    # The output's logits and probabilities are C-ordered for the softmax's column reductions.
-    assert ws.Z_out.shape == ws.A_out.shape == (10, 128) and ws.Z_out.flags.c_contiguous
-    assert ws.A_out.flags.c_contiguous
     wide = Workspace([12288, 20, 1], 209, np.dtype(np.float32))
     assert wide.A[1].flags.f_contiguous and not wide.A[1].flags.c_contiguous
+
+
+def test_the_outputs_logits_and_probabilities_are_c_ordered_whatever_their_shape():
+    """For the softmax's reductions over each column's k classes (Workspace.__init__)."""
+    ws = Workspace([784, 256, 128, 10], 128, np.dtype(np.float32))
+    assert ws.Z_out.shape == ws.A_out.shape == (10, 128)
+    assert ws.Z_out.flags.c_contiguous and ws.A_out.flags.c_contiguous
 
 
 def test_one_hot_labels_sets_one_per_column_into_out_of_any_layout():
@@ -264,6 +270,7 @@ def test_a_workspace_prepares_each_weight_step_once_and_again_for_other_arrays()
         (300, 40, 30, True),  # two threads' work (m·n·k > 65536 × 4): Z[1] C-ordered
         (600, 20, 30, True),  # the same, Z[1] F-ordered (20 units < 30 examples)
         (4000, 1, 80, False),  # one row: gemv's work, np.matmul
+        (4000, 80, 1, False),  # one column (a single example): gemv's work too
     ],
 )
 def test_a_workspace_forward_product_is_w_a_plus_b_into_z(n_x, n, m, in_one_gemm):
@@ -274,17 +281,32 @@ def test_a_workspace_forward_product_is_w_a_plus_b_into_z(n_x, n, m, in_one_gemm
     Z = ws.Z(1)  # a hidden layer's batch_buffer (the output's own Z is always C-ordered)
     assert Z.flags.c_contiguous is (n >= m or n == 1)
     W, X, b = (rng.standard_normal(shape) for shape in [(n, n_x), (n_x, m), (n, 1)])
+    prepared = []
     for _ in range(2):
         X[...], b[...] = rng.standard_normal((n_x, m)), rng.standard_normal((n, 1))
         Z[...] = np.nan  # whatever the buffer held before
         ws.forward_product(1, Z, W, X, b)
         np.testing.assert_allclose(Z, W @ X + b, rtol=1e-12, atol=1e-12)
-    assert (("forward", 1) in ws._products) is in_one_gemm
-    prepared = ws._products.get(("forward", 1))
+        prepared.append(ws._products.get(("forward", 1)))
+    assert (prepared[0] is not None) is in_one_gemm
+    assert prepared[1] is prepared[0]  # prepared once (or never)
+    if in_one_gemm and fused_available("float64"):  # the gemm itself, not the fallback
+        assert prepared[0].product._call.func is models.blas._gemm(np.dtype(np.float64))
 
     W_new = W + 1.0
     ws.forward_product(1, Z, W_new, X, b)
 
     np.testing.assert_allclose(Z, W_new @ X + b, rtol=1e-12, atol=1e-12)
     if in_one_gemm:
-        assert ws._products[("forward", 1)] is not prepared
+        assert ws._products[("forward", 1)] is not prepared[0]
+
+
+def test_without_numpys_own_gemm_a_forward_product_is_a_matmul_and_an_add(monkeypatch):
+    """The one-gemm route would only add a pass through add_product's fallback."""
+    monkeypatch.setattr("models.blas._gemm", lambda dtype: None)
+    rng = np.random.default_rng(7)
+    ws = Workspace([300, 40, 1], 30, np.dtype(np.float64))  # two threads' work, as above
+    W, X, b = rng.standard_normal((40, 300)), rng.standard_normal((300, 30)), np.ones((40, 1))
+    ws.forward_product(1, ws.Z(1), W, X, b)
+    np.testing.assert_allclose(ws.Z(1), W @ X + b, rtol=1e-12, atol=1e-12)
+    assert ("forward", 1) not in ws._products

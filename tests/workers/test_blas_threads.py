@@ -18,6 +18,9 @@ def test_one_thread_for_jobs_whose_products_openblas_runs_on_one_thread_anyway()
     assert not one_thread_suffices([64, 64, 32, 10], 1347)  # full batch on digits
     assert not one_thread_suffices([784, 256, 128, 10], 128)
     assert one_thread_suffices([625, 1], 100)  # 62,500: logistic regression on faces
+    # OpenBLAS's own boundary (interface/gemm.c): one thread up to 262,144 multiply-adds
+    assert one_thread_suffices([64, 64], 64)  # 64·64·64 = 262,144
+    assert not one_thread_suffices([64, 64], 65)
 
 
 def blas_threads() -> int:
