@@ -183,8 +183,9 @@ def test_batch_buffers_keep_their_shorter_side_contiguous():
     assert wide.A[1].flags.f_contiguous and not wide.A[1].flags.c_contiguous
 
 
-def test_the_outputs_logits_and_probabilities_are_c_ordered_whatever_their_shape():
-    """For the softmax's reductions over each column's k classes (Workspace.__init__)."""
+def test_the_outputs_logits_and_probabilities_are_c_ordered_with_fewer_classes_than_examples():
+    """For the softmax's reductions over each column's k classes (Workspace.__init__); a
+    batch_buffer of 10 × 128 would be F-ordered."""
     ws = Workspace([784, 256, 128, 10], 128, np.dtype(np.float32))
     assert ws.Z_out.shape == ws.A_out.shape == (10, 128)
     assert ws.Z_out.flags.c_contiguous and ws.A_out.flags.c_contiguous
