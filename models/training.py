@@ -118,7 +118,7 @@ def train(
     update = make_optimizer(optimizer, net.params, **(optimizer_options or {}))
     if resume_from is not None:
         update.load_state(resume_from.optimizer_state)
-    gram = _gram_first_layer(net, batches, update, l2, epochs, resume_from)
+    gram = _gram_first_layer(net, batches, update, l2, resume_from)
 
     def checkpoint(epochs_done: int) -> Checkpoint:
         params = {k: v.copy() for k, v in net.params.items()}
@@ -165,7 +165,7 @@ def train(
     return history
 
 
-def _gram_first_layer(net, batches, update, l2, epochs, resume_from) -> GramFirstLayer | None:
+def _gram_first_layer(net, batches, update, l2, resume_from) -> GramFirstLayer | None:
     """The first layer in its Gram form (models/gram.py) when it applies: full-batch gradient
     descent without L2 on few, wide examples; a checkpoint made in that form continues in it."""
     if not isinstance(update, GradientDescent) or batches.size != batches.m or l2:
@@ -173,8 +173,7 @@ def _gram_first_layer(net, batches, update, l2, epochs, resume_from) -> GramFirs
     state = resume_from.optimizer_state if resume_from is not None else {}
     if all(key in state for key in STATE_KEYS):
         return GramFirstLayer(net.params["W1"], batches.rows, state)
-    n_x, n_1 = net.layer_dims[:2]
-    if not gram_form_applies(batches.m, n_x, n_1, epochs):
+    if not gram_form_applies(batches.m, net.layer_dims[0]):
         return None
     return GramFirstLayer(net.params["W1"], batches.rows)
 

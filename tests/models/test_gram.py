@@ -29,11 +29,11 @@ def plain(monkeypatch):
     monkeypatch.setattr(models.training, "gram_form_applies", lambda *args: False)
 
 
-def test_it_applies_to_few_wide_examples_trained_long_enough():
-    assert gram_form_applies(m=209, n_x=12288, n_1=20, epochs=2500)
-    assert gram_form_applies(m=209, n_x=12288, n_1=1, epochs=2000)
-    assert not gram_form_applies(m=209, n_x=12288, n_1=1, epochs=100)  # G would cost too much
-    assert not gram_form_applies(m=1797, n_x=64, n_1=32, epochs=2500)  # more examples than inputs
+def test_it_applies_to_few_wide_examples():
+    assert gram_form_applies(m=209, n_x=12288)  # the cat pictures
+    assert gram_form_applies(m=150, n_x=625)  # faces' training split
+    assert not gram_form_applies(m=1347, n_x=64)  # digits: more examples than inputs
+    assert not gram_form_applies(m=200, n_x=625)  # G would take more than half the data's memory
 
 
 def test_it_is_used_for_full_batch_gd_only(monkeypatch):
@@ -103,6 +103,29 @@ def test_resume_in_gram_form_is_bit_identical_and_its_checkpoint_holds_w1(monkey
     at_120 = net([N_X, 8, 3, 1])
     train(at_120, X, Y, **{**options, "epochs": 120})
     np.testing.assert_allclose(checkpoint.params["W1"], at_120.params["W1"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("dims", [[N_X, 1], [N_X, 3, 1], [N_X, 4, 2, 1]])
+def test_a_shorter_first_run_resumed_to_more_epochs_equals_the_whole_run(dims):
+    # The issue's pattern: train 40 epochs (epochs=40), then resume to 100. Both runs must take
+    # the same form, so the choice cannot depend on the number of epochs asked for.
+    X, Y, _, _ = wide_data()
+    whole = net(dims)
+    whole_history = train(whole, X, Y, epochs=100, **GD)
+
+    saved = []
+
+    class Keep:
+        def on_checkpoint(self, checkpoint):
+            saved.append(checkpoint)
+
+    train(net(dims), X, Y, epochs=40, checkpoint_every=40, callbacks=[Keep()], **GD)
+    assert "gram_C" in saved[-1].optimizer_state  # the case this test is about
+    resumed = net(dims)
+    resumed_history = train(resumed, X, Y, epochs=100, resume_from=saved[-1], **GD)
+    assert resumed_history == whole_history
+    for name, value in whole.params.items():
+        assert np.array_equal(resumed.params[name], value), name
 
 
 def test_a_stop_request_leaves_the_formed_weights_and_resumes_identically():
