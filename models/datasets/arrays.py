@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError, check_classes, integer_labels, require, to_columns
+from .dataset import (
+    Dataset,
+    DatasetError,
+    check_classes,
+    check_two_classes_present,
+    integer_labels,
+    require,
+    to_columns,
+)
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
@@ -101,6 +109,7 @@ def load_npz(path: Path, dtype: np.dtype) -> Dataset:
         classes = _classes_from_labels(path, arrays["y"], *test_labels)
     check_classes(classes, path)
     X, Y = to_columns(arrays["x"], arrays["y"], len(classes), path, dtype)
+    check_two_classes_present(Y, classes, path)
     X_test = Y_test = None
     if "x_test" in arrays:
         _check_same_example_shape(arrays["x"], arrays["x_test"], path)
@@ -164,6 +173,7 @@ def load_h5(path: Path, dtype: np.dtype) -> Dataset:
         classes = _classes_from_labels(path, y, *([y_test] if has_test else []))
     check_classes(classes, path)
     X, Y = to_columns(x, y, len(classes), path, dtype)
+    check_two_classes_present(Y, classes, path)
     X_test = Y_test = None
     if has_test:
         _check_same_example_shape(x, x_test, test_path)

@@ -133,6 +133,19 @@ def check_classes(classes: tuple[str, ...], source: str | os.PathLike) -> tuple[
     return classes
 
 
+def check_two_classes_present(Y: np.ndarray, classes: tuple[str, ...], source) -> None:
+    """Y: (1, m) training labels, which must hold at least two of the classes, else DatasetError.
+
+    Class names alone do not tell: labels 0..max name class 0 even when no example has it.
+    """
+    present = np.unique(Y)
+    if present.size < 2:
+        raise DatasetError(
+            f"{source}: a single class among the labels (every example is "
+            f"{classes[present[0]]!r}); a classifier needs examples of at least two"
+        )
+
+
 def pixels_as_float(x: np.ndarray, source: str | os.PathLike, dtype: np.dtype) -> np.ndarray:
     """x: (m, ...) uint8 (scaled by 1/255) or float (must be finite, kept) -> same shape, dtype."""
     if x.dtype == np.uint8:

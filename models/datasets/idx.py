@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError, check_classes, to_columns
+from .dataset import (
+    Dataset,
+    DatasetError,
+    check_classes,
+    check_two_classes_present,
+    to_columns,
+)
 
 IDX_TYPES = {
     0x08: np.dtype("u1"),
@@ -124,6 +130,7 @@ def load_idx(images_path: Path, dtype: np.dtype) -> Dataset:
     classes = tuple(str(i) for i in range(max(int(y.max(initial=0)) for y in all_labels) + 1))
     check_classes(classes, label_file)
     X, Y = to_columns(images, labels, len(classes), images_path, dtype)
+    check_two_classes_present(Y, classes, label_file)
     X_test = Y_test = None
     if test is not None:
         if test[0].shape[1:] != images.shape[1:]:

@@ -407,6 +407,30 @@ def test_npz_whose_labels_are_all_one_class_is_refused(tmp_path):
         load_dataset(path)
 
 
+def one_class_npz(folder: Path) -> tuple[Path, Path]:
+    path = folder / "ones.npz"
+    np.savez(path, x=random_pixels((3, 2)), y=np.ones(3, dtype=int))
+    return path, path
+
+
+def one_class_h5(folder: Path) -> tuple[Path, Path]:
+    path = write_course_h5(folder / "train_x.h5", "train", random_pixels((3, 2, 2, 3)), [1, 1, 1])
+    return path, path
+
+
+def one_class_idx(folder: Path) -> tuple[Path, Path]:
+    images = write_mnist_pair(folder, "train", random_pixels((3, 2, 2)), [5, 5, 5])
+    return images, folder / "train-labels-idx1-ubyte"
+
+
+@pytest.mark.parametrize("make", [one_class_npz, one_class_h5, one_class_idx])
+def test_labels_of_a_single_class_are_refused_though_more_classes_are_named(tmp_path, make):
+    # The class names (labels 0..max, or the file's list) count two or more; the examples don't.
+    source, named_file = make(tmp_path)
+    with pytest.raises(DatasetError, match=named(named_file, "a single class")):
+        load_dataset(source)
+
+
 def test_npz_of_wide_integer_pixels_is_refused_rather_than_guessing_a_scale(tmp_path):
     path = tmp_path / "int64.npz"
     np.savez(path, x=np.array([[0, 300], [5, 6]]), y=np.array([0, 1]))
