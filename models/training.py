@@ -146,7 +146,7 @@ def train(
                     metrics["val_accuracy"] = _accuracy(predicted, validation[1])
                 metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng, gram))
             metrics["learning_rate"] = rate
-            _check_finite(net, epoch, metrics["cost"], rate, gram)
+            _check_finite(net, epoch, metrics["cost"], rate, batches.rows, gram)
             for name, value in metrics.items():
                 history.setdefault(name, []).append(value)
             for callback in callbacks:
@@ -296,10 +296,26 @@ def _gradient_norms(net, grads, workspace, gram, scale: float) -> dict[str, floa
     return norms
 
 
-def _check_finite(net: Network, epoch: int, cost: float, rate: float, gram=None) -> None:
+def _check_finite(
+    net: Network, epoch: int, cost: float, rate: float, inputs: np.ndarray, gram=None
+) -> None:
+    """DivergenceError when the cost or a weight is not finite; ValueError when the cause is
+    a non-finite value in the inputs (m, n_x) rather than the training."""
     params = [p for name, p in net.params.items() if gram is None or name != "W1"]
-    finite = all(math.isfinite(float(p.sum())) for p in params)
-    if math.isfinite(cost) and finite and (gram is None or gram.is_finite()):
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum may overflow: looked at below
+        sums_finite = all(math.isfinite(float(p.sum())) for p in params)
+    if math.isfinite(cost) and sums_finite and (gram is None or gram.is_finite()):
+        return
+    # The rare path, so it can afford full passes: name the inputs' fault, and tell a sum that
+    # overflowed on large but finite weights from a weight that is not finite.
+    bad_rows = np.flatnonzero(~np.isfinite(inputs).all(axis=1))
+    if bad_rows.size:
+        raise ValueError(
+            f"X holds non-finite values (NaN or inf) in {bad_rows.size} example(s), the first "
+            f"in column {bad_rows[0]}; training needs finite inputs"
+        )
+    weights_finite = all(np.isfinite(p).all() for p in params)
+    if math.isfinite(cost) and weights_finite and (gram is None or gram.is_finite()):
         return
     what = f"cost is {cost}" if not math.isfinite(cost) else "a weight is not finite"
     raise DivergenceError(
@@ -325,6 +341,8 @@ def _validation_data(net, X_val, Y_val) -> tuple[np.ndarray, np.ndarray] | None:
     X_val = np.asarray(X_val, dtype=net.dtype)
     if X_val.ndim != 2 or X_val.shape[0] != net.layer_dims[0]:
         raise ValueError(f"X_val must have shape ({net.layer_dims[0]}, m), got {X_val.shape}")
+    if not np.isfinite(X_val).all():  # the cost would not show it: only accuracy uses X_val
+        raise ValueError("X_val holds non-finite values (NaN or inf)")
     return X_val, _checked_labels(net, Y_val, X_val.shape[1], "Y_val")
 
 

@@ -219,6 +219,35 @@ def test_divergence_error_carries_the_epoch():
     assert 0 < error.value.epoch < 50
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_inputs_are_named_as_the_cause_not_the_learning_rate(bad):
+    X, Y = blobs()
+    X = X.copy()
+    X[2, 7] = bad
+    with pytest.raises(ValueError, match=r"X holds non-finite values .* first in column 7"):
+        train(softmax_net(), X, Y, epochs=3, **SETTINGS["gd"])
+
+
+def test_non_finite_validation_inputs_are_refused():
+    X, Y = blobs()
+    X_val = X[:, :10].copy()
+    X_val[0, 3] = np.nan
+    with pytest.raises(ValueError, match="X_val holds non-finite values"):
+        train(softmax_net(), X, Y, X_val=X_val, Y_val=Y[:, :10], epochs=1, **SETTINGS["gd"])
+
+
+def test_large_finite_weights_whose_sum_overflows_are_not_divergence():
+    X, Y = blobs(n_x=40)
+    net = Network([40, 3], output="softmax", seed=0, dtype="float32")
+    W1 = np.full_like(net.params["W1"], 1e37)  # finite, but their float32 sum is inf
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(W1.sum())
+    net.params = {**net.params, "W1": W1}
+    # Small inputs keep the product finite (Z ~ 1e35), so the cost and the update are too.
+    history = train(net, X * 1e-3, Y, epochs=2, optimizer="gd", learning_rate=0.1)
+    assert all(np.isfinite(history["cost"]))
+
+
 def test_learning_rate_decay_is_recorded_per_epoch():
     X, Y = blobs()
     history = train(softmax_net(), X, Y, epochs=4, decay_rate=1.0, decay_every=2, **SETTINGS["gd"])
