@@ -23,7 +23,10 @@ def load_dataset(
     mode: str | None = None,
     dtype: str = "float32",
 ) -> Dataset:
-    """Load a dataset as X (n_x, m) in [0, 1] (row-stored), Y (1, m) class indices.
+    """Load a dataset as X (n_x, m) (row-stored), Y (1, m) class indices.
+
+    Pixels stored as uint8 are scaled to [0, 1]; float values (an .npz, .h5 or IDX of floats)
+    are kept as they are, after a check that they are finite.
 
     source: a name in BUILTIN_DATASETS (a str; pass a Path to mean a folder of that name), or a
         path to a folder of class subfolders of images, an .npz with x (m, ...) and y (m,), a
