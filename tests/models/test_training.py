@@ -1,6 +1,7 @@
 """The training loop: history, determinism, checkpoints and bit-identical resume, stopping,
 callbacks, divergence, and the errors for bad arguments."""
 
+import inspect
 import math
 
 import numpy as np
@@ -30,6 +31,19 @@ SETTINGS = {
 
 def softmax_net(dtype="float64"):
     return Network([6, 8, 5, 3], output="softmax", seed=3, dtype=dtype)
+
+
+def test_defaults_are_the_seed_models_as_the_design_shows_them():
+    # DESIGN.md section 3: train(net, X, Y, optimizer="gd", learning_rate=0.005, epochs=2000,
+    # batch_size=None, X_val=None, Y_val=None, ...), the course's logistic regression.
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(train).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    expected = {"optimizer": "gd", "learning_rate": 0.005, "epochs": 2000, "batch_size": None}
+    assert {name: defaults[name] for name in expected} == expected
+    assert defaults["X_val"] is None and defaults["Y_val"] is None
 
 
 def test_history_has_one_value_per_epoch_for_every_metric():
