@@ -11,12 +11,16 @@ import json
 import os
 import re
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 _PARAM_NAME = re.compile(r"[Wb][1-9][0-9]*")
+# What np.load and the JSON inside raise on a truncated, corrupt or foreign file.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 def save_weights(params: dict[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -75,18 +79,31 @@ class Checkpoint:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Checkpoint":
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
-            params = {k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("params/")}
-            state = {k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("optimizer/")}
-        return cls(meta["epoch"], params, state, meta["rng_state"], meta["history"], meta["config"])
+        """The checkpoint in ``data``; ValueError if it is truncated, corrupt or not one."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                params = {k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("params/")}
+                state = {
+                    k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("optimizer/")
+                }
+            fields = [meta[key] for key in ("epoch", "rng_state", "history", "config")]
+        except _READ_ERRORS as error:
+            raise ValueError(
+                f"not a readable checkpoint ({type(error).__name__}: {error})"
+            ) from error
+        return cls(fields[0], params, state, *fields[1:])
 
     def save(self, path: str | os.PathLike) -> None:
         write_atomically(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Checkpoint":
-        return cls.from_bytes(Path(path).read_bytes())
+        """The checkpoint saved at ``path``; ValueError naming the file if it cannot be read."""
+        try:
+            return cls.from_bytes(Path(path).read_bytes())
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> None:

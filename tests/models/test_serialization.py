@@ -1,5 +1,8 @@
 """weights.npz and checkpoints: round trips, no pickle, atomic writes."""
 
+import io
+import re
+
 import numpy as np
 import pytest
 
@@ -48,6 +51,30 @@ def test_checkpoint_round_trips_every_field(tmp_path):
         np.testing.assert_array_equal(loaded.params[name], checkpoint.params[name])
     assert int(loaded.optimizer_state["t"]) == 7
     assert list(tmp_path.iterdir()) == [tmp_path / "ckpt.npz"]  # no temporary left behind
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def weights_only(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, W1=np.zeros((2, 3)))
+    return buffer.getvalue()
+
+
+def pickled_meta(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array([{"epoch": 1}], dtype=object))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("damage", [truncated, weights_only, pickled_meta, lambda data: b"junk"])
+def test_a_checkpoint_that_cannot_be_read_is_refused_naming_the_file(tmp_path, damage):
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(damage(Checkpoint(epoch=1, params={"W1": np.ones((2, 3))}).to_bytes()))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ": not a readable checkpoint"):
+        Checkpoint.load(path)
 
 
 def test_saving_weights_refuses_anything_but_named_float_arrays(tmp_path):
