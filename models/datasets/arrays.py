@@ -69,6 +69,8 @@ def _class_names(names: np.ndarray, source: Path | str) -> tuple[str, ...]:
 def _classes_from_labels(source: Path, *label_arrays: np.ndarray) -> tuple[str, ...]:
     """Names "0".."k-1" for labels with no names given; k = largest label + 1."""
     labels = [integer_labels(y, source) for y in label_arrays]
+    if labels[0].size == 0:  # the training labels: say so, not "a single class"
+        raise DatasetError(f"{source}: no examples")
     largest = max((int(y.max()) for y in labels if y.size), default=0)
     return tuple(str(i) for i in range(largest + 1))
 

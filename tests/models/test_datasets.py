@@ -4,6 +4,7 @@ import gzip
 import io
 import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def image_folder(root: Path, counts: dict[str, int], size=(4, 3), mode="RGB") ->
     return root
 
 
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    """An IDX file of uint8 values; gzipped when the name ends in .gz."""
-    array = np.asarray(array, dtype=np.uint8)
-    raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+IDX_CODES = {np.dtype("u1"): 0x08, np.dtype(">i2"): 0x0B, np.dtype(">f4"): 0x0D}
+
+
+def write_idx(path: Path, array: np.ndarray, dtype="u1") -> Path:
+    """An IDX file of ``dtype`` values (uint8 by default); gzipped when the name ends in .gz."""
+    array = np.asarray(array, dtype=dtype)
+    code = IDX_CODES[array.dtype]
+    raw = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     raw += array.tobytes()
     path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
     return path
@@ -121,6 +126,31 @@ def test_unknown_name_lists_the_builtin_names():
 def test_image_options_are_refused_for_sources_that_are_not_image_folders():
     with pytest.raises(ValueError, match="only to folders of images"):
         load_dataset("digits", image_size=(4, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "modules"),
+    [("digits", ["sklearn", "sklearn.datasets"]), ("faces", ["skimage"])],
+)
+def test_a_builtin_without_its_library_says_which_extra_to_install(name, modules, monkeypatch):
+    for module in modules:  # None in sys.modules makes the import fail, even if done before
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingDependencyError, match=re.escape("pip install 'gradq[datasets]'")):
+        load_dataset(name)
+
+
+def test_importing_models_loads_numpy_and_the_standard_library_only():
+    # The optional readers (Pillow, h5py, scikit-learn, scikit-image) are imported when used.
+    code = (
+        "import sys, numpy\n"
+        "before = set(sys.modules)\n"
+        "import models\n"
+        "top = {name.split('.')[0] for name in set(sys.modules) - before}\n"
+        "top -= set(sys.stdlib_module_names) | {'numpy', 'models'}\n"
+        "print(sorted(n for n in top if not n.startswith(('_cython', 'cython_runtime'))))"
+    )  # numpy.random's compiled modules bring Cython's runtime modules
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
 
 
 def test_pickled_npy_behind_faces_is_refused_naming_the_file(tmp_path):
@@ -400,6 +430,13 @@ def test_npz_float_labels_are_refused(tmp_path):
         load_dataset(path)
 
 
+def test_npz_without_examples_is_refused(tmp_path):
+    path = tmp_path / "empty.npz"
+    np.savez(path, x=np.zeros((0, 2), np.uint8), y=np.zeros(0, dtype=int))
+    with pytest.raises(DatasetError, match=named(path, "no examples")):
+        load_dataset(path)
+
+
 def test_npz_whose_labels_are_all_one_class_is_refused(tmp_path):
     path = tmp_path / "one.npz"
     np.savez(path, x=random_pixels((3, 2)), y=np.zeros(3, dtype=int))
@@ -485,6 +522,21 @@ def test_h5_without_the_course_datasets_lists_what_it_found(tmp_path):
         load_dataset(path)
 
 
+def test_h5_without_list_classes_names_classes_by_index(tmp_path):
+    x = random_pixels((3, 2, 2, 3))
+    path = write_course_h5(tmp_path / "train_n.h5", "train", x, [2, 0, 1], classes=None)
+    ds = load_dataset(path)
+    assert ds.classes == ("0", "1", "2") and ds.Y.tolist() == [[2, 0, 1]]
+
+
+def test_h5_of_float_images_with_a_nan_is_refused(tmp_path):
+    x = np.full((2, 2, 2, 3), 0.5)
+    x[1, 0, 1, 2] = np.nan
+    path = write_course_h5(tmp_path / "train_f.h5", "train", x, [0, 1])
+    with pytest.raises(DatasetError, match=named(path, "non-finite")):
+        load_dataset(path)
+
+
 def test_h5_with_fewer_labels_than_images_is_refused(tmp_path):
     path = write_course_h5(tmp_path / "train_n.h5", "train", random_pixels((3, 2, 2, 3)), [0, 1])
     with pytest.raises(DatasetError, match=named(path, "3 images but 2 labels")):
@@ -532,6 +584,28 @@ def test_folder_of_idx_files_loads_the_training_pair(tmp_path):
     write_mnist_pair(tmp_path, "t10k", random_pixels((3, 2, 2)), [1, 1, 0], gz=True)
     ds = load_dataset(tmp_path)
     assert (ds.m, ds.X_test.shape[1]) == (4, 3)
+
+
+def test_idx_of_float_images_keeps_their_values(tmp_path):
+    images = np.array([[[0.25, -1.5]], [[2.0, 0.5]]])  # (2, 1, 2)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", [1, 0])
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", images, ">f4")
+    ds = load_dataset(path, dtype="float64")
+    np.testing.assert_array_equal(ds.X, images.reshape(2, 2).T)
+
+
+def test_idx_of_float_images_with_a_nan_is_refused(tmp_path):
+    write_idx(tmp_path / "train-labels-idx1-ubyte", [1, 0])
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", [[[0.5, np.nan]], [[1, 0]]], ">f4")
+    with pytest.raises(DatasetError, match=named(path, "non-finite")):
+        load_dataset(path)
+
+
+def test_idx_of_wide_integer_images_is_refused_rather_than_guessing_a_scale(tmp_path):
+    write_idx(tmp_path / "train-labels-idx1-ubyte", [1, 0])
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", [[[300, 2]], [[1, 0]]], ">i2")
+    with pytest.raises(DatasetError, match=named(path, "dtype int16; expected uint8")):
+        load_dataset(path)
 
 
 def test_truncated_idx_data_is_refused_naming_the_file(tmp_path):
