@@ -11,16 +11,17 @@ import json
 import os
 import re
 import tempfile
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from models.datasets.arrays import NPZ_READ_ERRORS
+
 _PARAM_NAME = re.compile(r"[Wb][1-9][0-9]*")
-# What np.load and the JSON inside raise on a truncated, corrupt or foreign file.
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+# What np.load and the JSON inside raise on a truncated, corrupt or foreign file (TypeError: a
+# bare .npy, which is no archive, or JSON that is not an object).
+_READ_ERRORS = (*NPZ_READ_ERRORS, KeyError, TypeError)
 
 
 def save_weights(params: dict[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -87,12 +88,12 @@ class Checkpoint:
                 state = {
                     k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("optimizer/")
                 }
-            fields = [meta[key] for key in ("epoch", "rng_state", "history", "config")]
+            fields = {key: meta[key] for key in ("epoch", "rng_state", "history", "config")}
         except _READ_ERRORS as error:
             raise ValueError(
                 f"not a readable checkpoint ({type(error).__name__}: {error})"
             ) from error
-        return cls(fields[0], params, state, *fields[1:])
+        return cls(params=params, optimizer_state=state, **fields)
 
     def save(self, path: str | os.PathLike) -> None:
         write_atomically(path, self.to_bytes())

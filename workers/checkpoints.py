@@ -59,7 +59,7 @@ class CheckpointStore:
             saved.path.parent.rmdir()
 
     def load_latest(self, job_id: str) -> Checkpoint | None:
-        """The newest checkpoint whose bytes match its checksum, or None."""
+        """The newest checkpoint whose bytes match its checksum and read as one, or None."""
         for path, _epoch, sha256 in self._newest_first(job_id):
             try:
                 data = path.read_bytes()
@@ -68,7 +68,10 @@ class CheckpointStore:
             if hashlib.sha256(data).hexdigest() != sha256:
                 log.warning("checkpoint %s is corrupt (checksum mismatch): skipped", path)
                 continue
-            return Checkpoint.from_bytes(data)
+            try:  # whole, yet unreadable: another format, or written that way
+                return Checkpoint.from_bytes(data)
+            except ValueError as error:
+                log.warning("checkpoint %s: %s: skipped", path, error)
         return None
 
     def discard(self, job_id: str) -> None:

@@ -69,7 +69,22 @@ def pickled_meta(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("damage", [truncated, weights_only, pickled_meta, lambda data: b"junk"])
+def bare_npy(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))
+    return buffer.getvalue()
+
+
+def meta_not_an_object(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array("[1, 2]"))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [truncated, weights_only, pickled_meta, bare_npy, meta_not_an_object, lambda data: b"junk"],
+)
 def test_a_checkpoint_that_cannot_be_read_is_refused_naming_the_file(tmp_path, damage):
     path = tmp_path / "ckpt.npz"
     path.write_bytes(damage(Checkpoint(epoch=1, params={"W1": np.ones((2, 3))}).to_bytes()))

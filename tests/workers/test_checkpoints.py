@@ -101,7 +101,15 @@ def truncate(path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize("damage", [flip_bytes, truncate])
+def unreadable_with_its_checksum(path) -> None:
+    """Whole bytes that are no checkpoint, named with their own checksum."""
+    junk = b"not a checkpoint"
+    path.unlink()
+    epoch = path.name.split("-")[1]
+    (path.parent / f"epoch-{epoch}-{hashlib.sha256(junk).hexdigest()}.npz").write_bytes(junk)
+
+
+@pytest.mark.parametrize("damage", [flip_bytes, truncate, unreadable_with_its_checksum])
 def test_a_corrupt_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, damage):
     store, _ = saved_checkpoints(tmp_path, epochs=4)
     damage(newest_file(store))
