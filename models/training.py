@@ -90,7 +90,8 @@ def train(
 
     Returns the history {"cost": [...], "train_accuracy": [...], "val_accuracy": [...],
     "learning_rate": [...], "grad_norm.W1": [...], ...}, one value per epoch (the names of
-    the MLflow metrics). Raises DivergenceError on a non-finite cost or weight.
+    the MLflow metrics). Raises DivergenceError on a non-finite cost or weight, and ValueError
+    on bad arguments, non-finite values in X_val (at once) or in X (found when the cost is).
     """
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer 'sgd' trains on mini-batches: give a batch_size")
@@ -139,14 +140,14 @@ def train(
         for epoch in range(start, epochs):
             rate = decayed_learning_rate(learning_rate, epoch, decay_rate, decay_every)
             metrics = {}
-            # Overflow on the way to divergence is caught and explained by _check_finite below.
+            # Overflow on the way to divergence is caught and explained by _check_finite.
             with np.errstate(over="ignore", invalid="ignore"):
                 if validation is not None:
                     predicted = _predict(net, validation[0], gram)
                     metrics["val_accuracy"] = _accuracy(predicted, validation[1])
                 metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng, gram))
+                _check_finite(net, epoch, metrics["cost"], rate, batches.rows, gram)
             metrics["learning_rate"] = rate
-            _check_finite(net, epoch, metrics["cost"], rate, batches.rows, gram)
             for name, value in metrics.items():
                 history.setdefault(name, []).append(value)
             for callback in callbacks:
@@ -297,26 +298,26 @@ def _gradient_norms(net, grads, workspace, gram, scale: float) -> dict[str, floa
 
 
 def _check_finite(
-    net: Network, epoch: int, cost: float, rate: float, inputs: np.ndarray, gram=None
+    net: Network, epoch: int, cost: float, rate: float, rows: np.ndarray, gram=None
 ) -> None:
-    """DivergenceError when the cost or a weight is not finite; ValueError when the cause is
-    a non-finite value in the inputs (m, n_x) rather than the training."""
+    """DivergenceError when the cost or a weight is not finite; ValueError when the cause is a
+    non-finite value in the training inputs ``rows``: (m, n_x), X as training stores it.
+
+    Called under np.errstate(over="ignore"): the float32 sum of large but finite weights may
+    overflow, which the exact check below tells from a weight that is not finite."""
     params = [p for name, p in net.params.items() if gram is None or name != "W1"]
-    with np.errstate(over="ignore", invalid="ignore"):  # a sum may overflow: looked at below
-        sums_finite = all(math.isfinite(float(p.sum())) for p in params)
-    if math.isfinite(cost) and sums_finite and (gram is None or gram.is_finite()):
+    gram_finite = gram is None or gram.is_finite()
+    if math.isfinite(cost) and gram_finite and all(math.isfinite(p.sum()) for p in params):
         return
-    # The rare path, so it can afford full passes: name the inputs' fault, and tell a sum that
-    # overflowed on large but finite weights from a weight that is not finite.
-    bad_rows = np.flatnonzero(~np.isfinite(inputs).all(axis=1))
-    if bad_rows.size:
+    if math.isfinite(cost) and gram_finite and all(np.isfinite(p).all() for p in params):
+        return  # a sum overflowed: the weights are large, not broken
+    bad_examples = np.flatnonzero(~np.isfinite(rows).all(axis=1))  # rows are X's columns
+    if bad_examples.size:
         raise ValueError(
-            f"X holds non-finite values (NaN or inf) in {bad_rows.size} example(s), the first "
-            f"in column {bad_rows[0]}; training needs finite inputs"
+            f"X holds non-finite values (NaN or inf, or beyond {rows.dtype}'s range) in "
+            f"{bad_examples.size} example(s), the first in column {bad_examples[0]}; training "
+            "needs finite inputs"
         )
-    weights_finite = all(np.isfinite(p).all() for p in params)
-    if math.isfinite(cost) and weights_finite and (gram is None or gram.is_finite()):
-        return
     what = f"cost is {cost}" if not math.isfinite(cost) else "a weight is not finite"
     raise DivergenceError(
         epoch,

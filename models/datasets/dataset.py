@@ -133,7 +133,9 @@ def check_classes(classes: tuple[str, ...], source: str | os.PathLike) -> tuple[
     return classes
 
 
-def check_two_classes_present(Y: np.ndarray, classes: tuple[str, ...], source) -> None:
+def check_two_classes_present(
+    Y: np.ndarray, classes: tuple[str, ...], source: str | os.PathLike
+) -> None:
     """Y: (1, m) training labels, which must hold at least two of the classes, else DatasetError.
 
     Class names alone do not tell: labels 0..max name class 0 even when no example has it.
@@ -154,9 +156,13 @@ def pixels_as_float(x: np.ndarray, source: str | os.PathLike, dtype: np.dtype) -
         raise DatasetError(
             f"{source}: images have dtype {x.dtype}; expected uint8 pixels or float values"
         )
-    if not np.isfinite(x).all():
-        raise DatasetError(f"{source}: images contain non-finite values (NaN or inf)")
-    return x.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range: refused just below
+        values = x.astype(dtype, copy=False)
+    if not np.isfinite(values).all():
+        raise DatasetError(
+            f"{source}: images contain non-finite values (NaN or inf, or beyond {dtype}'s range)"
+        )
+    return values
 
 
 def integer_labels(y: np.ndarray, source: str | os.PathLike) -> np.ndarray:

@@ -409,6 +409,14 @@ def test_npz_with_non_finite_values_is_refused(tmp_path, bad):
         load_dataset(path)
 
 
+def test_npz_of_float64_values_beyond_float32s_range_is_refused_for_float32(tmp_path):
+    path = tmp_path / "huge.npz"
+    np.savez(path, x=np.array([[1e39, 0.0], [0.5, 0.5]]), y=np.array([0, 1]))
+    with pytest.raises(DatasetError, match=named(path, "non-finite .*beyond float32's range")):
+        load_dataset(path)
+    assert load_dataset(path, dtype="float64").X[0, 0] == 1e39
+
+
 def test_npz_label_beyond_the_class_names_is_refused(tmp_path):
     path = tmp_path / "range.npz"
     np.savez(path, x=random_pixels((3, 2)), y=np.array([0, 1, 2]), classes=np.array(["a", "b"]))

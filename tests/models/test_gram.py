@@ -128,6 +128,14 @@ def test_a_shorter_first_run_resumed_to_more_epochs_equals_the_whole_run(dims):
         assert np.array_equal(resumed.params[name], value), name
 
 
+def test_non_finite_inputs_are_named_in_the_gram_form_too():
+    X, Y, _, _ = wide_data()
+    X = X.copy()
+    X[5, 11] = np.nan
+    with pytest.raises(ValueError, match=r"X holds non-finite values .* first in column 11"):
+        train(net([N_X, 4, 1]), X, Y, epochs=3, **GD)
+
+
 def test_a_stop_request_leaves_the_formed_weights_and_resumes_identically():
     X, Y, _, _ = wide_data()
     whole = net([N_X, 8, 1])

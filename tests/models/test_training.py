@@ -234,12 +234,13 @@ def test_divergence_error_carries_the_epoch():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_inputs_are_named_as_the_cause_not_the_learning_rate(bad):
+@pytest.mark.parametrize("settings", ["gd", "sgd"])
+def test_non_finite_inputs_are_named_as_the_cause_not_the_learning_rate(bad, settings):
     X, Y = blobs()
     X = X.copy()
     X[2, 7] = bad
     with pytest.raises(ValueError, match=r"X holds non-finite values .* first in column 7"):
-        train(softmax_net(), X, Y, epochs=3, **SETTINGS["gd"])
+        train(softmax_net(), X, Y, epochs=3, **SETTINGS[settings])
 
 
 def test_non_finite_validation_inputs_are_refused():
