@@ -25,19 +25,20 @@ import math
 import numpy as np
 
 # Worth it when G is small next to the data: m ≤ n_x / 4, so G (float64) takes at most half the
-# float32 data's memory. Computing G costs m²·n_x, as many multiply-adds as m / (2·n[1]) plain
-# epochs (for the cat pictures' logistic regression, ~105 of its usual 2000). The choice must not
-# depend on the number of epochs: a run of 40 epochs resumed to 100 has to take the same path
-# as a run of 100, bit for bit.
+# float32 data's memory; and when computing G (m²·n_x multiply-adds, as many as m / (2·n[1])
+# plain epochs) costs at most 200 plain epochs, a tenth of train's default 2000 (the cat
+# pictures' logistic regression: 105). The choice must not depend on the number of epochs
+# asked for: a run of 40 epochs resumed to 100 has to take the same path as a run of 100.
 MAX_M_OVER_N_X = 0.25
+MAX_SETUP_EPOCHS = 200
 STATE_KEYS = ("gram_W1_base", "gram_C")
 CHUNK = 512  # input columns converted to float64 at a time: m × CHUNK × 8 bytes
 
 
-def gram_form_applies(m: int, n_x: int) -> bool:
-    """Whether full-batch gradient descent without L2 on m examples of n_x inputs runs its
-    first layer in the Gram form."""
-    return m <= MAX_M_OVER_N_X * n_x
+def gram_form_applies(m: int, n_x: int, n_1: int) -> bool:
+    """Whether full-batch gradient descent without L2 on m examples of n_x inputs, with n_1
+    first-layer units, runs its first layer in the Gram form."""
+    return m <= MAX_M_OVER_N_X * n_x and m <= 2 * n_1 * MAX_SETUP_EPOCHS
 
 
 class GramFirstLayer:

@@ -174,7 +174,7 @@ def _gram_first_layer(net, batches, update, l2, resume_from) -> GramFirstLayer |
     state = resume_from.optimizer_state if resume_from is not None else {}
     if all(key in state for key in STATE_KEYS):
         return GramFirstLayer(net.params["W1"], batches.rows, state)
-    if not gram_form_applies(batches.m, net.layer_dims[0]):
+    if not gram_form_applies(batches.m, *net.layer_dims[:2]):
         return None
     return GramFirstLayer(net.params["W1"], batches.rows)
 

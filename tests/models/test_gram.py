@@ -29,11 +29,14 @@ def plain(monkeypatch):
     monkeypatch.setattr(models.training, "gram_form_applies", lambda *args: False)
 
 
-def test_it_applies_to_few_wide_examples():
-    assert gram_form_applies(m=209, n_x=12288)  # the cat pictures
-    assert gram_form_applies(m=150, n_x=625)  # faces' training split
-    assert not gram_form_applies(m=1347, n_x=64)  # digits: more examples than inputs
-    assert not gram_form_applies(m=200, n_x=625)  # G would take more than half the data's memory
+def test_it_applies_to_few_wide_examples_whatever_the_epochs():
+    assert gram_form_applies(m=209, n_x=12288, n_1=1)  # the cat pictures
+    assert gram_form_applies(m=209, n_x=12288, n_1=20)
+    assert gram_form_applies(m=150, n_x=625, n_1=1)  # faces' training split
+    assert not gram_form_applies(m=1347, n_x=64, n_1=32)  # digits: more examples than inputs
+    assert not gram_form_applies(m=200, n_x=625, n_1=8)  # G: over half the data's memory
+    assert not gram_form_applies(m=3000, n_x=12288, n_1=1)  # G: as much as 1500 plain epochs
+    assert gram_form_applies(m=3000, n_x=12288, n_1=20)  # ... or 75 with 20 units
 
 
 def test_it_is_used_for_full_batch_gd_only(monkeypatch):
