@@ -16,7 +16,7 @@ from .dataset import (
     DatasetError,
     check_classes,
     check_two_classes_present,
-    integer_labels,
+    classes_by_index,
     require,
     to_columns,
 )
@@ -66,15 +66,6 @@ def _class_names(names: np.ndarray, source: Path | str) -> tuple[str, ...]:
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
 
 
-def _classes_from_labels(source: Path, *label_arrays: np.ndarray) -> tuple[str, ...]:
-    """Names "0".."k-1" for labels with no names given; k = largest label + 1."""
-    labels = [integer_labels(y, source) for y in label_arrays]
-    if labels[0].size == 0:  # the training labels: say so, not "a single class"
-        raise DatasetError(f"{source}: no examples")
-    largest = max((int(y.max()) for y in labels if y.size), default=0)
-    return tuple(str(i) for i in range(largest + 1))
-
-
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz that holds at least x and y."""
     if not _starts_with(path, ZIP_MAGICS):
@@ -108,7 +99,7 @@ def load_npz(path: Path, dtype: np.dtype) -> Dataset:
         classes = _class_names(arrays["classes"], path)
     else:
         test_labels = [arrays["y_test"]] if "y_test" in arrays else []
-        classes = _classes_from_labels(path, arrays["y"], *test_labels)
+        classes = classes_by_index(path, arrays["y"], *test_labels)
     check_classes(classes, path)
     X, Y = to_columns(arrays["x"], arrays["y"], len(classes), path, dtype)
     check_two_classes_present(Y, classes, path)
@@ -172,7 +163,7 @@ def load_h5(path: Path, dtype: np.dtype) -> Dataset:
     if has_test:
         x_test, y_test, _ = _read_h5_split(test_path)
     if classes is None:
-        classes = _classes_from_labels(path, y, *([y_test] if has_test else []))
+        classes = classes_by_index(path, y, *([y_test] if has_test else []))
     check_classes(classes, path)
     X, Y = to_columns(x, y, len(classes), path, dtype)
     check_two_classes_present(Y, classes, path)

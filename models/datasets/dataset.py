@@ -177,6 +177,17 @@ def integer_labels(y: np.ndarray, source: str | os.PathLike) -> np.ndarray:
     return y
 
 
+def classes_by_index(source: str | os.PathLike, *label_arrays: np.ndarray) -> tuple[str, ...]:
+    """Names "0".."k-1" for integer labels that come without names; k = largest label + 1.
+
+    label_arrays: the training labels (m,), then any others (a test split's)."""
+    labels = [integer_labels(y, source) for y in label_arrays]
+    if labels[0].size == 0:  # say so, rather than "a single class ['0']"
+        raise DatasetError(f"{source}: no examples (the labels are empty)")
+    largest = max((int(y.max()) for y in labels if y.size), default=0)
+    return tuple(str(i) for i in range(largest + 1))
+
+
 def labels_as_int(y: np.ndarray, source: str | os.PathLike, num_classes: int) -> np.ndarray:
     """y: (m,), (1, m) or (m, 1) integer labels in [0, num_classes) -> (m,) int64."""
     y = integer_labels(y, source)

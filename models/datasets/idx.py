@@ -17,6 +17,7 @@ from .dataset import (
     DatasetError,
     check_classes,
     check_two_classes_present,
+    classes_by_index,
     to_columns,
 )
 
@@ -126,8 +127,7 @@ def load_idx(images_path: Path, dtype: np.dtype) -> Dataset:
         test_images_path = _beside(images_path, "t10k" + images_path.name.removeprefix("train"))
         if test_images_path is not None:
             test = _read_pair(test_images_path)
-    all_labels = [labels] + ([test[1]] if test else [])
-    classes = tuple(str(i) for i in range(max(int(y.max(initial=0)) for y in all_labels) + 1))
+    classes = classes_by_index(label_file, labels, *([test[1]] if test else []))
     check_classes(classes, label_file)
     X, Y = to_columns(images, labels, len(classes), images_path, dtype)
     check_two_classes_present(Y, classes, label_file)

@@ -616,6 +616,12 @@ def test_idx_of_wide_integer_images_is_refused_rather_than_guessing_a_scale(tmp_
         load_dataset(path)
 
 
+def test_idx_without_examples_is_refused(tmp_path):
+    write_mnist_pair(tmp_path, "train", np.zeros((0, 2, 2)), np.zeros(0))
+    with pytest.raises(DatasetError, match=named(tmp_path / "train-labels-idx1-ubyte", "no ex")):
+        load_dataset(tmp_path / "train-images-idx3-ubyte")
+
+
 def test_truncated_idx_data_is_refused_naming_the_file(tmp_path):
     train = write_mnist_pair(tmp_path, "train", random_pixels((4, 3, 3)), [0, 1, 0, 1])
     train.write_bytes(train.read_bytes()[:-5])
