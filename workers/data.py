@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import store.datasets
 from models import BUILTIN_DATASETS, Dataset, DatasetError, load_dataset, train_val_split
+from models.datasets.dataset import check_two_classes_present
 from settings import Settings
 from store.db import transaction
 from store.spec import JobSpec
@@ -43,9 +44,11 @@ def load_training_data(
         found = uploaded_dataset_path(name, settings, session_factory)
         dataset, sha256 = _from_path(str(found), found.stat().st_mtime_ns, dtype)
         path = str(found)
-    X, Y, X_val, Y_val = train_val_split(
-        dataset.X, dataset.Y, spec.training.validation_split, seed=spec.training.seed
-    )
+    fraction = spec.training.validation_split
+    X, Y, X_val, Y_val = train_val_split(dataset.X, dataset.Y, fraction, seed=spec.training.seed)
+    # A whole dataset of two classes can still split into a training set of one.
+    split = f"dataset {name!r}, its training split (validation_split {fraction})"
+    check_two_classes_present(Y, dataset.classes, split)
     if X_val.shape[1] == 0:
         X_val = Y_val = None
     return TrainingData(dataset, sha256, path, X, Y, X_val, Y_val)

@@ -400,6 +400,33 @@ def test_an_unknown_dataset_fails_the_job_with_the_reason_and_ends_its_run_faile
     assert [(run.info.run_id, run.info.status) for run in runs] == [(job.mlflow_run_id, "FAILED")]
 
 
+def test_a_training_split_of_a_single_class_fails_the_job_with_the_reason(
+    settings, session_factory, mlflow_client
+):
+    # Labels chosen so that the seeded split puts every example of class 0 in validation.
+    m, fraction, seed = 12, 0.25, 1
+    columns = np.arange(m, dtype=float)[None, :]
+    _, _, validation_columns, _ = train_val_split(columns, np.zeros((1, m)), fraction, seed=seed)
+    y = np.ones(m, dtype=np.int64)
+    y[validation_columns[0].astype(int)] = 0
+    x = np.random.default_rng(0).random((m, 4))
+    register_npz(settings, session_factory, "lopsided", x=x, y=y)
+    spec = with_experiment(
+        FACES_LOGREG,
+        dataset={"name": "lopsided"},
+        training={"epochs": 5, "validation_split": fraction, "seed": seed},
+    )
+    job_id = create_job(session_factory, spec)
+
+    assert run_job(job_id, settings, session_factory, OWNER) == "failed"
+
+    job = get_job(session_factory, job_id)
+    assert job.error.startswith(
+        "DatasetError: dataset 'lopsided', its training split (validation_split 0.25): "
+        "a single class"
+    )
+
+
 def test_an_unreachable_mlflow_fails_the_job_instead_of_leaving_it_running(
     settings, session_factory, monkeypatch
 ):
