@@ -23,6 +23,7 @@ class DatasetInfo:
     sha256: str
     size_bytes: int | None = None
     created_at: datetime | None = None
+    m_test: int = 0  # examples of the test split the source ships, loaded beside the m
 
     @property
     def num_classes(self) -> int:
