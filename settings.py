@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_epochs: int = Field(100_000, ge=1)
     max_parameters: int = Field(50_000_000, ge=1, description="A network's parameter budget.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    # What reading one dataset may allocate, decoded (the API's upload check and every
+    # worker's load): a few kilobytes of compressed data can declare gigabytes.
+    max_dataset_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+    max_dataset_files: int = Field(50_000, ge=1, description="Images in an uploaded folder.")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="Pixels of one image.")
     # How often a running job writes its progress and heartbeat, and checks for a cancel.
     progress_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(
@@ -130,6 +135,16 @@ class Settings(BaseSettings):
         return (
             self.data_root if str(self.data_root) not in ("", ".") else self.home / "datasets"
         ).resolve()
+
+    def dataset_limits(self):
+        """The models.datasets.DatasetLimits these settings set."""
+        from models.datasets import DatasetLimits  # NumPy, only where datasets are read
+
+        return DatasetLimits(
+            max_bytes=self.max_dataset_bytes,
+            max_files=self.max_dataset_files,
+            max_image_pixels=self.max_image_pixels,
+        )
 
     @property
     def mlflow_ui_base(self) -> str:

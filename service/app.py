@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import uploads
 from service.dispatch import make_celery_client
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.routes import datasets, health, jobs
+from service.routes.datasets import STAGING
 from service.security import BearerTokenAuth
 from service.telemetry import RequestMetrics
 from settings import Settings, get_settings
@@ -20,6 +22,8 @@ from store.db import make_engine, make_session_factory
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 # A job spec is a few hundred bytes; prediction inputs as JSON are the largest bodies expected.
 MAX_JSON_BYTES = 16 * 1024 * 1024
+# An upload's staging folder untouched this long was left by a crash (uploads take seconds).
+STALE_STAGING_SECONDS = 3600
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What is loaded by now lives as long as the server: frozen, it is out of the
         # collector's sight. A full collection walked its ~125,000 objects in 70-100 ms, with
         # every request waiting (p99 61-73 ms at 220 req/s; docs/benchmarks.md).
+        uploads.remove_stale(settings.datasets_folder / STAGING, STALE_STAGING_SECONDS)
         gc.freeze()
         try:
             yield

@@ -41,6 +41,7 @@ def describe_builtin(name: str) -> DatasetInfo:
         dataset.classes,
         dataset.image_shape,
         dataset.sha256(),
+        m_test=0 if dataset.X_test is None else dataset.X_test.shape[1],
     )
 
 
@@ -55,6 +56,7 @@ def describe_row(row: DatasetRow) -> DatasetInfo:
         row.sha256,
         row.size_bytes,
         row.created_at,
+        row.m_test,
     )
 
 

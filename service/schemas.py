@@ -70,6 +70,7 @@ class DatasetOut(BaseModel):
     kind: str
     n_x: int
     m: int
+    m_test: int
     classes: list[str]
     image_shape: list[int]
     sha256: str
@@ -132,6 +133,7 @@ def dataset_out(info: DatasetInfo) -> DatasetOut:
         kind=info.kind,
         n_x=info.n_x,
         m=info.m,
+        m_test=info.m_test,
         classes=list(info.classes),
         image_shape=list(info.image_shape),
         sha256=info.sha256,

@@ -1,23 +1,22 @@
 """Uploaded dataset files onto disk, within limits: a size cap per file, and zip archives
-extracted only when every member stays inside the target folder."""
+extracted only when every member stays inside the target folder, is stored or deflated, and
+all of them together expand to a bounded size."""
 
+import contextlib
 import shutil
 import stat
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-import h5py
-from PIL import Image, UnidentifiedImageError
-
-from models import DatasetError
-from models.datasets.images import class_folders, image_files
 from service.errors import APIError
 
 CHUNK_BYTES = 1024 * 1024
 MAX_ZIP_MEMBERS = 20_000
 ZIP_EXPANSION_FACTOR = 4  # uncompressed bytes allowed per uploaded byte limit
 IGNORED_ZIP_FOLDERS = ("__MACOSX",)
+ZIP_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 EXTRACT_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError,
                   NotImplementedError, ValueError)  # fmt: skip
 
@@ -67,6 +66,10 @@ def _check_members(members: list[zipfile.ZipInfo], max_bytes: int, field: str) -
         raise unusable(field, f"{field} expands to {declared} bytes, over {max_bytes}")
     for member in members:
         name = member.filename
+        if member.compress_type not in ZIP_COMPRESSIONS or member.flag_bits & 0x1:
+            raise unusable(
+                field, f"{field}: {name!r} is encrypted or compressed other than by deflate"
+            )
         parts = PurePosixPath(name).parts
         if name.startswith("/") or ".." in parts or any(c in name for c in "\\:\0"):
             raise unusable(field, f"{field}: unsafe path {name!r} in the archive")
@@ -118,45 +121,17 @@ def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def check_decoded_size(kind: str, source: Path, limit: int, field: str) -> None:
-    """422 for a dataset whose arrays would take over ``limit`` bytes once decoded: compressed
-    images or arrays make a small upload a huge allocation. Unreadable sources pass here and
-    are reported by the loader."""
-    estimate = {"npz": _npz_bytes, "h5": _h5_bytes, "images": _image_bytes}[kind](source)
-    if estimate > limit:
-        raise unusable(field, f"{field} decodes to about {estimate} bytes, over {limit}")
-
-
-def _npz_bytes(path: Path) -> int:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return sum(member.file_size for member in archive.infolist())
-    except (zipfile.BadZipFile, OSError):
-        return 0
-
-
-def _h5_bytes(path: Path) -> int:
-    sizes = []
-
-    def add(_name, item) -> None:
-        if isinstance(item, h5py.Dataset):
-            sizes.append(item.size * item.dtype.itemsize)
-
-    for h5_path in (path, path.with_name(path.name.replace("train", "test"))):
-        try:
-            with h5py.File(h5_path, "r") as file:
-                file.visititems(add)
-        except (OSError, ValueError, TypeError):
-            continue
-    return sum(sizes)
-
-
-def _image_bytes(root: Path) -> int:
-    """Every image at the first one's size, as RGB bytes: what the loader will allocate."""
-    try:
-        files = [image_files(folder) for folder in class_folders(root)]
-        with Image.open(files[0][0]) as first:  # reads the header, not the pixels
-            width, height = first.size
-    except (DatasetError, OSError, UnidentifiedImageError, Image.DecompressionBombError):
-        return 0
-    return sum(len(names) for names in files) * width * height * 3
+def remove_stale(staging: Path, older_than_seconds: float) -> None:
+    """Remove what crashed uploads left in ``staging``: entries untouched for that long (a
+    newer one may be another API process's upload under way)."""
+    if not staging.is_dir():
+        return
+    cutoff = time.time() - older_than_seconds
+    for entry in staging.iterdir():
+        with contextlib.suppress(OSError):  # another process removed it first
+            if entry.lstat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                remove(entry)
+            else:
+                entry.unlink()

@@ -135,6 +135,7 @@ class Dataset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     n_x: Mapped[int]
     m: Mapped[int]
+    m_test: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # the test split
     classes: Mapped[list[str]] = mapped_column(JSON)
     image_shape: Mapped[list[int]] = mapped_column(JSON)
     size_bytes: Mapped[int]

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import store.datasets
 from models import BUILTIN_DATASETS, Dataset, DatasetError, load_dataset, train_val_split
+from models.datasets import DatasetLimits
 from models.datasets.dataset import check_two_classes_present
 from settings import Settings
 from store.db import transaction
@@ -42,7 +43,8 @@ def load_training_data(
         path = None
     else:
         found = uploaded_dataset_path(name, settings, session_factory)
-        dataset, sha256 = _from_path(str(found), found.stat().st_mtime_ns, dtype)
+        limits = settings.dataset_limits()
+        dataset, sha256 = _from_path(str(found), found.stat().st_mtime_ns, dtype, limits)
         path = str(found)
     fraction = spec.training.validation_split
     X, Y, X_val, Y_val = train_val_split(dataset.X, dataset.Y, fraction, seed=spec.training.seed)
@@ -62,7 +64,11 @@ def uploaded_dataset_path(
         if row is None:
             known = ", ".join(BUILTIN_DATASETS)
             raise DatasetError(f"unknown dataset {name!r}: not built in ({known}) nor uploaded")
-        return settings.datasets_folder / row.path
+        root = settings.datasets_folder
+        found = (root / row.path).resolve()
+    if not found.is_relative_to(root / name):  # a row is data too: never a path outside
+        raise DatasetError(f"dataset {name!r}: its stored path is outside its folder")
+    return found
 
 
 # A worker runs job after job on the same few datasets: loading and hashing them once per
@@ -74,6 +80,6 @@ def _builtin(name: str, dtype: str) -> tuple[Dataset, str]:
 
 
 @lru_cache(maxsize=2)
-def _from_path(path: str, mtime_ns: int, dtype: str) -> tuple[Dataset, str]:
-    dataset = load_dataset(Path(path), dtype=dtype)
+def _from_path(path: str, mtime_ns: int, dtype: str, limits: DatasetLimits) -> tuple[Dataset, str]:
+    dataset = load_dataset(Path(path), dtype=dtype, limits=limits)
     return dataset, dataset.sha256()

@@ -8,15 +8,18 @@ h5py, scikit-learn and scikit-image are imported by the reader that needs them
 
 from .builtin import BUILTIN_DATASETS
 from .dataset import Dataset, DatasetError, MissingDependencyError
-from .loader import load_dataset
+from .limits import DatasetLimits
+from .loader import inspect_dataset, load_dataset
 from .preprocessing import flatten, one_hot, scale_pixels, standardize, train_val_split
 
 __all__ = [
     "BUILTIN_DATASETS",
     "Dataset",
     "DatasetError",
+    "DatasetLimits",
     "MissingDependencyError",
     "flatten",
+    "inspect_dataset",
     "load_dataset",
     "one_hot",
     "scale_pixels",

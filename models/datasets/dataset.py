@@ -16,6 +16,9 @@ from types import ModuleType
 import numpy as np
 
 INSTALL_HINT = "pip install 'gradq[datasets]'"
+HASH_BLOCK_BYTES = 8 * 1024 * 1024  # rows hashed at a time
+MAX_CLASSES = 1000
+MAX_CLASS_NAME_CHARS = 128
 
 
 class DatasetError(ValueError):
@@ -34,6 +37,16 @@ def require(module: str, needed_for: str) -> ModuleType:
         raise MissingDependencyError(
             f"{needed_for} needs the '{module.split('.')[0]}' package: {INSTALL_HINT}"
         ) from error
+
+
+def regular_file(path: os.PathLike) -> bool:
+    """A file itself, not a link to one: a dataset never reads outside its own folder."""
+    return not os.path.islink(path) and os.path.isfile(path)
+
+
+def regular_folder(path: os.PathLike) -> bool:
+    """A folder itself, not a link to one."""
+    return not os.path.islink(path) and os.path.isdir(path)
 
 
 def float_dtype(dtype: str | np.dtype | type) -> np.dtype:
@@ -113,21 +126,54 @@ class Dataset:
 
         Shapes and dtype go in too, so that reshaped or recast data hashes differently.
         """
-        rows = np.ascontiguousarray(self.X.T, dtype=self.X.dtype.newbyteorder("<"))
-        digest = hashlib.sha256()
-        digest.update(f"{rows.dtype.str}{rows.shape}{self.image_shape}".encode())
-        digest.update(rows.tobytes())
-        digest.update(np.ascontiguousarray(self.Y, dtype="<i8").tobytes())
-        digest.update("\0".join(self.classes).encode())
-        return digest.hexdigest()
+        rows = self.X.T  # (m, n_x), C-contiguous
+        digest = DatasetDigest(rows.dtype, rows.shape, self.image_shape)
+        step = max(1, HASH_BLOCK_BYTES // max(1, rows.strides[0]))
+        for start in range(0, rows.shape[0], step):
+            digest.update(rows[start : start + step])
+        return digest.finish(self.Y, self.classes)
 
 
-def check_classes(classes: tuple[str, ...], source: str | os.PathLike) -> tuple[str, ...]:
-    """At least two distinct class names, else DatasetError."""
+class DatasetDigest:
+    """Dataset.sha256 fed a block of rows at a time, so that no copy of X is ever made whole."""
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, int], image_shape: tuple[int, ...]):
+        self._dtype = np.dtype(dtype).newbyteorder("<")
+        shape, image_shape = tuple(map(int, shape)), tuple(map(int, image_shape))
+        self._hash = hashlib.sha256(f"{self._dtype.str}{shape}{image_shape}".encode())
+
+    def update(self, rows: np.ndarray) -> None:
+        """rows: (k, n_x), the next k examples."""
+        self._hash.update(np.ascontiguousarray(rows, dtype=self._dtype))
+
+    def finish(self, Y: np.ndarray, classes: tuple[str, ...]) -> str:
+        """Y: (1, m) or (m,) labels."""
+        self._hash.update(np.ascontiguousarray(Y, dtype="<i8"))
+        self._hash.update("\0".join(classes).encode())
+        return self._hash.hexdigest()
+
+
+def check_classes(
+    classes: tuple[str, ...],
+    source: str | os.PathLike,
+    max_classes: int = MAX_CLASSES,
+    max_chars: int = MAX_CLASS_NAME_CHARS,
+) -> tuple[str, ...]:
+    """At least two distinct, printable class names, at most ``max_classes`` of at most
+    ``max_chars`` characters each; else DatasetError."""
     if len(classes) < 2:
         raise DatasetError(
             f"{source}: a single class {list(classes)}; a classifier needs at least two"
         )
+    if len(classes) > max_classes:
+        raise DatasetError(f"{source}: {len(classes)} classes, over the limit of {max_classes}")
+    for name in classes:
+        # Names travel into JSON, SQL and MLflow: no control characters, no empty names.
+        if not name.strip() or not name.isprintable() or len(name) > max_chars:
+            raise DatasetError(
+                f"{source}: class name {name[:max_chars]!r} must be 1 to {max_chars} printable "
+                "characters"
+            )
     if len(set(classes)) != len(classes):
         raise DatasetError(f"{source}: duplicate class names in {list(classes)}")
     return classes
@@ -148,21 +194,19 @@ def check_two_classes_present(
         )
 
 
-def pixels_as_float(x: np.ndarray, source: str | os.PathLike, dtype: np.dtype) -> np.ndarray:
-    """x: (m, ...) uint8 (scaled by 1/255) or float (must be finite, kept) -> same shape, dtype."""
-    if x.dtype == np.uint8:
-        return np.divide(x, 255, dtype=dtype)
-    if x.dtype.kind != "f":
+def write_floats(block: np.ndarray, out: np.ndarray, source: str | os.PathLike) -> None:
+    """block: (k, n_x) uint8 or float -> out: (k, n_x) float, uint8 scaled by 1/255; a
+    non-finite value (or one beyond out's range) is a DatasetError."""
+    if block.dtype == np.uint8:
+        np.divide(block, 255, out=out, dtype=out.dtype)
+        return
+    with np.errstate(over="ignore"):  # beyond float32's range: refused just below
+        out[...] = block
+    if not np.isfinite(out).all():
         raise DatasetError(
-            f"{source}: images have dtype {x.dtype}; expected uint8 pixels or float values"
+            f"{source}: images contain non-finite values (NaN or inf, or beyond {out.dtype}'s "
+            "range)"
         )
-    with np.errstate(over="ignore"):  # a float64 beyond float32's range: refused just below
-        values = x.astype(dtype, copy=False)
-    if not np.isfinite(values).all():
-        raise DatasetError(
-            f"{source}: images contain non-finite values (NaN or inf, or beyond {dtype}'s range)"
-        )
-    return values
 
 
 def integer_labels(y: np.ndarray, source: str | os.PathLike) -> np.ndarray:
@@ -177,7 +221,9 @@ def integer_labels(y: np.ndarray, source: str | os.PathLike) -> np.ndarray:
     return y
 
 
-def classes_by_index(source: str | os.PathLike, *label_arrays: np.ndarray) -> tuple[str, ...]:
+def classes_by_index(
+    source: str | os.PathLike, *label_arrays: np.ndarray, max_classes: int = MAX_CLASSES
+) -> tuple[str, ...]:
     """Names "0".."k-1" for integer labels that come without names; k = largest label + 1.
 
     label_arrays: the training labels (m,), then any others (a test split's)."""
@@ -185,6 +231,11 @@ def classes_by_index(source: str | os.PathLike, *label_arrays: np.ndarray) -> tu
     if labels[0].size == 0:  # say so, rather than "a single class ['0']"
         raise DatasetError(f"{source}: no examples (the labels are empty)")
     largest = max((int(y.max()) for y in labels if y.size), default=0)
+    if largest >= max_classes:  # checked before making a name per class
+        raise DatasetError(
+            f"{source}: label {largest} means {largest + 1} classes, over the limit of "
+            f"{max_classes}"
+        )
     return tuple(str(i) for i in range(largest + 1))
 
 
@@ -207,7 +258,8 @@ def to_columns(
     source: str | os.PathLike,
     dtype: np.dtype,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """x: (m, ...) images or vectors, y: (m,) labels -> X (n_x, m) row-stored view, Y (1, m)."""
+    """x: (m, ...) float images or vectors in memory (the built-ins), y: (m,) labels ->
+    X (n_x, m) row-stored view, Y (1, m)."""
     if x.ndim < 2:
         raise DatasetError(f"{source}: images must be (m, ...) with m examples, got {x.shape}")
     if len(x) != np.size(y):
@@ -215,5 +267,6 @@ def to_columns(
     if len(x) == 0:
         raise DatasetError(f"{source}: no examples")
     labels = labels_as_int(y, source, num_classes)
-    rows = np.ascontiguousarray(pixels_as_float(x, source, dtype).reshape(len(x), -1))
+    rows = np.empty((len(x), math.prod(x.shape[1:])), dtype=dtype)
+    write_floats(x.reshape(len(x), -1), rows, source)
     return rows.T, labels.reshape(1, -1)

@@ -2,17 +2,31 @@
 
 Class names are the sorted subfolder names; label i is ``classes[i]``. Every image is converted
 to one mode ("RGB" or "L") and resized to one size so that they stack into a single array.
+
+An image's header tells its size without decoding it: every header is read first, and a folder
+whose images are too many, one of them too large, or all of them together too much to decode is
+refused before a pixel is decoded. Links are refused: a dataset never reads outside its folder.
 """
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError, check_classes, require, to_columns
+from .dataset import DatasetError, check_classes, regular_file, regular_folder, require
+from .limits import DatasetLimits, check_budget
+from .stored import StoredDataset, StoredRows, stored_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # the decoders Pillow may use, whatever the name
 MODES = ("RGB", "L")
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _pil():
+    Image = require("PIL.Image", "reading folders of images")
+    return Image
 
 
 def _visible(path: Path) -> bool:
@@ -20,64 +34,98 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def class_folders(root: Path) -> list[Path]:
+def _entries(folder: Path, limits: DatasetLimits) -> list[Path]:
+    """The visible entries of ``folder``, at most max_files of them; no links."""
+    entries = list(itertools.islice(folder.iterdir(), limits.max_files + 1))
+    if len(entries) > limits.max_files:
+        raise DatasetError(f"{folder}: more than {limits.max_files} entries")
+    visible = [p for p in entries if _visible(p)]
+    for path in visible:
+        if path.is_symlink():
+            raise DatasetError(f"{path}: a symbolic link; a dataset holds its own files only")
+    return visible
+
+
+def class_folders(root: Path, limits: DatasetLimits) -> list[Path]:
     """The class subfolders, sorted by name; at least two."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    folders = sorted(p for p in _entries(root, limits) if regular_folder(p))
     if not folders:
         raise DatasetError(
             f"{root}: no class subfolders; expected one subfolder of images per class"
         )
-    check_classes(tuple(f.name for f in folders), root)
+    check_classes(
+        tuple(f.name for f in folders), root, limits.max_classes, limits.max_class_name_chars
+    )
     return folders
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, limits: DatasetLimits) -> list[Path]:
     """The images in one class folder, sorted; at least one."""
     files = sorted(
         p
-        for p in folder.iterdir()
-        if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+        for p in _entries(folder, limits)
+        if regular_file(p) and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not files:
         raise DatasetError(f"{folder}: empty class folder, no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
-def _open(path: Path):
-    """The decoded first frame of an image, or DatasetError."""
-    Image = require("PIL.Image", "reading folders of images")
+def _unreadable(path: Path, error: Exception) -> DatasetError:
+    return DatasetError(f"{path}: corrupt or unreadable image ({error})")
+
+
+def _too_large(path: Path, size: str, limits: DatasetLimits) -> DatasetError:
+    return DatasetError(
+        f"{path}: {size} pixels are over the limit of {limits.max_image_pixels:,} per image"
+    )
+
+
+def _header(path: Path, limits: DatasetLimits) -> tuple[int, int, str, int]:
+    """(width, height, mode, bands) from the image's header; no pixel is decoded."""
+    Image = _pil()
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
+            width, height, mode = image.width, image.height, image.mode
+            bands = len(image.getbands())
+    except Image.DecompressionBombError as error:  # over twice the limit: Pillow's refusal
+        raise _too_large(path, "its", limits) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _unreadable(path, error) from error
+    if width * height > limits.max_image_pixels:
+        raise _too_large(path, f"{width}x{height}", limits)
+    return width, height, mode, bands
+
+
+def _decode(path: Path, mode: str, size_hw: tuple[int, int]) -> np.ndarray:
+    """One image as uint8 (h, w) for "L" or (h, w, 3) for "RGB"."""
+    Image = _pil()
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             image.load()
             # Palette transparency must go through RGBA, or Pillow warns on the RGB conversion.
             if image.mode == "P" and "transparency" in image.info:
-                return image.convert("RGBA")
-            return image.copy()
+                image = image.convert("RGBA")
+            image = image.convert(mode)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"{path}: corrupt or unreadable image ({error})") from error
-
-
-def _normal_mode(mode: str) -> str:
-    return "L" if mode in GRAYSCALE_MODES else "RGB"
-
-
-def _pixels(path: Path, mode: str, size_hw: tuple[int, int]) -> np.ndarray:
-    """One image as uint8 (h, w) for "L" or (h, w, 3) for "RGB"."""
-    Image = require("PIL.Image", "reading folders of images")
-    image = _open(path).convert(mode)
+        raise _unreadable(path, error) from error
     height, width = size_hw
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
-def load_image_folder(
+def _normal_mode(mode: str) -> str:
+    return "L" if mode in GRAYSCALE_MODES else "RGB"
+
+
+def inspect_image_folder(
     root: Path,
-    dtype: np.dtype,
+    limits: DatasetLimits,
     image_size: tuple[int, int] | None = None,
     mode: str | None = None,
-) -> Dataset:
-    """root/<class>/<image> -> X (h*w*c, m) with pixels / 255, Y (1, m).
+) -> StoredDataset:
+    """root/<class>/<image> -> examples (m, h, w[, 3]) uint8, labels the class folders' order.
 
     image_size: (height, width); default the first image's. mode: "RGB" (c = 3) or "L" (c = 1,
     image_shape (h, w)); default the first image's, palette/alpha/16-bit modes mapped to RGB or L.
@@ -88,23 +136,35 @@ def load_image_folder(
         len(image_size) != 2 or any(int(side) < 1 for side in image_size)
     ):
         raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size}")
-    folders = class_folders(root)
-    files_per_class = [image_files(folder) for folder in folders]
-    first = _open(files_per_class[0][0])
-    mode = mode or _normal_mode(first.mode)
-    size_hw = (
-        (int(image_size[0]), int(image_size[1])) if image_size else (first.height, first.width)
+    folders = class_folders(root, limits)
+    files, labels = [], []
+    for label, folder in enumerate(folders):
+        found = image_files(folder, limits)
+        files += found
+        labels += [label] * len(found)
+        if len(files) > limits.max_files:
+            raise DatasetError(f"{root}: more than {limits.max_files} images")
+    Image = _pil()
+    Image.MAX_IMAGE_PIXELS = limits.max_image_pixels  # Pillow's own guard, at decoding too
+    headers = [_header(path, limits) for path in files]
+    # Each image is decoded at its own size before it is resized: that work is bounded too.
+    decoded = sum(width * height * bands for width, height, _, bands in headers)
+    check_budget(root, decoded, limits, "decoding its images")
+    first_width, first_height, first_mode, _ = headers[0]
+    mode = mode or _normal_mode(first_mode)
+    size_hw = (first_height, first_width)
+    if image_size:
+        size_hw = (int(image_size[0]), int(image_size[1]))
+    shape = (len(files), *size_hw, *((3,) if mode == "RGB" else ()))
+    rows = StoredRows(
+        str(root), shape, np.dtype(np.uint8), lambda k: _blocks(files, mode, size_hw, k)
     )
-    image_shape = size_hw + ((3,) if mode == "RGB" else ())
-    m = sum(len(files) for files in files_per_class)
-    pixels = np.empty((m, *image_shape), dtype=np.uint8)
-    labels = np.empty(m, dtype=np.int64)
-    i = 0
-    for label, files in enumerate(files_per_class):
-        for path in files:
-            pixels[i] = _pixels(path, mode, size_hw)
-            labels[i] = label
-            i += 1
     classes = tuple(folder.name for folder in folders)
-    X, Y = to_columns(pixels, labels, len(classes), root, dtype)
-    return Dataset(root.name, X, Y, classes, image_shape)
+    return stored_dataset(root.name, (rows, np.array(labels, dtype=np.int64)), classes, limits)
+
+
+def _blocks(
+    files: list[Path], mode: str, size_hw: tuple[int, int], per_block: int
+) -> Iterator[np.ndarray]:
+    for start in range(0, len(files), per_block):
+        yield np.stack([_decode(path, mode, size_hw) for path in files[start : start + per_block]])

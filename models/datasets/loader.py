@@ -3,11 +3,14 @@
 import os
 from pathlib import Path
 
-from .arrays import load_h5, load_npz
 from .builtin import BUILTIN_DATASETS, load_builtin
 from .dataset import Dataset, DatasetError, float_dtype
-from .idx import find_images_in, is_idx_images, load_idx
-from .images import load_image_folder
+from .h5 import inspect_h5
+from .idx import find_images_in, inspect_idx, is_idx_images
+from .images import inspect_image_folder
+from .limits import DatasetLimits
+from .npz import inspect_npz
+from .stored import StoredDataset
 
 H5_SUFFIXES = (".h5", ".hdf5")
 SUPPORTED = (
@@ -22,6 +25,7 @@ def load_dataset(
     image_size: tuple[int, int] | None = None,
     mode: str | None = None,
     dtype: str = "float32",
+    limits: DatasetLimits | None = None,
 ) -> Dataset:
     """Load a dataset as X (n_x, m) (row-stored), Y (1, m) class indices.
 
@@ -35,6 +39,8 @@ def load_dataset(
     image_size: (height, width) to resize images to; folders of images only.
     mode: "RGB" or "L"; folders of images only.
     dtype: floating dtype of X.
+    limits: what reading may cost (DatasetLimits' defaults when None); a source over them is
+        refused from its headers, before its data is read.
 
     Raises DatasetError (a ValueError) naming the file and the problem, and
     MissingDependencyError (an ImportError) when an optional reader is not installed.
@@ -43,6 +49,20 @@ def load_dataset(
     if isinstance(source, str) and source in BUILTIN_DATASETS:
         _no_image_options(source, image_size, mode)
         return load_builtin(source, resolved)
+    limits = limits or DatasetLimits()
+    stored = inspect_dataset(source, limits=limits, image_size=image_size, mode=mode)
+    return stored.load(resolved, limits)
+
+
+def inspect_dataset(
+    source: str | os.PathLike,
+    *,
+    limits: DatasetLimits,
+    image_size: tuple[int, int] | None = None,
+    mode: str | None = None,
+) -> StoredDataset:
+    """The dataset at the path ``source`` as its headers describe it (see StoredDataset):
+    every check that needs no example is done."""
     path = Path(source)
     if not path.exists():
         raise DatasetError(
@@ -50,18 +70,18 @@ def load_dataset(
             f"(built-in: {', '.join(BUILTIN_DATASETS)})"
         )
     if path.is_dir():
-        idx_images = find_images_in(path)
+        idx_images = find_images_in(path, limits)
         if idx_images is None:
-            return load_image_folder(path, resolved, image_size=image_size, mode=mode)
+            return inspect_image_folder(path, limits, image_size=image_size, mode=mode)
         path = idx_images
     _no_image_options(path, image_size, mode)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return load_npz(path, resolved)
+        return inspect_npz(path, limits)
     if suffix in H5_SUFFIXES:
-        return load_h5(path, resolved)
+        return inspect_h5(path, limits)
     if is_idx_images(path):
-        return load_idx(path, resolved)
+        return inspect_idx(path, limits)
     raise DatasetError(f"{path}: unsupported source; expected {SUPPORTED}")
 
 

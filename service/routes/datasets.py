@@ -1,5 +1,11 @@
-"""Datasets: the built-ins and the uploads (a zip of class folders, an .npz, a course .h5)."""
+"""Datasets: the built-ins and the uploads (a zip of class folders, an .npz, a course .h5).
 
+An upload is checked as every worker will read it (models.datasets, with the settings' limits),
+from its headers first and then one block of examples at a time, so that the API's memory per
+upload stays small whatever the file declares.
+"""
+
+import re
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -8,7 +14,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import BUILTIN_DATASETS, Dataset, DatasetError, load_dataset
+from models import BUILTIN_DATASETS, DatasetError
+from models.datasets import inspect_dataset
+from models.datasets.stored import StoredDataset
 from service import uploads
 from service.catalog import all_datasets, describe_row, find_dataset
 from service.deps import SessionDep, SettingsDep
@@ -23,6 +31,8 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 KINDS = {".zip": "images", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
 STAGING = ".staging"
+# A path the client did not send has no place in an answer: /srv/data/x, C:\\data\\x.
+SERVER_PATH = re.compile(r"(?:/[^\s'\"/:,()]+){2,}/?")
 
 
 @router.get("", response_model=DatasetList)
@@ -32,7 +42,8 @@ def list_datasets(session: SessionDep) -> DatasetList:
 
 @router.get("/{name}", response_model=DatasetOut)
 def get_dataset(name: str, session: SessionDep) -> DatasetOut:
-    info = find_dataset(session, name)
+    # A name no upload can have is not looked up (PostgreSQL refuses NUL characters).
+    info = find_dataset(session, name) if re.fullmatch(NAME_PATTERN, name) else None
     if info is None:
         raise not_found("dataset", name)
     return dataset_out(info)
@@ -53,19 +64,17 @@ def upload_dataset(
     staging.mkdir(parents=True)
     try:
         source = _stage(kind, file, test_file, staging, settings)
-        uploads.check_decoded_size(
-            kind, source, uploads.ZIP_EXPANSION_FACTOR * settings.max_upload_bytes, "file"
-        )
-        dataset = _load(source, staging, name)
+        stored, sha256 = _check(source, staging, name, settings)
         row = DatasetRow(
             name=name,
             path=f"{name}/{source.relative_to(staging).as_posix()}",
             kind=kind,
-            sha256=dataset.sha256(),
-            n_x=dataset.n_x,
-            m=dataset.m,
-            classes=list(dataset.classes),
-            image_shape=list(dataset.image_shape),
+            sha256=sha256,
+            n_x=stored.n_x,
+            m=stored.m,
+            m_test=stored.m_test,
+            classes=list(stored.classes),
+            image_shape=list(stored.image_shape),
             size_bytes=uploads.folder_size(staging),
         )
         _register(session, row, staging, settings.datasets_folder / name)
@@ -120,13 +129,23 @@ def _stage(
     return uploads.dataset_root(extracted)
 
 
-def _load(source: Path, staging: Path, name: str) -> Dataset:
+def _check(source: Path, staging: Path, name: str, settings: Settings) -> tuple[StoredDataset, str]:
+    """The dataset as its headers describe it, and the sha256 of its examples, each read and
+    checked once; 422 naming the upload, never a server path, when it is refused."""
+    limits = settings.dataset_limits()
     try:
-        return load_dataset(source)
+        stored = inspect_dataset(source, limits=limits)
+        return stored, stored.digest(limits)
     except DatasetError as error:
-        # The message names the server's staging folder; the client knows the upload's name.
-        message = str(error).replace(str(staging), name)
+        message = _public(str(error), staging, name)
         raise APIError(422, "invalid_dataset", message, "file") from error
+
+
+def _public(message: str, staging: Path, name: str) -> str:
+    """The message with the upload's own name where it named the staging folder, and any
+    other server path left out."""
+    message = message.replace(str(staging) + "/", f"{name}/").replace(str(staging), name)
+    return SERVER_PATH.sub("<path>", message)
 
 
 def _register(session: Session, row: DatasetRow, staging: Path, final: Path) -> None:

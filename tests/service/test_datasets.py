@@ -15,11 +15,14 @@ from sqlalchemy import func, select
 from store.tables import Dataset
 
 MAX_UPLOAD = 64 * 1024
+MAX_DECODED = 1024 * 1024
 
 
 @pytest.fixture
 def client(make_client, redis_queue):
-    return make_client(broker_url=redis_queue.url, max_upload_bytes=MAX_UPLOAD)
+    return make_client(
+        broker_url=redis_queue.url, max_upload_bytes=MAX_UPLOAD, max_dataset_bytes=MAX_DECODED
+    )
 
 
 def png(color: tuple[int, int, int]) -> bytes:
@@ -203,7 +206,7 @@ def compressed_h5(values: int) -> bytes:
     return buffer.getvalue()
 
 
-BOMB_VALUES = 8 * MAX_UPLOAD  # twice the decoded limit, a few kilobytes compressed
+BOMB_VALUES = 2 * MAX_DECODED  # 8 times the decoded limit as float32, a few kilobytes
 
 
 UNUSABLE = {  # filename, content, status, field, a word of the reason
@@ -219,9 +222,9 @@ UNUSABLE = {  # filename, content, status, field, a word of the reason
     "symlink": ("link.zip", symlink_zip(), 422, "file", "symbolic link"),
     "zip bomb": ("bomb.zip", bomb_zip(), 422, "file", "expands to"),
     "image bomb": ("big.zip", zip_of({"a/0.png": big_png(400), "b/0.png": big_png(400)}), 422,
-                   "file", "decodes to"),
-    "npz bomb": ("bomb.npz", compressed_npz(BOMB_VALUES), 422, "file", "decodes to"),
-    "h5 bomb": ("bomb.h5", compressed_h5(BOMB_VALUES), 422, "file", "decodes to"),
+                   "file", "once decoded"),
+    "npz bomb": ("bomb.npz", compressed_npz(BOMB_VALUES), 422, "file", "once decoded"),
+    "h5 bomb": ("bomb.h5", compressed_h5(BOMB_VALUES), 422, "file", "once decoded"),
     "file where a folder goes": ("clash.zip", zip_of({"cat": b"x", "cat/0.png": b"y"}), 422,
                                  "file", "cannot extract"),
     "unknown type": ("data.csv", b"1,2,3", 422, "file", "expected a .zip"),
