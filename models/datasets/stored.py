@@ -22,7 +22,7 @@ from .dataset import (
 )
 from .limits import MIB, DatasetLimits, check_budget, float_bytes
 
-BLOCK_BYTES = 8 * MIB  # examples read at a time, as stored
+BLOCK_VALUES = MIB  # values read at a time: at most 8 MiB as stored
 PIXEL_DTYPES = "uint8 pixels or float values (float16, float32, float64)"
 DIGEST_DTYPE = np.dtype("float32")  # an upload's sha256 is that of its float32 Dataset
 
@@ -61,12 +61,12 @@ class StoredRows:
 
     @property
     def rows_per_block(self) -> int:
-        return max(1, BLOCK_BYTES // max(1, self.n_x * self.dtype.itemsize))
+        return max(1, BLOCK_VALUES // max(1, self.n_x))
 
     @property
     def block_bytes(self) -> int:
-        """The largest block read, as stored, and as floats of up to 8 bytes."""
-        return min(self.m, self.rows_per_block) * self.n_x * (self.dtype.itemsize + 8)
+        """The largest block in memory: as stored, as float32 (digest) and its finite mask."""
+        return min(self.m, self.rows_per_block) * self.n_x * (self.dtype.itemsize + 5)
 
     def blocks(self) -> Iterator[np.ndarray]:
         """The examples as (k, n_x) blocks of the stored dtype, m rows in all."""

@@ -31,8 +31,8 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 KINDS = {".zip": "images", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
 STAGING = ".staging"
-# A path the client did not send has no place in an answer: /srv/data/x, C:\\data\\x.
-SERVER_PATH = re.compile(r"(?:/[^\s'\"/:,()]+){2,}/?")
+# A path the client did not send has no place in an answer (/srv/gradq/datasets/...).
+SERVER_PATH = re.compile(r"(?<![\w.-])(?:/[^\s'\"/:,()]+){2,}/?")
 
 
 @router.get("", response_model=DatasetList)
