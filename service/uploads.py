@@ -10,10 +10,11 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from models.datasets import DatasetError
+from models.datasets.arrays import zip_entry_count
 from service.errors import APIError
 
 CHUNK_BYTES = 1024 * 1024
-MAX_ZIP_MEMBERS = 20_000
 ZIP_EXPANSION_FACTOR = 4  # uncompressed bytes allowed per uploaded byte limit
 IGNORED_ZIP_FOLDERS = ("__MACOSX",)
 ZIP_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
@@ -38,15 +39,18 @@ def save_capped(source: BinaryIO, destination: Path, max_bytes: int, field: str)
     return size
 
 
-def extract_zip(archive: Path, target: Path, max_bytes: int, field: str) -> None:
+def extract_zip(archive: Path, target: Path, max_bytes: int, max_members: int, field: str) -> None:
     """Extract ``archive`` into ``target``, refusing absolute paths, '..', symlinks, more than
-    MAX_ZIP_MEMBERS members or more than ``max_bytes`` uncompressed (422)."""
+    ``max_members`` members or more than ``max_bytes`` uncompressed (422)."""
     try:
+        # Counted from the end record before zipfile reads every entry of the directory.
+        _check_count(zip_entry_count(archive), max_members, field)
         zip_file = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as error:
+    except (DatasetError, zipfile.BadZipFile, OSError) as error:
         raise unusable(field, f"{field} is not a readable zip archive ({error})") from error
     with zip_file:
         members = [m for m in zip_file.infolist() if not _ignored(m.filename)]
+        _check_count(len(members), max_members, field)
         _check_members(members, max_bytes, field)
         written = 0
         for member in members:
@@ -58,9 +62,12 @@ def _ignored(name: str) -> bool:
     return bool(parts) and parts[0] in IGNORED_ZIP_FOLDERS
 
 
+def _check_count(count: int, max_members: int, field: str) -> None:
+    if count > max_members:
+        raise unusable(field, f"{field} holds {count} entries, over the limit of {max_members}")
+
+
 def _check_members(members: list[zipfile.ZipInfo], max_bytes: int, field: str) -> None:
-    if len(members) > MAX_ZIP_MEMBERS:
-        raise unusable(field, f"{field} holds {len(members)} entries, over {MAX_ZIP_MEMBERS}")
     declared = sum(member.file_size for member in members)
     if declared > max_bytes:
         raise unusable(field, f"{field} expands to {declared} bytes, over {max_bytes}")

@@ -5,6 +5,7 @@ Never unpickles: arrays load with ``allow_pickle=False``, and an object array be
 DatasetError naming the file, since unpickling an untrusted file runs arbitrary code.
 """
 
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,6 +17,8 @@ from .dataset import DatasetError
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
+END_RECORD_BYTES = 22  # and a comment of at most 65,535 bytes after it
 
 
 def starts_with(path: Path, magics: tuple[bytes, ...]) -> bool:
@@ -40,3 +43,16 @@ def read_npy(path: Path) -> np.ndarray:
             return np.load(file, allow_pickle=False)
     except NPZ_READ_ERRORS as error:
         raise unreadable(path, "the array", error) from error
+
+
+def zip_entry_count(path: Path) -> int:
+    """The number of entries a zip's end record declares, read before zipfile parses (and
+    holds in memory) its whole central directory; 65,535 means a ZIP64 archive of more."""
+    with open(path, "rb") as file:
+        size = file.seek(0, 2)
+        file.seek(max(0, size - END_RECORD_BYTES - 65_535))
+        tail = file.read()
+    at = tail.rfind(END_OF_CENTRAL_DIRECTORY)
+    if at < 0 or len(tail) - at < END_RECORD_BYTES:
+        raise DatasetError(f"{path}: not a zip archive (no end of central directory)")
+    return struct.unpack("<H", tail[at + 10 : at + 12])[0]

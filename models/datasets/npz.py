@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import NPZ_READ_ERRORS, ZIP_MAGICS, starts_with, unreadable
+from .arrays import NPZ_READ_ERRORS, ZIP_MAGICS, starts_with, unreadable, zip_entry_count
 from .dataset import DatasetError
 from .limits import DatasetLimits, check_budget, nbytes
 from .stored import StoredDataset, StoredRows, stored_dataset
@@ -44,6 +44,7 @@ def inspect_npz(path: Path, limits: DatasetLimits) -> StoredDataset:
     """What the archive holds, its labels and class names read; the examples not yet."""
     if not starts_with(path, ZIP_MAGICS):
         raise DatasetError(f"{path}: not an .npz archive (not a zip file)")
+    _check_member_count(zip_entry_count(path), path, limits)
     try:
         with zipfile.ZipFile(path) as archive:
             members = _members(archive, path, limits)
@@ -70,10 +71,7 @@ def _members(archive: zipfile.ZipFile, path: Path, limits: DatasetLimits) -> dic
     """The members gradq reads (x, y, and those present of classes, x_test, y_test), headers
     checked; the others are never opened."""
     infos = archive.infolist()
-    if len(infos) > limits.max_npz_members:
-        raise DatasetError(
-            f"{path}: {len(infos)} members, over the limit of {limits.max_npz_members}"
-        )
+    _check_member_count(len(infos), path, limits)
     arrays = {info.filename.removesuffix(".npy"): info for info in infos}
     missing = {"x", "y"} - arrays.keys()
     if missing:
@@ -85,6 +83,11 @@ def _members(archive: zipfile.ZipFile, path: Path, limits: DatasetLimits) -> dic
         raise DatasetError(f"{path}: x_test and y_test must be saved together")
     wanted = ("x", "y", "classes", "x_test", "y_test")
     return {key: _member(archive, arrays[key], path) for key in wanted if key in arrays}
+
+
+def _check_member_count(count: int, path: Path, limits: DatasetLimits) -> None:
+    if count > limits.max_npz_members:
+        raise DatasetError(f"{path}: {count} members, over the limit of {limits.max_npz_members}")
 
 
 def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Member:

@@ -124,7 +124,8 @@ def _stage(
     uploads.save_capped(file.file, archive, limit, "file")
     extracted = staging / "images"
     extracted.mkdir()
-    uploads.extract_zip(archive, extracted, uploads.ZIP_EXPANSION_FACTOR * limit, "file")
+    expanded = uploads.ZIP_EXPANSION_FACTOR * limit
+    uploads.extract_zip(archive, extracted, expanded, settings.max_dataset_files, "file")
     archive.unlink()
     return uploads.dataset_root(extracted)
 

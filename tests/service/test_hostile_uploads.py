@@ -189,3 +189,16 @@ def test_staging_left_by_a_crashed_upload_is_removed_at_start_and_a_fresh_one_ke
 
     assert not old.exists()
     assert (fresh / "images" / "0.png").exists()
+
+
+def test_a_zip_of_more_entries_than_the_limit_is_refused_from_its_end_record(
+    make_client, redis_queue, rows
+):
+    client = make_client(broker_url=redis_queue.url, max_dataset_files=10)
+    members = {f"{c}/{i}.png": png_of_size(1, 1) for c in "ab" for i in range(6)}
+
+    response = upload(client, "many", "many.zip", zip_of(members))
+
+    assert response.status_code == 422
+    assert "holds 12 entries, over the limit of 10" in response.json()["error"]["message"]
+    assert stored_datasets(rows, client) == (0, [])
