@@ -54,5 +54,8 @@ def zip_entry_count(path: Path) -> int:
         tail = file.read()
     at = tail.rfind(END_OF_CENTRAL_DIRECTORY)
     if at < 0 or len(tail) - at < END_RECORD_BYTES:
-        raise DatasetError(f"{path}: not a zip archive (no end of central directory)")
+        raise DatasetError(
+            f"{path}: could not read the archive (no end of central directory: truncated, or "
+            "not a zip)"
+        )
     return struct.unpack("<H", tail[at + 10 : at + 12])[0]

@@ -42,9 +42,10 @@ class StoredRows:
     held_bytes: int = 0
 
     def __post_init__(self) -> None:
-        if len(self.shape) < 2:
+        if len(self.shape) < 2 or 0 in self.shape[1:]:
             raise DatasetError(
-                f"{self.source}: images must be (m, ...) with m examples, got {self.shape}"
+                f"{self.source}: images must be (m, ...) with m examples of at least one value, "
+                f"got {self.shape}"
             )
         if not (self.dtype == np.uint8 or (self.dtype.kind == "f" and self.dtype.itemsize <= 8)):
             raise DatasetError(

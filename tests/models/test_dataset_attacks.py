@@ -210,6 +210,12 @@ def test_the_decoded_size_counts_the_training_dtype_not_the_stored_bytes(tmp_pat
     assert load_dataset(path, limits=DatasetLimits(max_bytes=16 * MIB)).X.dtype == np.float32
 
 
+def test_npz_of_examples_without_values_is_refused(tmp_path):
+    path = tmp_path / "empty.npz"
+    np.savez(path, x=np.zeros((4, 3, 0), np.uint8), y=np.arange(4) % 2)
+    refused(path, "at least one value")
+
+
 def test_npz_encrypted_or_bzip2_member_is_refused(tmp_path):
     path = tmp_path / "bz.npz"
     members = {"x.npy": npy_member(np.zeros((2, 2))), "y.npy": npy_member(np.arange(2))}
