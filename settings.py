@@ -5,13 +5,25 @@ broker that needs no server, MLflow on 127.0.0.1:5000. Secrets (database passwor
 come only from the environment.
 """
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REDIS_VISIBILITY_TIMEOUT_SECONDS = 24 * 3600
+# A self-hosted service for offline machines never phones home (MLflow reads both at run time).
+MLFLOW_TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def turn_off_mlflow_telemetry() -> None:
+    """MLflow's telemetry off in this process, unless its environment says otherwise; call it
+    before MLflow is imported (its telemetry client starts at import)."""
+    for name, value in MLFLOW_TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
 
 
 class Settings(BaseSettings):
@@ -33,8 +45,10 @@ class Settings(BaseSettings):
     data_root: Path = Field(
         Path(""), description="Folder that uploaded datasets live in; empty: home/datasets."
     )
-    api_tokens: list[SecretStr] = Field(
-        default_factory=list, description="Bearer tokens; none configured: no auth."
+    # NoDecode: the environment's string reaches the validator as written, not JSON-decoded.
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens, comma-separated (or a JSON list); none configured: no auth.",
     )
     max_epochs: int = Field(100_000, ge=1)
     max_parameters: int = Field(50_000_000, ge=1, description="A network's parameter budget.")
@@ -74,7 +88,10 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value):
         if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):  # "" and "a,,b" configure no empty token
+            return [str(token).strip() for token in value if str(token).strip()]
         return value
 
     @property

@@ -1,0 +1,41 @@
+"""Settings read from the environment as the README documents them (GRADQ_*)."""
+
+import pytest
+
+from settings import Settings
+
+
+def tokens_from_environment(monkeypatch, value: str) -> list[str]:
+    monkeypatch.setenv("GRADQ_API_TOKENS", value)
+    return [token.get_secret_value() for token in Settings(_env_file=None).api_tokens]
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [
+        ("tok1,tok2", ["tok1", "tok2"]),
+        ("tok1", ["tok1"]),
+        (" tok1 , tok2 ,", ["tok1", "tok2"]),
+        ("", []),
+        ('["tok1", "tok2"]', ["tok1", "tok2"]),
+    ],
+)
+def test_api_tokens_come_from_the_environment_comma_separated_or_as_a_json_list(
+    monkeypatch, value, tokens
+):
+    assert tokens_from_environment(monkeypatch, value) == tokens
+
+
+def test_api_tokens_come_from_a_dotenv_file_comma_separated(monkeypatch, tmp_path):
+    monkeypatch.delenv("GRADQ_API_TOKENS", raising=False)
+    (tmp_path / ".env").write_text("GRADQ_API_TOKENS=tok1,tok2\n")
+
+    settings = Settings(_env_file=tmp_path / ".env")
+
+    assert [token.get_secret_value() for token in settings.api_tokens] == ["tok1", "tok2"]
+
+
+def test_api_tokens_are_never_shown_in_the_settings_repr(monkeypatch):
+    monkeypatch.setenv("GRADQ_API_TOKENS", "tok1,tok2")
+
+    assert "tok1" not in repr(Settings(_env_file=None))
