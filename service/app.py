@@ -15,8 +15,10 @@ from service.routes import datasets, health, jobs
 from service.routes.datasets import STAGING
 from service.security import BearerTokenAuth
 from service.telemetry import RequestMetrics
-from settings import Settings, get_settings
+from settings import Settings, get_settings, turn_off_mlflow_telemetry
 from store.db import make_engine, make_session_factory
+
+turn_off_mlflow_telemetry()  # before the routes first import MLflow; an API started by hand too
 
 # Room for the multipart framing and the form fields around the (at most two) files.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024

@@ -14,14 +14,14 @@ import time
 
 import httpx
 
-from settings import Settings, get_settings
+from settings import MLFLOW_TELEMETRY_OFF, Settings, get_settings
 from store.migrate import upgrade
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 15
 # MLflow's job runner (a dozen huey processes) serves features gradq does not use and costs
-# seconds at start and memory all along.
-MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# seconds at start and memory all along. Telemetry is off in every child, the UI included.
+MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **MLFLOW_TELEMETRY_OFF}
 
 
 def mlflow_command(settings: Settings, host: str, port: int) -> list[str]:

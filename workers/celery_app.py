@@ -13,7 +13,7 @@ import sys
 
 from celery import Celery
 
-from settings import Settings, get_settings
+from settings import Settings, get_settings, turn_off_mlflow_telemetry
 
 TRAIN_TASK = "gradq.train"  # the name the API sends by (service/dispatch.py)
 RECONCILE_TASK = "gradq.reconcile"
@@ -21,6 +21,7 @@ RECONCILE_QUEUE = "gradq.reconcile"  # its own queue: never behind a long traini
 
 # MLflow prints a "View run" line to stdout at every run's end; the worker logs its own line.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+turn_off_mlflow_telemetry()  # a worker started by hand (compose, the docs) too
 
 
 def configure_mlflow_client(settings: Settings) -> None:

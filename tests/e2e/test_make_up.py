@@ -54,10 +54,13 @@ def insert_undispatched_job(database: Path, spec: dict) -> str:
     return job_id
 
 
-def start_gradq_up(tmp_path: Path, api_port: int, mlflow_port: int, log_name: str):
+def start_gradq_up(
+    tmp_path: Path, api_port: int, mlflow_port: int, log_name: str, **extra_env: str
+):
     """`gradq up` on local files in tmp_path, once it says it is up."""
     env = {
         **os.environ,
+        **extra_env,
         "GRADQ_HOME": str(tmp_path / ".gradq"),
         # Nothing may reach for a server: these point at closed ports.
         "GRADQ_DATABASE_URL": "",
