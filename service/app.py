@@ -26,6 +26,8 @@ MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 MAX_JSON_BYTES = 16 * 1024 * 1024
 # An upload's staging folder untouched this long was left by a crash (uploads take seconds).
 STALE_STAGING_SECONDS = 3600
+# The only routes whose multipart bodies may be larger than MAX_JSON_BYTES.
+UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit,
         json_limit=MAX_JSON_BYTES,
         upload_limit=2 * settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        upload_routes=UPLOAD_ROUTES,
     )
     tokens = [token.get_secret_value() for token in settings.api_tokens]
     app.add_middleware(BearerTokenAuth, tokens=tokens)

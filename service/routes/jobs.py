@@ -3,16 +3,17 @@
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service import telemetry
 from service.catalog import find_dataset
-from service.deps import SessionDep, SettingsDep, require_json
+from service.deps import SessionDep, SettingsDep
 from service.dispatch import send_train
 from service.errors import APIError, invalid, not_found
 from service.job_rules import complete_spec, request_sha256
+from service.limits import JSONBodyRoute
 from service.mlflow_metrics import METRIC_KEYS, MlflowUnavailableError, metric_histories
 from service.schemas import (
     JobDetailOut,
@@ -27,7 +28,7 @@ from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
 
 log = logging.getLogger("gradq.service")
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=JSONBodyRoute)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -40,12 +41,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=JobOut,
-    dependencies=[Depends(require_json)],
-)
+@router.post("", status_code=202, response_model=JobOut)
 def submit_job(
     spec: JobSpec,
     request: Request,
