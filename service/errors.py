@@ -67,6 +67,8 @@ SOURCES = ("body", "query", "path", "header", "cookie")
 def _field_of(loc: tuple) -> str | None:
     # loc starts with where the value came from: ("body", "training", "learning_rate").
     parts = [str(part) for part in loc[1:]] if loc and loc[0] in SOURCES else list(map(str, loc))
+    if parts[-1:] == ["[key]"]:  # a bad dict key: ("tags", "owner!", "[key]") is tags.owner!
+        parts.pop()
     return ".".join(parts) or None
 
 

@@ -5,9 +5,10 @@ transaction is held open across training or network calls.
 """
 
 import base64
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
@@ -148,12 +149,19 @@ def encode_cursor(job: Job) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """ValueError if the cursor was not made by encode_cursor."""
+    """ValueError if the cursor was not made by encode_cursor: its time has a zone (made
+    UTC here, where an offset can still overflow) and its id is a job id's 32 hex digits."""
     try:
         created_at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created_at), job_id
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None or not _JOB_ID.fullmatch(job_id):
+            raise ValueError(cursor)
+        return moment.astimezone(UTC), job_id
     except Exception as error:
         raise ValueError("not a cursor returned by this API") from error
+
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Job | None:

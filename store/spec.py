@@ -7,17 +7,23 @@ class count) are checked by the service; the shape of the spec is checked here.
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from store.mlflow_names import MAX_TAG_VALUE_LENGTH, check_tag_key
+from store.text import SqlText
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity: JSON cannot hold them, and PostgreSQL refuses them in a JSON column.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatasetRef(Strict):
-    name: str = Field(min_length=1, max_length=255, description="A built-in or uploaded dataset.")
+    name: SqlText = Field(
+        min_length=1, max_length=255, description="A built-in or uploaded dataset."
+    )
 
 
 class ModelSpec(Strict):
@@ -40,12 +46,12 @@ class TrainingSpec(Strict):
     learning_rate: float = Field(0.005, gt=0, le=100)
     epochs: int = Field(2000, ge=1)
     batch_size: int | None = Field(None, ge=1, description="None: full-batch gradient descent.")
-    l2: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0, le=1000)
     seed: int = Field(1, ge=0, lt=2**32)
     validation_split: float = Field(0.25, ge=0, lt=1)
     dtype: Literal["float32", "float64"] = "float32"
     checkpoint_every: int = Field(100, ge=1)
-    decay_rate: float = Field(0.0, ge=0)
+    decay_rate: float = Field(0.0, ge=0, le=1000)
     decay_every: int = Field(1, ge=1)
 
     @model_validator(mode="after")
@@ -55,13 +61,23 @@ class TrainingSpec(Strict):
         return self
 
 
+TagKey = Annotated[SqlText, AfterValidator(check_tag_key)]
+TagValue = Annotated[SqlText, Field(max_length=MAX_TAG_VALUE_LENGTH)]
+MAX_TAGS = 50  # with gradq's own, within one MLflow log_batch (100 tags)
+
+
 class JobSpec(Strict):
-    experiment: str = Field("gradq", min_length=1, max_length=255)
-    name: str | None = Field(None, max_length=255)
+    # MLflow takes any non-empty experiment name of up to 500 characters.
+    experiment: SqlText = Field("gradq", min_length=1, max_length=255)
+    name: SqlText | None = Field(None, max_length=255, description="The MLflow run's name.")
     dataset: DatasetRef
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        max_length=MAX_TAGS,
+        description="MLflow run tags; keys as MLflow accepts them, mlflow.* and gradq.* reserved.",
+    )
 
 
 def flatten(spec: dict, prefix: str = "") -> dict[str, str]:

@@ -26,12 +26,13 @@ from service.schemas import (
 from store import jobs as job_rows
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
+from store.text import NUL, SqlText
 
 log = logging.getLogger("gradq.service")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=JSONBodyRoute)
 
 IdempotencyKey = Annotated[
-    str | None,
+    SqlText | None,
     Header(
         alias="Idempotency-Key",
         min_length=1,
@@ -103,8 +104,8 @@ def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     status: Literal[JOB_STATUSES] | None = None,
-    experiment: str | None = None,
-    sweep_id: str | None = None,
+    experiment: Annotated[SqlText | None, Query(max_length=255)] = None,
+    sweep_id: Annotated[SqlText | None, Query(max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
@@ -164,7 +165,7 @@ def _already_finished(job_id: str, job_status: str) -> APIError:
 
 
 def _job_or_404(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    job = None if NUL in job_id else session.get(Job, job_id)  # no such id; PostgreSQL refuses
     if job is None:
         raise not_found("job", job_id)
     return job
