@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.catalog import DatasetInfo
+from service.redaction import public_url
 from settings import Settings
 from store.tables import Job, JobEvent
 
@@ -88,11 +89,14 @@ def finite_or_none(value: float | None) -> float | None:
 
 
 def mlflow_url(job: Job, settings: Settings) -> str | None:
-    if not (job.mlflow_experiment_id and job.mlflow_run_id):
+    """The run in the MLflow UI, if there is one (not for a local tracking store); no
+    credentials or query string of the configured URL."""
+    base = settings.mlflow_ui_base
+    if not (job.mlflow_experiment_id and job.mlflow_run_id and base.startswith("http")):
         return None
     return (
-        f"{settings.mlflow_ui_base}/#/experiments/{job.mlflow_experiment_id}"
-        f"/runs/{job.mlflow_run_id}"
+        f"{public_url(base).rstrip('/')}/#/experiments/"
+        f"{job.mlflow_experiment_id}/runs/{job.mlflow_run_id}"
     )
 
 

@@ -15,6 +15,7 @@ from service.errors import APIError, invalid, not_found
 from service.job_rules import complete_spec, request_sha256
 from service.limits import JSONBodyRoute
 from service.mlflow_metrics import METRIC_KEYS, MlflowUnavailableError, metric_histories
+from service.redaction import redact
 from service.schemas import (
     JobDetailOut,
     JobMetricsOut,
@@ -143,7 +144,7 @@ def get_job_metrics(job_id: str, session: SessionDep, settings: SettingsDep) -> 
         try:
             histories = metric_histories(settings.mlflow_tracking_uri, job.mlflow_run_id)
         except MlflowUnavailableError as error:
-            message = f"MLflow did not answer: {error}"
+            message = f"MLflow did not answer: {redact(str(error), settings)}"
             raise APIError(503, "mlflow_unavailable", message) from error
     return JobMetricsOut(job_id=job.id, metrics=histories)
 
