@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service import uploads
 from service.dispatch import make_celery_client
-from service.errors import install_error_handlers
+from service.errors import error_responses, install_error_handlers
 from service.limits import BodySizeLimit
 from service.routes import datasets, health, jobs
 from service.routes.datasets import STAGING
@@ -58,8 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.celery = make_celery_client(settings)
     install_error_handlers(app)
-    for router in (jobs.router, datasets.router, health.router):
-        app.include_router(router)
+    app.include_router(jobs.router)
+    # The dataset routes' errors, documented here for the router as a whole.
+    app.include_router(
+        datasets.router, responses=error_responses(400, 401, 404, 409, 413, 422, 503)
+    )
+    app.include_router(health.router)
     # The last added runs first: metrics see every answer, auth comes before any body is read.
     app.add_middleware(
         BodySizeLimit,

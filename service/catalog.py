@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from models import BUILTIN_DATASETS, load_dataset
 from store import datasets as dataset_rows
 from store.tables import Dataset as DatasetRow
-from store.text import NUL
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def describe_row(row: DatasetRow) -> DatasetInfo:
 def find_dataset(session: Session, name: str) -> DatasetInfo | None:
     if name in BUILTIN_DATASETS:
         return describe_builtin(name)
-    row = None if NUL in name else dataset_rows.get_dataset(session, name)  # PostgreSQL refuses
+    row = dataset_rows.get_dataset(session, name)
     return describe_row(row) if row is not None else None
 
 

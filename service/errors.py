@@ -9,6 +9,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -17,12 +18,52 @@ log = logging.getLogger("gradq.service")
 
 DATABASE_RETRY_AFTER_SECONDS = 5
 HTTP_CODES = {
+    400: "malformed_body",
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+class ErrorDetail(BaseModel):
+    field: str | None
+    message: str
+    type: str | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None
+    details: list[ErrorDetail] | None = None  # every broken rule of a 422 validation_error
+
+
+class ErrorOut(BaseModel):
+    """What every error answer holds (the OpenAPI document describes each one with it)."""
+
+    error: ErrorBody
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body could not be parsed (a malformed multipart form).",
+    401: "No valid bearer token, when tokens are configured.",
+    404: "No such resource.",
+    409: "In conflict with the resource's state or an earlier request.",
+    413: "The request body is over its limit.",
+    415: "The request body is not of the route's media type.",
+    422: "Invalid input; error.field names the field and error.message the reason.",
+    503: "A dependency is unavailable; retry (after Retry-After when given).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for these error statuses, in the shape of ErrorOut."""
+    return {
+        status: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
 
 
 class APIError(HTTPException):

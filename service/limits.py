@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import params
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,6 +87,15 @@ class JSONBodyRoute(APIRoute):
                     f"send the body as application/json, not {content_type or 'no Content-Type'}",
                     "Content-Type",
                 )
-            return await handler(request)
+            try:
+                return await handler(request)
+            except HTTPException as error:  # FastAPI's own 400: bytes json.loads cannot read
+                if error.status_code != 400 or isinstance(error, APIError):
+                    raise
+                raise APIError(
+                    422,
+                    "invalid_json",
+                    "the request body is not valid JSON: not UTF-8 text, or nested too deeply",
+                ) from error
 
         return json_only

@@ -11,7 +11,7 @@ from service import telemetry
 from service.catalog import find_dataset
 from service.deps import SessionDep, SettingsDep
 from service.dispatch import send_train
-from service.errors import APIError, invalid, not_found
+from service.errors import APIError, ErrorOut, error_responses, invalid, not_found
 from service.job_rules import complete_spec, request_sha256
 from service.limits import JSONBodyRoute
 from service.mlflow_metrics import METRIC_KEYS, MlflowUnavailableError, metric_histories
@@ -27,10 +27,15 @@ from service.schemas import (
 from store import jobs as job_rows
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
-from store.text import NUL, SqlText
+from store.text import SqlText, is_storable
 
 log = logging.getLogger("gradq.service")
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=JSONBodyRoute)
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    route_class=JSONBodyRoute,
+    responses=error_responses(401, 422, 503),
+)
 
 IdempotencyKey = Annotated[
     SqlText | None,
@@ -43,7 +48,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post("", status_code=202, response_model=JobOut, responses=error_responses(409, 413, 415))
 def submit_job(
     spec: JobSpec,
     request: Request,
@@ -124,7 +129,7 @@ def list_jobs(
     return JobPage(jobs=[job_out(job, settings) for job in page.jobs], next_cursor=page.next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobDetailOut)
+@router.get("/{job_id}", response_model=JobDetailOut, responses=error_responses(404))
 def get_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobDetailOut:
     job = _job_or_404(session, job_id)
     return job_detail_out(job, job_rows.events_of(session, job_id), settings)
@@ -133,7 +138,8 @@ def get_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobDetai
 @router.get(
     "/{job_id}/metrics",
     response_model=JobMetricsOut,
-    responses={503: {"description": "MLflow is unreachable"}},
+    responses=error_responses(404)
+    | {503: {"model": ErrorOut, "description": "The database or MLflow is unavailable."}},
 )
 def get_job_metrics(job_id: str, session: SessionDep, settings: SettingsDep) -> JobMetricsOut:
     job = _job_or_404(session, job_id)
@@ -149,7 +155,9 @@ def get_job_metrics(job_id: str, session: SessionDep, settings: SettingsDep) -> 
     return JobMetricsOut(job_id=job.id, metrics=histories)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+@router.post(
+    "/{job_id}/cancel", status_code=202, response_model=JobOut, responses=error_responses(404, 409)
+)
 def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobOut:
     current = _job_or_404(session, job_id)
     if current.status in FINAL_STATUSES:
@@ -166,7 +174,8 @@ def _already_finished(job_id: str, job_status: str) -> APIError:
 
 
 def _job_or_404(session: Session, job_id: str) -> Job:
-    job = None if NUL in job_id else session.get(Job, job_id)  # no such id; PostgreSQL refuses
+    # An id no job can have is not looked up (PostgreSQL refuses NUL characters).
+    job = session.get(Job, job_id) if is_storable(job_id) else None
     if job is None:
         raise not_found("job", job_id)
     return job

@@ -103,6 +103,22 @@ def test_a_nul_character_in_a_spec_string_is_422_naming_the_field(
     assert "NUL" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [('"tags": {"note": "a\\ud800"}', "tags.note"),
+     ('"tags": {"\\udfffkey": "v"}', "tags.\ufffd\ufffd\ufffdkey"),  # as pydantic names it
+     ('"name": "run \\udbff"', "name")],
+)  # fmt: skip
+def test_a_lone_surrogate_in_a_spec_string_is_422_naming_the_field_and_stores_nothing(
+    client, rows, redis_queue, fields, field
+):
+    """Found by the fuzz run: a tag value "\\ud800" was stored and sent, then the answer
+    could not be encoded (a 500, and a job the client never heard of)."""
+    response = post_raw(client, f'{{"dataset": {{"name": "faces"}}, {fields}}}')
+
+    assert_refused(response, field, rows, redis_queue)
+
+
 def test_a_nul_character_in_the_idempotency_key_is_422_naming_the_header(client, rows, redis_queue):
     response = post_raw(client, json.dumps(FACES), {"Idempotency-Key": "key\x00"})
 
