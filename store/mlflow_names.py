@@ -1,6 +1,6 @@
-"""The tag keys, tag values and experiment names MLflow accepts (mlflow.utils.validation:
-_validate_tag, _validate_experiment_name), checked when a job is submitted so that no attempt
-fails on them later, and the tag prefixes MLflow and gradq set themselves.
+"""The tag keys and tag values MLflow accepts (mlflow.utils.validation: _validate_tag), checked
+when a job is submitted so that no attempt fails on them later, and the tag prefixes MLflow and
+gradq set themselves.
 
 Mirrored rather than imported: importing mlflow costs the API seconds and ~100 MB for these
 few lines; tests/store/test_mlflow_names.py holds them to MLflow's own validators.
@@ -11,7 +11,6 @@ import re
 
 MAX_TAG_KEY_LENGTH = 250  # MAX_ENTITY_KEY_LENGTH
 MAX_TAG_VALUE_LENGTH = 8000  # MAX_TAG_VAL_LENGTH; MLflow would truncate a longer one silently
-MAX_EXPERIMENT_NAME_LENGTH = 500
 RESERVED_TAG_PREFIXES = ("mlflow.", "gradq.")
 # validate_param_and_metric_name off Windows: slashes, word characters, . - space and colon.
 _TAG_KEY_CHARACTERS = re.compile(r"^[/\w.\- :]*$")

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 from mlflow.utils import mlflow_tags
 from mlflow.utils import validation as mlflow_validation
+from pydantic import ValidationError
 
 from store import mlflow_names
+from store.spec import JobSpec
 
 KEY_CHARACTERS = st.sampled_from(string.ascii_letters + string.digits + "/_.- :!?\\\t\n\x00é语")
 
@@ -49,7 +51,6 @@ def test_a_tag_key_is_accepted_exactly_when_mlflow_accepts_it_and_it_is_not_rese
 def test_the_limits_are_mlflows():
     assert mlflow_names.MAX_TAG_KEY_LENGTH == mlflow_validation.MAX_ENTITY_KEY_LENGTH
     assert mlflow_names.MAX_TAG_VALUE_LENGTH == mlflow_validation.MAX_TAG_VAL_LENGTH
-    assert mlflow_names.MAX_EXPERIMENT_NAME_LENGTH == mlflow_validation.MAX_EXPERIMENT_NAME_LENGTH
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,22 @@ def test_the_limits_are_mlflows():
 )  # fmt: skip
 def test_system_tags_of_mlflow_and_gradq_are_refused(key):
     assert not gradq_accepts(key)
+
+
+def spec_accepts(**fields) -> bool:
+    try:
+        JobSpec.model_validate({"dataset": {"name": "faces"}, **fields})
+    except ValidationError:
+        return False
+    return True
+
+
+@given(st.text(max_size=300))
+@example("x" * 255)
+@example("a\x00b")
+def test_every_experiment_and_run_name_the_spec_accepts_mlflow_accepts(text):
+    if spec_accepts(experiment=text):
+        mlflow_validation._validate_experiment_name(text)
+    if spec_accepts(name=text):
+        mlflow_validation._validate_tag(mlflow_tags.MLFLOW_RUN_NAME, text)
+        assert len(text) <= mlflow_names.MAX_TAG_VALUE_LENGTH  # never truncated by MLflow
