@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.catalog import DatasetInfo
-from service.redaction import public_url
+from service.redaction import public_url, redact
 from settings import Settings
 from store.tables import Job, JobEvent
 
@@ -116,7 +116,7 @@ def job_out(job: Job, settings: Settings) -> JobOut:
         sweep_id=job.sweep_id,
         mlflow_run_id=job.mlflow_run_id,
         mlflow_url=mlflow_url(job, settings),
-        error=job.error,
+        error=_public(job.error, settings),
         cancel_requested=job.cancel_requested,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -124,10 +124,20 @@ def job_out(job: Job, settings: Settings) -> JobOut:
     )
 
 
+def _public(text: str | None, settings: Settings) -> str | None:
+    """A worker's error as every token holder may read it: no server path, no secret."""
+    return None if text is None else redact(text, settings)
+
+
+def _event_out(event: JobEvent, settings: Settings) -> JobEventOut:
+    out = JobEventOut.model_validate(event, from_attributes=True)
+    return out.model_copy(update={"detail": _public(out.detail, settings)})
+
+
 def job_detail_out(job: Job, events: list[JobEvent], settings: Settings) -> JobDetailOut:
     return JobDetailOut(
         **job_out(job, settings).model_dump(),
-        events=[JobEventOut.model_validate(event, from_attributes=True) for event in events],
+        events=[_event_out(event, settings) for event in events],
     )
 
 

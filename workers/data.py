@@ -44,7 +44,11 @@ def load_training_data(
     else:
         found = uploaded_dataset_path(name, settings, session_factory)
         limits = settings.dataset_limits()
-        dataset, sha256 = _from_path(str(found), found.stat().st_mtime_ns, dtype, limits)
+        try:
+            dataset, sha256 = _from_path(str(found), found.stat().st_mtime_ns, dtype, limits)
+        except DatasetError as error:  # named as the client knows it: below the data root
+            root = f"{settings.datasets_folder}/"
+            raise DatasetError(str(error).replace(root, "")) from error
         path = str(found)
     fraction = spec.training.validation_split
     X, Y, X_val, Y_val = train_val_split(dataset.X, dataset.Y, fraction, seed=spec.training.seed)

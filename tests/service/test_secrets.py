@@ -6,6 +6,7 @@ import pytest
 from service.redaction import public_url, redact
 from settings import Settings
 from store import jobs as job_rows
+from store.tables import Job
 from tests.servers import free_port
 
 ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -89,6 +90,20 @@ def test_a_job_links_to_its_mlflow_run_without_the_tracking_uris_credentials(mak
     assert job.json()["mlflow_url"] == "http://mlflow.example:5000/#/experiments/7/runs/run123"
     assert_nothing_secret(job.text)
     assert_nothing_secret(listed.text)
+
+
+def test_a_jobs_error_and_events_show_no_server_path(make_client, rows):
+    client = make_client(broker_url="")
+    job_id = client.post("/v1/jobs", json={"dataset": {"name": "faces"}}).json()["id"]
+    error = f"OSError: /srv/gradq/checkpoints/{job_id}/x.npz: read-only file system"
+    with rows() as session, session.begin():
+        job_rows.record_event(session, session.get(Job, job_id), "queued", "queued", error)
+        session.get(Job, job_id).error = error
+
+    job = client.get(f"/v1/jobs/{job_id}")
+
+    assert "/srv/gradq" not in job.text and job.json()["error"].startswith("OSError: <path>")
+    assert job.json()["events"][-1]["detail"].startswith("OSError: <path>")
 
 
 SETTINGS = Settings(
