@@ -21,7 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import store.jobs
-from models import DivergenceError, Network, TrainingStopped, gradient_check, train
+from models import (
+    DivergenceError,
+    GradientCheckStopped,
+    Network,
+    TrainingStopped,
+    gradient_check,
+    train,
+)
 from models.serialization import Checkpoint
 from settings import Settings
 from store.db import in_transaction_retrying, transaction
@@ -37,6 +44,11 @@ log = logging.getLogger(__name__)
 
 GRADIENT_CHECK_EXAMPLES = 5
 GRADIENT_CHECK_PER_PARAMETER = 20
+# Entries checked in all: each costs two forward passes of the examples through the whole
+# network, so a big network gets fewer, within about GRADIENT_CHECK_WORK multiply-adds.
+GRADIENT_CHECK_MAX_ENTRIES = 200
+GRADIENT_CHECK_MIN_ENTRIES = 4
+GRADIENT_CHECK_WORK = 10**9
 
 
 def run_job(
@@ -67,9 +79,11 @@ def run_job(
                 data = load_training_data(attempt.spec, settings, session_factory)
             net = build_network(attempt.spec, data)
             with phase("gradient check"):
-                check = initial_gradient_check(net, data, attempt.spec.training.l2)
+                check = initial_gradient_check(
+                    net, data, attempt.spec.training.l2, progress.should_stop
+                )
         except Exception:
-            run, buffer = started_run(starting)  # if made, ended FAILED with the job below
+            run, buffer = started_run(starting)  # if made, ended as the job ends below
             raise
         with phase("mlflow run"):  # what is left of it
             run, buffer, resume = starting.result()
@@ -80,6 +94,8 @@ def run_job(
         if outcome == "succeeded":
             with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
                 tracking.wait_for(buffer.close, settings.mlflow_wait_seconds, "send metrics")
+    except GradientCheckStopped:
+        outcome, metrics, error = stopped_before_training(progress)
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
@@ -148,15 +164,36 @@ def started_run(
     return run, buffer
 
 
-def initial_gradient_check(net: Network, data: TrainingData, l2: float) -> float:
-    """The gradient check of the network before any update, on a few training examples."""
+def stopped_before_training(progress: Progress) -> tuple[str, None, str | None]:
+    """(outcome, metrics, error) of an attempt stopped during its gradient check."""
+    reason = progress.stop_reason() or "cancelled"
+    if reason == "handoff":
+        return "queued", None, "handed back before training: worker stopping"
+    return reason, None, None
+
+
+def initial_gradient_check(
+    net: Network, data: TrainingData, l2: float, should_stop: Callable[[], bool] | None = None
+) -> float:
+    """The gradient check of the network before any update, on a few training examples and
+    a bounded number of entries; raises GradientCheckStopped when ``should_stop()`` says so."""
+    examples = min(GRADIENT_CHECK_EXAMPLES, data.m_train)
     return gradient_check(
         net,
-        data.X_train[:, :GRADIENT_CHECK_EXAMPLES],
-        data.Y_train[:, :GRADIENT_CHECK_EXAMPLES],
+        data.X_train[:, :examples],
+        data.Y_train[:, :examples],
         l2=l2,
         max_per_parameter=GRADIENT_CHECK_PER_PARAMETER,
+        max_entries=gradient_check_entries(net.num_parameters, examples),
+        should_stop=should_stop,
     )
+
+
+def gradient_check_entries(num_parameters: int, examples: int) -> int:
+    """How many entries the initial gradient check perturbs in all, for a network of
+    ``num_parameters`` on ``examples`` examples."""
+    affordable = GRADIENT_CHECK_WORK // max(2 * examples * num_parameters, 1)
+    return max(GRADIENT_CHECK_MIN_ENTRIES, min(GRADIENT_CHECK_MAX_ENTRIES, affordable))
 
 
 def train_and_record(
@@ -262,7 +299,7 @@ def _train_and_record(
         except DivergenceError as error:
             return "failed", None, f"{error}; lower training.learning_rate"
         seconds = time.perf_counter() - started
-        metrics = final_metrics(net, data, training.l2)
+        metrics = final_metrics(net, data, training.l2, training.batch_size)
         buffer.add(training.epochs, mlflow_final_metrics(metrics))
         buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
         with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
@@ -417,17 +454,21 @@ def build_network(spec: JobSpec, data: TrainingData) -> Network:
     )
 
 
-def final_metrics(net: Network, data: TrainingData, l2: float) -> dict[str, float | None]:
-    """The trained network's cost and accuracies (after the last update)."""
+def final_metrics(
+    net: Network, data: TrainingData, l2: float, batch_size: int | None = None
+) -> dict[str, float | None]:
+    """The trained network's cost and accuracies (after the last update), each set scored in
+    batches of at most the training batch (models/network.py scoring_batch)."""
     metrics: dict[str, float | None] = {
-        "cost": net.cost(data.X_train, data.Y_train, l2=l2),
-        "train_accuracy": accuracy(net, data.X_train, data.Y_train),
+        "cost": net.cost(data.X_train, data.Y_train, l2=l2, batch_size=batch_size),
+        "train_accuracy": accuracy(net, data.X_train, data.Y_train, batch_size),
         "val_accuracy": None,
     }
     if data.X_val is not None:
-        metrics["val_accuracy"] = accuracy(net, data.X_val, data.Y_val)
+        metrics["val_accuracy"] = accuracy(net, data.X_val, data.Y_val, batch_size)
     if data.dataset.X_test is not None:
-        metrics["test_accuracy"] = accuracy(net, data.dataset.X_test, data.dataset.Y_test)
+        X_test, Y_test = data.dataset.X_test, data.dataset.Y_test
+        metrics["test_accuracy"] = accuracy(net, X_test, Y_test, batch_size)
     return metrics
 
 
@@ -438,9 +479,9 @@ def mlflow_final_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
     return {k: v for k, v in named.items() if v is not None}
 
 
-def accuracy(net: Network, X: np.ndarray, Y: np.ndarray) -> float:
+def accuracy(net: Network, X: np.ndarray, Y: np.ndarray, batch_size: int | None = None) -> float:
     """The fraction of the columns of X: (n_x, m) classified as Y: (1, m) says."""
-    return float(np.mean(net.predict(X) == Y)) if X.shape[1] else math.nan
+    return float(np.mean(net.predict(X, batch_size) == Y)) if X.shape[1] else math.nan
 
 
 def close_tracking(
