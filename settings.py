@@ -5,13 +5,22 @@ broker that needs no server, MLflow on 127.0.0.1:5000. Secrets (database passwor
 come only from the environment.
 """
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REDIS_VISIBILITY_TIMEOUT_SECONDS = 24 * 3600
+
+
+def half_of_physical_memory() -> int:
+    """Half of this machine's physical memory: the default memory limit of one job."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, OSError, ValueError):  # no sysconf here: assume a 16 GiB machine
+        return 8 * 1024**3
 
 
 class Settings(BaseSettings):
@@ -39,6 +48,13 @@ class Settings(BaseSettings):
     max_epochs: int = Field(100_000, ge=1)
     max_parameters: int = Field(50_000_000, ge=1, description="A network's parameter budget.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_job_bytes: int = Field(
+        default_factory=half_of_physical_memory,
+        gt=0,
+        description="The memory one job may need, as estimated at submission (models/memory.py); "
+        "default: half of the physical memory of the machine that reads the setting. Set it "
+        "where the workers run on other machines than the API.",
+    )
     # How often a running job writes its progress and heartbeat, and checks for a cancel.
     progress_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(
@@ -62,6 +78,12 @@ class Settings(BaseSettings):
     metrics_spool_max: int = Field(
         2_000_000, ge=1000, description="Metric values kept for MLflow while it is down."
     )
+    max_metric_values: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Metric values one run logs at most: past it, a job logs every k-th epoch "
+        "(training.log_every, decided at submission). At most metrics_spool_max.",
+    )
     metrics_flush_seconds: float = Field(1.0, gt=0, description="MLflow log_batch period.")
     broker_polling_seconds: float = Field(0.05, gt=0, description="Filesystem broker polling.")
 
@@ -71,6 +93,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _spool_holds_a_run(self) -> "Settings":
+        if self.metrics_spool_max < self.max_metric_values:
+            raise ValueError(
+                f"metrics_spool_max ({self.metrics_spool_max}) must be at least "
+                f"max_metric_values ({self.max_metric_values}): the spool holds a whole run"
+            )
+        return self
 
     @property
     def sql_url(self) -> str:
