@@ -133,7 +133,7 @@ def record_outcome(
     if outcome == "queued":
         return hand_back(client, run, buffer, attempt, settings, session_factory, error)
     with attempt.phases("mlflow end"):
-        closed = close_tracking(client, run, buffer, outcome, error)
+        closed, undelivered = close_tracking(client, run, buffer, outcome, error)
 
     def record(session: Session) -> bool:
         return store.jobs.finish(
@@ -144,6 +144,7 @@ def record_outcome(
             metrics=metrics,
             error=error,
             mlflow_closed=closed,
+            metrics_undelivered=undelivered,
         )
 
     if not in_transaction_retrying(session_factory, record, settings.lease_seconds):
@@ -413,8 +414,8 @@ class CheckpointWriter:
 
 def hand_back(
     client: MlflowClient,
-    run: tracking.RunRef,
-    buffer: tracking.MetricsBuffer,
+    run: tracking.RunRef | None,
+    buffer: tracking.MetricsBuffer | None,
     attempt: Attempt,
     settings: Settings,
     session_factory: sessionmaker[Session],
@@ -425,13 +426,16 @@ def hand_back(
     job's status: "queued", or "cancelled" if a cancel came first (the reconciler then ends
     the run KILLED)."""
     try:
-        buffer.close()
-        tracking.mark_scheduled(client, run.run_id)
+        if buffer is not None:
+            buffer.close()
+        if run is not None:
+            tracking.mark_scheduled(client, run.run_id)
     except Exception as error:
         log.warning("job %s: MLflow not updated before hand-back: %s", attempt.job_id, error)
+    undelivered = buffer.undelivered if buffer is not None else 0
 
     def release(session: Session) -> str | None:
-        return store.jobs.release(session, attempt.job_id, attempt.owner, detail)
+        return store.jobs.release(session, attempt.job_id, attempt.owner, detail, undelivered)
 
     status = in_transaction_retrying(session_factory, release, settings.lease_seconds)
     log.info("job %s %s: %s", attempt.job_id, detail, status or "lease lost meanwhile")
@@ -490,19 +494,29 @@ def close_tracking(
     buffer: tracking.MetricsBuffer | None,
     outcome: str,
     error: str | None,
-) -> bool:
-    """Send the last metrics and end the run with the outcome's status; True if done. A
-    failure here is logged, not raised: the job's outcome in SQL must still be written, and
-    the reconciler ends the run when MLflow answers again."""
+) -> tuple[bool, int]:
+    """Send the last metrics and end the run with the outcome's status (tagged
+    gradq.metrics_incomplete if values never reached MLflow). Returns (done, the values not
+    delivered). A failure here is logged, not raised: the job's outcome in SQL must still be
+    written, and the reconciler ends the run when MLflow answers again."""
     if run is None:
-        return True
+        return True, 0
+    undelivered = 0
     try:
         if buffer is not None:
-            buffer.close()
+            try:
+                buffer.close()
+            finally:
+                undelivered = buffer.undelivered
+        if undelivered:
+            log.warning("run %s: %d metric values not delivered", run.run_id, undelivered)
+            value = store.jobs.metrics_incomplete(undelivered)
+            incomplete = value.removeprefix(store.jobs.METRICS_INCOMPLETE)
+            client.set_tag(run.run_id, tracking.METRICS_INCOMPLETE_TAG, incomplete)
         if error:
             client.set_tag(run.run_id, "gradq.error", error[:5000])
         tracking.end_run(client, run.run_id, outcome)
     except Exception:
         log.exception("could not close MLflow run %s; the reconciler will", run.run_id)
-        return False
-    return True
+        return False, undelivered
+    return True, undelivered
