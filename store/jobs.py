@@ -21,9 +21,14 @@ from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
 METRICS_INCOMPLETE = "metrics incomplete: "
 
 
+def undelivered_values(values: int) -> str:
+    """How the job's event and its run's gradq.metrics_incomplete tag say it."""
+    return f"{values} values not delivered to MLflow"
+
+
 def metrics_incomplete(values: int) -> str:
     """The event detail for ``values`` metric values that never reached MLflow."""
-    return f"{METRICS_INCOMPLETE}{values} values not delivered to MLflow"
+    return METRICS_INCOMPLETE + undelivered_values(values)
 
 
 class IdempotencyConflictError(Exception):

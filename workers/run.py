@@ -510,8 +510,7 @@ def close_tracking(
                 undelivered = buffer.undelivered
         if undelivered:
             log.warning("run %s: %d metric values not delivered", run.run_id, undelivered)
-            value = store.jobs.metrics_incomplete(undelivered)
-            incomplete = value.removeprefix(store.jobs.METRICS_INCOMPLETE)
+            incomplete = store.jobs.undelivered_values(undelivered)
             client.set_tag(run.run_id, tracking.METRICS_INCOMPLETE_TAG, incomplete)
         if error:
             client.set_tag(run.run_id, "gradq.error", error[:5000])
