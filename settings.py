@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REDIS_VISIBILITY_TIMEOUT_SECONDS = 24 * 3600
@@ -24,6 +24,14 @@ def turn_off_mlflow_telemetry() -> None:
     before MLflow is imported (its telemetry client starts at import)."""
     for name, value in MLFLOW_TELEMETRY_OFF.items():
         os.environ.setdefault(name, value)
+
+
+def half_of_physical_memory() -> int:
+    """Half of this machine's physical memory: the default memory limit of one job."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, OSError, ValueError):  # no sysconf here: assume a 16 GiB machine
+        return 8 * 1024**3
 
 
 class Settings(BaseSettings):
@@ -58,6 +66,13 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
     max_dataset_files: int = Field(50_000, ge=1, description="Images in an uploaded folder.")
     max_image_pixels: int = Field(25_000_000, ge=1, description="Pixels of one image.")
+    max_job_bytes: int = Field(
+        default_factory=half_of_physical_memory,
+        gt=0,
+        description="The memory one job may need, as estimated at submission (models/memory.py); "
+        "default: half of the physical memory of the machine that reads the setting. Set it "
+        "where the workers run on other machines than the API.",
+    )
     # How often a running job writes its progress and heartbeat, and checks for a cancel.
     progress_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(
@@ -81,6 +96,12 @@ class Settings(BaseSettings):
     metrics_spool_max: int = Field(
         2_000_000, ge=1000, description="Metric values kept for MLflow while it is down."
     )
+    max_metric_values: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Metric values one run logs at most: past it, a job logs every k-th epoch "
+        "(training.log_every, decided at submission). At most metrics_spool_max.",
+    )
     metrics_flush_seconds: float = Field(1.0, gt=0, description="MLflow log_batch period.")
     broker_polling_seconds: float = Field(0.05, gt=0, description="Filesystem broker polling.")
 
@@ -93,6 +114,15 @@ class Settings(BaseSettings):
         if isinstance(value, list):  # "" and "a,,b" configure no empty token
             return [str(token).strip() for token in value if str(token).strip()]
         return value
+
+    @model_validator(mode="after")
+    def _spool_holds_a_run(self) -> "Settings":
+        if self.metrics_spool_max < self.max_metric_values:
+            raise ValueError(
+                f"metrics_spool_max ({self.metrics_spool_max}) must be at least "
+                f"max_metric_values ({self.max_metric_values}): the spool holds a whole run"
+            )
+        return self
 
     @property
     def sql_url(self) -> str:

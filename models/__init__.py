@@ -26,7 +26,7 @@ from models.datasets import (
     standardize,
     train_val_split,
 )
-from models.gradcheck import gradient_check
+from models.gradcheck import GradientCheckStopped, gradient_check
 from models.losses import OUTPUTS, binary_cross_entropy, categorical_cross_entropy, softmax
 from models.network import Network
 from models.optimizers import OPTIMIZERS, decayed_learning_rate
@@ -42,6 +42,7 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "DivergenceError",
+    "GradientCheckStopped",
     "MissingDependencyError",
     "Network",
     "TrainingStopped",

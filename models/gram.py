@@ -67,15 +67,17 @@ class GramFirstLayer:
         np.copyto(out, product)
         return out
 
-    def product_with(self, X_other: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """W[1] X_other: (n[1], m_other) for other inputs (validation data) into ``out``, as
-        W[1]₀ X_other + C (Xᵀ X_other); both factors are computed once per X_other."""
+    def product_with(
+        self, X_other: np.ndarray, out: np.ndarray, columns: slice = slice(None)
+    ) -> np.ndarray:
+        """W[1] X_other[:, columns]: (n[1], b) for other inputs (validation data) into ``out``,
+        as W[1]₀ X_other + C (Xᵀ X_other); both factors are computed once per X_other."""
         if self._validation is None or self._validation[0] is not X_other:
             cross = _product64(self.rows, X_other)  # Xᵀ X_other: (m, m_other)
             self._validation = (X_other, _product64(self.base, X_other), cross)
         _, base_other, cross = self._validation
-        product = self.C @ cross
-        product += base_other
+        product = self.C @ cross[:, columns]
+        product += base_other[:, columns]
         np.copyto(out, product)
         return out
 

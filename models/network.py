@@ -12,7 +12,7 @@ regression: z = wᵀx + b, a = σ(z).
 """
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +21,16 @@ from models.activations import get_activation
 from models.blas import ONE_THREAD_GEMM_WORK, AddProduct, fused_available
 from models.initializers import DEFAULT_INIT, initialize
 from models.losses import get_output, l2_cost
+
+# Columns that forward, cost and predict propagate at a time, so that scoring a big set costs
+# the memory of one batch (models/memory.py counts it) rather than of the whole set.
+MAX_SCORING_BATCH = 1024
+
+
+def scoring_batch(m: int, batch_size: int | None = None) -> int:
+    """Columns of an (n_x, m) set scored at a time: the training batch size (all m when None),
+    at most MAX_SCORING_BATCH, at least 1."""
+    return max(1, min(batch_size or m, m, MAX_SCORING_BATCH))
 
 
 def batch_buffer(n: int, m: int, dtype: np.dtype) -> np.ndarray:
@@ -48,9 +58,18 @@ class Workspace:
     A_out: (n[L], m) output probabilities; dZ[l]: (n[l], m); ones: (m, 1);
     grads {"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}. Every (n, m) array is a batch_buffer
     except Z_out and A_out, C-ordered.
+    backward=False: a forward pass only (scoring), without dZ, ones and grads.
+    grads: another workspace's gradients to share (batches of two sizes, used in turn).
     """
 
-    def __init__(self, layer_dims: Sequence[int], m: int, dtype: np.dtype):
+    def __init__(
+        self,
+        layer_dims: Sequence[int],
+        m: int,
+        dtype: np.dtype,
+        backward: bool = True,
+        grads: dict[str, np.ndarray] | None = None,
+    ):
         L = len(layer_dims) - 1
         self.m = m
         self.A = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:L]]
@@ -59,12 +78,17 @@ class Workspace:
         # of 128 × 10, by timeit). dZ[L] stays a batch_buffer: its products want that.
         self.Z_out = np.empty((layer_dims[L], m), dtype)
         self.A_out = np.empty((layer_dims[L], m), dtype)
-        self.dZ = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:]]
-        self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: ~3× faster than dZ.sum(axis=1)
         self.cost = float("nan")
         self._products: dict[tuple, _Prepared] = {}
         self._fused = fused_available(dtype)
-        self.grads = {}
+        self.dZ, self.ones, self.grads = [], None, {}
+        if not backward:
+            return
+        self.dZ = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:]]
+        self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: ~3× faster than dZ.sum(axis=1)
+        if grads is not None:
+            self.grads = grads
+            return
         for layer in range(1, L + 1):
             self.grads[f"dW{layer}"] = np.empty((layer_dims[layer], layer_dims[layer - 1]), dtype)
             self.grads[f"db{layer}"] = np.empty((layer_dims[layer], 1), dtype)
@@ -184,17 +208,34 @@ class Network:
 
     # -- the public face: X (n_x, m), Y (1, m) labels or (k, m) one-hot ----------------------
 
-    def forward(self, X: np.ndarray) -> np.ndarray:
+    # forward, cost and predict propagate batch_size columns at a time (scoring_batch): the
+    # same numbers as one pass (the cost up to the order of its sum), in a batch's memory.
+
+    def forward(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Output probabilities A[L]: (n[L], m) for X: (n_x, m)."""
         X = self._inputs(X)
-        return self.propagate_forward(X, Workspace(self.layer_dims, X.shape[1], self.dtype))
+        out = np.empty((self.layer_dims[-1], X.shape[1]), self.dtype)
+        for columns, ws in self.scoring_workspaces(X.shape[1], batch_size):
+            out[:, columns] = self.propagate_forward(X[:, columns], ws)
+        return out
 
-    def cost(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> float:
+    def cost(
+        self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0, batch_size: int | None = None
+    ) -> float:
         """Cross-entropy cost J (+ λ/(2m) Σ||W||² when l2 > 0) of X: (n_x, m) against Y."""
-        X = self._inputs(X)
-        ws = Workspace(self.layer_dims, X.shape[1], self.dtype)
-        self.propagate_forward(X, ws, self.targets(Y))
-        return ws.cost + l2_cost(self._params, l2, X.shape[1])
+        X, Y = self._inputs(X), np.asarray(Y)
+        m = X.shape[1]
+        if Y.ndim != 2 or Y.shape[1] != m:
+            raise ValueError(f"Y must have {m} columns, got shape {Y.shape}")
+        costs = []  # (columns, mean cost over them)
+        for columns, ws in self.scoring_workspaces(m, batch_size):
+            self.propagate_forward(X[:, columns], ws, self.targets(Y[:, columns]))
+            costs.append((ws.m, ws.cost))
+        if len(costs) <= 1:  # one batch: its mean as it is, as a single pass gave it
+            total = costs[0][1] if costs else float("nan")
+        else:
+            total = sum(b * c for b, c in costs) / m
+        return total + l2_cost(self._params, l2, m)
 
     def gradients(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> dict[str, np.ndarray]:
         """{"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}: ∂J/∂params at X: (n_x, m), Y."""
@@ -203,9 +244,27 @@ class Network:
         self.propagate_forward(X, ws)
         return self.propagate_backward(X, self.targets(Y), ws, l2)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Class indices (1, m) for X: (n_x, m): σ > 0.5 for sigmoid, argmax for softmax."""
-        return self.classify(self.forward(X))
+        X = self._inputs(X)
+        predicted = np.empty((1, X.shape[1]), np.int64)
+        for columns, ws in self.scoring_workspaces(X.shape[1], batch_size):
+            predicted[:, columns] = self.classify(self.propagate_forward(X[:, columns], ws))
+        return predicted
+
+    def scoring_workspaces(
+        self, m: int, batch_size: int | None = None
+    ) -> Iterator[tuple[slice, "Workspace"]]:
+        """(columns, forward-only workspace) for each batch of scoring_batch(m, batch_size)
+        columns of an (n_x, m) set; two workspaces at most (the last batch may be shorter)."""
+        size = scoring_batch(m, batch_size)
+        made: dict[int, Workspace] = {}
+        for start in range(0, m, size):
+            columns = slice(start, min(start + size, m))
+            b = columns.stop - start
+            if b not in made:
+                made[b] = Workspace(self.layer_dims, b, self.dtype, backward=False)
+            yield columns, made[b]
 
     # -- the engine, shared by the public face and the training loop ---------------------------
 

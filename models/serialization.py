@@ -1,9 +1,9 @@
 """Weights and checkpoints on disk, as ``.npz`` files that load without pickle.
 
 weights.npz holds the arrays W1, b1, W2, b2, ... and nothing else. A checkpoint holds everything
-a resumed run needs to continue bit for bit: parameters, optimizer state, the shuffling RNG's
-state, the history so far and the training settings, the last three as JSON in a 0-d string
-array.
+a resumed run needs to continue bit for bit: parameters, optimizer state, the history so far
+(float64 arrays ``history/<name>``), and the shuffling RNG's state, the training settings and a
+note, those three as JSON in a 0-d string array.
 """
 
 import io
@@ -11,8 +11,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -54,29 +56,41 @@ class Checkpoint:
 
     params: {"W1": (n[1], n[0]), "b1": (n[1], 1), ...}; optimizer_state: the optimizer's arrays
     (velocities, moments, step count); rng_state: the shuffling generator's state;
-    history: the metrics of epochs 0 .. epoch-1; config: the settings it was trained with.
+    history: the metrics of epochs 0 .. epoch-1, {name: (epoch,) values} (float64 arrays when
+    read back); config: the settings it was trained with; note: what whoever stores it keeps
+    beside (JSON), such as where it keeps the history instead.
     """
 
     epoch: int
     params: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     rng_state: dict = field(default_factory=dict)
-    history: dict[str, list[float]] = field(default_factory=dict)
+    history: dict[str, Sequence[float]] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    note: dict = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, history: bool = True) -> bytes:
+        buffer = io.BytesIO()
+        self.write(buffer, history)
+        return buffer.getvalue()
+
+    def write(self, file: BinaryIO, history: bool = True) -> None:
+        """The checkpoint as .npz into ``file``, array by array (no copy of the whole);
+        history=False leaves the history out (its owner stores it elsewhere)."""
         arrays = {f"params/{k}": v for k, v in self.params.items()}
         arrays.update({f"optimizer/{k}": v for k, v in self.optimizer_state.items()})
+        if history:
+            arrays.update(
+                {f"history/{k}": np.asarray(v, np.float64) for k, v in self.history.items()}
+            )
         meta = {
             "epoch": self.epoch,
             "rng_state": self.rng_state,
-            "history": self.history,
             "config": self.config,
+            "note": self.note,
         }
         arrays["meta"] = np.array(json.dumps(meta))
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        np.savez(file, **arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Checkpoint":
@@ -84,16 +98,28 @@ class Checkpoint:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"]))
-                params = {k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("params/")}
-                state = {
-                    k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith("optimizer/")
+                arrays = {
+                    prefix: {
+                        k.split("/", 1)[1]: npz[k] for k in npz.files if k.startswith(f"{prefix}/")
+                    }
+                    for prefix in ("params", "optimizer", "history")
                 }
-            fields = {key: meta[key] for key in ("epoch", "rng_state", "history", "config")}
+            fields = {key: meta[key] for key in ("epoch", "rng_state", "config")}
+            history = arrays["history"] or {  # a checkpoint of an earlier gradq: JSON lists
+                k: np.asarray(v, np.float64) for k, v in meta.get("history", {}).items()
+            }
+            note = meta.get("note", {})
         except _READ_ERRORS as error:
             raise ValueError(
                 f"not a readable checkpoint ({type(error).__name__}: {error})"
             ) from error
-        return cls(params=params, optimizer_state=state, **fields)
+        return cls(
+            params=arrays["params"],
+            optimizer_state=arrays["optimizer"],
+            history=history,
+            note=note,
+            **fields,
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         write_atomically(path, self.to_bytes())

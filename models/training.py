@@ -13,7 +13,7 @@ gradient of the epoch's first batch) likewise.
 """
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +25,7 @@ from models.network import (
     Workspace,
     labels_of,
     one_hot_labels,
+    scoring_batch,
     write_one_hot,
 )
 from models.optimizers import GradientDescent, decayed_learning_rate, make_optimizer
@@ -108,18 +109,19 @@ def train(
         "optimizer_options": optimizer_options or {},
     }
     rng = np.random.default_rng(seed)
-    history: dict[str, list[float]] = {}
+    history = History()
     start = 0
     if resume_from is not None:
         _check_resumable(resume_from, config)
         net.params = resume_from.params
         rng.bit_generator.state = resume_from.rng_state
-        history = {name: list(values) for name, values in resume_from.history.items()}
+        history = History(resume_from.history)
         start = resume_from.epoch
     update = make_optimizer(optimizer, net.params, **(optimizer_options or {}))
     if resume_from is not None:
         update.load_state(resume_from.optimizer_state)
     gram = _gram_first_layer(net, batches, update, l2, resume_from)
+    val_batch = scoring_batch(batches.m, batches.size)  # what the validation pass costs, bounded
 
     def checkpoint(epochs_done: int) -> Checkpoint:
         params = {k: v.copy() for k, v in net.params.items()}
@@ -132,7 +134,7 @@ def train(
             params=params,
             optimizer_state=state,
             rng_state=rng.bit_generator.state,
-            history={name: list(values) for name, values in history.items()},
+            history=history.views(),  # what a checkpoint costs does not grow with the epochs
             config=config,
         )
 
@@ -143,13 +145,12 @@ def train(
             # Overflow on the way to divergence is caught and explained by _check_finite.
             with np.errstate(over="ignore", invalid="ignore"):
                 if validation is not None:
-                    predicted = _predict(net, validation[0], gram)
+                    predicted = _predict(net, validation[0], gram, val_batch)
                     metrics["val_accuracy"] = _accuracy(predicted, validation[1])
                 metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng, gram))
                 _check_finite(net, epoch, metrics["cost"], rate, batches.rows, gram)
             metrics["learning_rate"] = rate
-            for name, value in metrics.items():
-                history.setdefault(name, []).append(value)
+            history.append(metrics)
             for callback in callbacks:
                 if hasattr(callback, "on_epoch_end"):
                     callback.on_epoch_end(epoch, metrics)
@@ -159,11 +160,48 @@ def train(
                     if hasattr(callback, "on_checkpoint"):
                         callback.on_checkpoint(saved)
             if should_stop is not None and epoch + 1 < epochs and should_stop():
-                raise TrainingStopped(checkpoint(epoch + 1), history)
+                raise TrainingStopped(checkpoint(epoch + 1), history.as_lists())
     finally:
         if gram is not None:  # the live W[1] is formed once, however training ended
             net.params["W1"][...] = gram.weights()
-    return history
+    return history.as_lists()
+
+
+class History:
+    """The metrics of each epoch, one growing float64 array per name: appending costs O(1)
+    amortised, and a checkpoint takes views of the epochs done instead of copying them (values
+    are only ever appended, so a view never changes)."""
+
+    def __init__(self, initial: Mapping[str, Sequence[float]] | None = None):
+        self._arrays: dict[str, np.ndarray] = {}
+        self._lengths: dict[str, int] = {}
+        for name, values in (initial or {}).items():
+            values = np.asarray(values, dtype=np.float64)
+            self._arrays[name] = np.array(values, copy=True)
+            self._lengths[name] = values.size
+
+    def append(self, metrics: Mapping[str, float]) -> None:
+        for name, value in metrics.items():
+            values, n = self._arrays.get(name), self._lengths.get(name, 0)
+            if values is None or n == values.size:
+                grown = np.empty(max(16, 2 * n))
+                if values is not None:
+                    grown[:n] = values
+                self._arrays[name] = values = grown
+            values[n] = value
+            self._lengths[name] = n + 1
+
+    def views(self) -> dict[str, np.ndarray]:
+        """{name: (epochs,) float64}: read-only views of the values so far."""
+        views = {}
+        for name, values in self._arrays.items():
+            view = values[: self._lengths[name]]
+            view.flags.writeable = False
+            views[name] = view
+        return views
+
+    def as_lists(self) -> dict[str, list[float]]:
+        return {name: view.tolist() for name, view in self.views().items()}
 
 
 def _gram_first_layer(net, batches, update, l2, resume_from) -> GramFirstLayer | None:
@@ -179,13 +217,16 @@ def _gram_first_layer(net, batches, update, l2, resume_from) -> GramFirstLayer |
     return GramFirstLayer(net.params["W1"], batches.rows)
 
 
-def _predict(net: Network, X: np.ndarray, gram: GramFirstLayer | None) -> np.ndarray:
-    """net.predict(X), with W[1] X from the Gram form when training uses it."""
+def _predict(net: Network, X: np.ndarray, gram: GramFirstLayer | None, batch: int) -> np.ndarray:
+    """net.predict(X, batch), with W[1] X from the Gram form when training uses it."""
     if gram is None:
-        return net.predict(X)
-    ws = Workspace(net.layer_dims, X.shape[1], net.dtype)
-    gram.product_with(X, out=ws.Z(1))
-    return net.classify(net.propagate_forward(X, ws, first_product_done=True))
+        return net.predict(X, batch)
+    predicted = np.empty((1, X.shape[1]), np.int64)
+    for columns, ws in net.scoring_workspaces(X.shape[1], batch):
+        gram.product_with(X, out=ws.Z(1), columns=columns)
+        A_out = net.propagate_forward(X[:, columns], ws, first_product_done=True)
+        predicted[:, columns] = net.classify(A_out)
+    return predicted
 
 
 class Batches:
@@ -236,7 +277,9 @@ class Batches:
         if b not in self._buffers:
             net = self.net
             rows = np.empty((b, net.layer_dims[0]), net.dtype)
-            workspace = Workspace(net.layer_dims, b, net.dtype)
+            # Batches of two sizes (the last one shorter) share one set of gradients.
+            shared = next((ws.grads for *_, ws in self._buffers.values()), None)
+            workspace = Workspace(net.layer_dims, b, net.dtype, grads=shared)
             # The targets in A_out's layout: A_out - Y runs along both arrays' memory.
             self._buffers[b] = rows, rows.T, np.empty_like(workspace.A_out), workspace
         return self._buffers[b]
@@ -342,8 +385,12 @@ def _validation_data(net, X_val, Y_val) -> tuple[np.ndarray, np.ndarray] | None:
     X_val = np.asarray(X_val, dtype=net.dtype)
     if X_val.ndim != 2 or X_val.shape[0] != net.layer_dims[0]:
         raise ValueError(f"X_val must have shape ({net.layer_dims[0]}, m), got {X_val.shape}")
-    if not np.isfinite(X_val).all():  # the cost would not show it: only accuracy uses X_val
-        raise ValueError("X_val holds non-finite values (NaN or inf)")
+    # The cost would not show it: only accuracy uses X_val. Checked a batch of rows at a time,
+    # not with a mask the size of X_val.
+    rows, size = X_val.T, scoring_batch(X_val.shape[1])
+    for start in range(0, rows.shape[0], size):
+        if not np.isfinite(rows[start : start + size]).all():
+            raise ValueError("X_val holds non-finite values (NaN or inf)")
     return X_val, _checked_labels(net, Y_val, X_val.shape[1], "Y_val")
 
 

@@ -7,14 +7,17 @@ import json
 
 from models import BUILTIN_DATASETS
 from models.initializers import DEFAULT_INIT
+from models.memory import JobShape, estimate_job_memory, human_bytes, largest_batch_that_fits
 from service.catalog import DatasetInfo
 from service.errors import invalid
 from settings import Settings
+from store.metric_budget import logged_values, smallest_log_every
 from store.spec import JobSpec
 
 
 def complete_spec(spec: JobSpec, dataset: DatasetInfo | None, settings: Settings) -> JobSpec:
-    """The spec with output and init filled in, or APIError(422) for the first broken rule."""
+    """The spec with output, init and log_every filled in, or APIError(422) for the first
+    broken rule."""
     if dataset is None:
         raise invalid(
             "dataset.name",
@@ -44,8 +47,69 @@ def complete_spec(spec: JobSpec, dataset: DatasetInfo | None, settings: Settings
             f"the network {layer_dims} has {parameters:,} parameters, over the budget of "
             f"{settings.max_parameters:,}",
         )
+    job = job_shape(spec, dataset, layer_dims)
+    _check_memory(job, settings.max_job_bytes)
     model = spec.model.model_copy(update={"output": output, "init": init})
-    return spec.model_copy(update={"model": model})
+    log_every = _log_every(spec, job, settings.max_metric_values)
+    training = spec.training.model_copy(update={"log_every": log_every})
+    return spec.model_copy(update={"model": model, "training": training})
+
+
+def job_shape(spec: JobSpec, dataset: DatasetInfo, layer_dims: list[int]) -> JobShape:
+    """What the job's memory depends on (models/memory.py)."""
+    training = spec.training
+    return JobShape(
+        layer_dims=layer_dims,
+        m=dataset.m,
+        m_test=dataset.m_test,
+        validation_split=training.validation_split,
+        batch_size=training.batch_size,
+        optimizer=training.optimizer,
+        l2=training.l2,
+        dtype=training.dtype,
+        hidden_activation=spec.model.hidden_activation,
+        epochs=training.epochs,
+    )
+
+
+def _check_memory(job: JobShape, limit: int) -> None:
+    """422 when the job's estimated peak memory is over ``limit``: naming training.batch_size
+    when a smaller batch would fit, else model.hidden_layers."""
+    estimate = estimate_job_memory(job)
+    if estimate.total <= limit:
+        return
+    parts = {**estimate.parts, estimate.peak_phase: estimate.phases[estimate.peak_phase]}
+    detail = ", ".join(f"{name} {human_bytes(size)}" for name, size in parts.items())
+    needs = (
+        f"the job needs about {human_bytes(estimate.total)} of memory ({detail}), over the "
+        f"limit of {human_bytes(limit)} (GRADQ_MAX_JOB_BYTES)"
+    )
+    batch = largest_batch_that_fits(job, limit)
+    if batch is not None:
+        fits = f"a training.batch_size of at most {batch} fits"
+        raise invalid("training.batch_size", f"{needs}; {fits}")
+    raise invalid(
+        "model.hidden_layers",
+        f"{needs}, whatever the batch size: use fewer or narrower hidden layers",
+    )
+
+
+def _log_every(spec: JobSpec, job: JobShape, budget: int) -> int:
+    """training.log_every as given, or the smallest that keeps the run within ``budget``
+    metric values (store/metric_budget.py); 422 when the one given logs more."""
+    epochs, per_epoch = spec.training.epochs, job.values_per_epoch
+    needed = smallest_log_every(epochs, per_epoch, budget)
+    given = spec.training.log_every
+    if given is None:
+        return needed
+    if given < needed:
+        raise invalid(
+            "training.log_every",
+            f"logging every {given} epoch(s) sends {logged_values(epochs, given, per_epoch):,} "
+            f"metric values, over the budget of {budget:,} a run (GRADQ_MAX_METRIC_VALUES); "
+            f"use at least {needed}",
+        )
+    return given
 
 
 def _check_output_fits(output: str, dataset: DatasetInfo) -> None:

@@ -17,6 +17,20 @@ from sqlalchemy.orm import Session
 
 from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
 
+# The detail of the event that says a run's metric curve is incomplete (store/recovery.py reads
+# it back to tag the run when the reconciler closes it).
+METRICS_INCOMPLETE = "metrics incomplete: "
+
+
+def undelivered_values(values: int) -> str:
+    """How the job's event and its run's gradq.metrics_incomplete tag say it."""
+    return f"{values} values not delivered to MLflow"
+
+
+def metrics_incomplete(values: int) -> str:
+    """The event detail for ``values`` metric values that never reached MLflow."""
+    return METRICS_INCOMPLETE + undelivered_values(values)
+
 
 class IdempotencyConflictError(Exception):
     """The Idempotency-Key was used before with another request body."""
@@ -253,9 +267,11 @@ def finish(
     metrics: dict[str, Any] | None = None,
     error: str | None = None,
     mlflow_closed: bool = False,
+    metrics_undelivered: int = 0,
 ) -> bool:
     """End a running job held by ``owner`` as succeeded, failed or cancelled; mlflow_closed:
-    its MLflow run already has its final status (if not, the reconciler closes it)."""
+    its MLflow run already has its final status (if not, the reconciler closes it);
+    metrics_undelivered: metric values that never reached MLflow, said by an event."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"not a final status: {status}")
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
@@ -267,17 +283,23 @@ def finish(
     job.handoff_requested = False
     job.mlflow_closed_at = utcnow() if mlflow_closed else None
     record_event(session, job, status, "running", error)
+    if metrics_undelivered:
+        record_event(session, job, status, status, metrics_incomplete(metrics_undelivered))
     return True
 
 
-def release(session: Session, job_id: str, owner: str, detail: str) -> str | None:
+def release(
+    session: Session, job_id: str, owner: str, detail: str, metrics_undelivered: int = 0
+) -> str | None:
     """Hand a running job held by ``owner`` back to the queue (its worker is shutting down):
     queued, no lease, and undispatched: the reconciler's next pass sends its message, by when
     the worker that handed it back has stopped taking messages (a message sent at once went
     back to that same worker, still draining, in `make up`). The attempt is kept; the next
     one resumes from the checkpoint. A job whose cancel
     was asked for meanwhile ends cancelled instead (it never resumes). Returns the new
-    status, or None if ``owner`` no longer holds the job. A hand-back uses up no attempt."""
+    status, or None if ``owner`` no longer holds the job. A hand-back uses up no attempt.
+    metrics_undelivered: metric values that did not reach MLflow, which the next attempt
+    sends again; said by an event only when there is none (the job ends cancelled)."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.status != "running" or job.lease_owner != owner:
         return None
@@ -286,6 +308,10 @@ def release(session: Session, job_id: str, owner: str, detail: str) -> str | Non
     if job.cancel_requested:
         job.status, job.finished_at = "cancelled", utcnow()
         record_event(session, job, "cancelled", "running", f"cancel requested; {detail}")
+        if metrics_undelivered:
+            record_event(
+                session, job, "cancelled", "cancelled", metrics_incomplete(metrics_undelivered)
+            )
     else:
         job.status, job.dispatched_at = "queued", None
         job.handoffs += 1

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from store.jobs import record_event
-from store.tables import FINAL_STATUSES, Job, utcnow
+from store.jobs import METRICS_INCOMPLETE, record_event
+from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
 
 BATCH = 500  # rows per query: a long backlog is worked through over several passes
 
@@ -122,12 +122,23 @@ class OpenRun:
     mlflow_run_id: str
     status: str  # the job's final status
     error: str | None
+    metrics_incomplete: str | None = None  # the event's detail, if the curve is incomplete
 
 
 def runs_to_close(session: Session) -> list[OpenRun]:
     """Finished jobs whose MLflow run has not been given its final status yet."""
+    incomplete = (
+        select(JobEvent.detail)
+        .where(
+            JobEvent.job_id == Job.id,
+            JobEvent.detail.startswith(METRICS_INCOMPLETE, autoescape=True),
+        )
+        .order_by(JobEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     query = (
-        select(Job.id, Job.mlflow_run_id, Job.status, Job.error)
+        select(Job.id, Job.mlflow_run_id, Job.status, Job.error, incomplete)
         .where(
             Job.status.in_(FINAL_STATUSES),
             Job.mlflow_run_id.is_not(None),

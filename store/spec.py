@@ -53,6 +53,12 @@ class TrainingSpec(Strict):
     checkpoint_every: int = Field(100, ge=1)
     decay_rate: float = Field(0.0, ge=0, le=1000)
     decay_every: int = Field(1, ge=1)
+    log_every: int | None = Field(
+        None,
+        ge=1,
+        description="Per-epoch metrics go to MLflow at the epochs that are multiples of it, and "
+        "at the last; None: decided at submission from the run's budget of metric values.",
+    )
 
     @model_validator(mode="after")
     def _sgd_needs_batches(self) -> "TrainingSpec":

@@ -154,10 +154,13 @@ def start_or_resume(
         wait,
         "start run",
     )
-    logged = {}
+    training = attempt.spec.training
+    logged = tracking.Logged()
     if attempt.number > 1:  # an earlier attempt's run, recorded in SQL or found by its tag
         logged = tracking.wait_for(
-            lambda: tracking.logged_steps(client, run.run_id), wait, "read logged steps"
+            lambda: tracking.logged_steps(client, run.run_id, training.log_every, training.epochs),
+            wait,
+            "read logged steps",
         )
     buffer = tracking.MetricsBuffer(
         client,
@@ -166,6 +169,9 @@ def start_or_resume(
         logged=logged,
         max_values=settings.metrics_spool_max,
         send=mlflow_process.for_settings(settings).log_metrics,
+        log_every=training.log_every,
+        epochs=training.epochs,
+        stall_seconds=settings.mlflow_timeout_seconds,
     )
     resume = CheckpointStore(settings.checkpoints_folder).load_latest(attempt.job_id)
     if resume is not None:

@@ -8,7 +8,8 @@ one pass puts the two back in agreement:
 - a queued job whose message was never sent, or went unclaimed for ``redispatch_seconds``
   (a Redis restarted without persistence), is sent again;
 - the MLflow run of a job that ended while its worker could not close it (MLflow down, the
-  worker dead) gets its final status.
+  worker dead) gets its final status, and the gradq.metrics_incomplete tag when the job's
+  events say its metric curve is incomplete.
 """
 
 import logging
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from settings import Settings
 from store import recovery
 from store.db import transaction
+from store.jobs import METRICS_INCOMPLETE
 from workers import tracking
 from workers.checkpoints import CheckpointStore
 
@@ -83,6 +85,9 @@ def close_open_runs(factory: sessionmaker[Session], mlflow: MlflowClient) -> lis
         try:
             if run.error:
                 mlflow.set_tag(run.mlflow_run_id, "gradq.error", run.error[:5000])
+            if run.metrics_incomplete:
+                incomplete = run.metrics_incomplete.removeprefix(METRICS_INCOMPLETE)
+                mlflow.set_tag(run.mlflow_run_id, tracking.METRICS_INCOMPLETE_TAG, incomplete)
             tracking.end_run(mlflow, run.mlflow_run_id, run.status)
         except Exception as error:
             if tracking.unreachable(error):

@@ -21,7 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import store.jobs
-from models import DivergenceError, Network, TrainingStopped, gradient_check, train
+from models import (
+    DivergenceError,
+    GradientCheckStopped,
+    Network,
+    TrainingStopped,
+    gradient_check,
+    train,
+)
 from models.serialization import Checkpoint
 from settings import Settings
 from store.db import in_transaction_retrying, transaction
@@ -37,6 +44,11 @@ log = logging.getLogger(__name__)
 
 GRADIENT_CHECK_EXAMPLES = 5
 GRADIENT_CHECK_PER_PARAMETER = 20
+# Entries checked in all: each costs two forward passes of the examples through the whole
+# network, so a big network gets fewer, within about GRADIENT_CHECK_WORK multiply-adds.
+GRADIENT_CHECK_MAX_ENTRIES = 200
+GRADIENT_CHECK_MIN_ENTRIES = 4
+GRADIENT_CHECK_WORK = 10**9
 
 
 def run_job(
@@ -67,9 +79,11 @@ def run_job(
                 data = load_training_data(attempt.spec, settings, session_factory)
             net = build_network(attempt.spec, data)
             with phase("gradient check"):
-                check = initial_gradient_check(net, data, attempt.spec.training.l2)
+                check = initial_gradient_check(
+                    net, data, attempt.spec.training.l2, progress.should_stop
+                )
         except Exception:
-            run, buffer = started_run(starting)  # if made, ended FAILED with the job below
+            run, buffer = started_run(starting)  # if made, ended as the job ends below
             raise
         with phase("mlflow run"):  # what is left of it
             run, buffer, resume = starting.result()
@@ -80,6 +94,8 @@ def run_job(
         if outcome == "succeeded":
             with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
                 tracking.wait_for(buffer.close, settings.mlflow_wait_seconds, "send metrics")
+    except GradientCheckStopped:
+        outcome, metrics, error = stopped_before_training(progress)
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
@@ -117,7 +133,7 @@ def record_outcome(
     if outcome == "queued":
         return hand_back(client, run, buffer, attempt, settings, session_factory, error)
     with attempt.phases("mlflow end"):
-        closed = close_tracking(client, run, buffer, outcome, error)
+        closed, undelivered = close_tracking(client, run, buffer, outcome, error)
 
     def record(session: Session) -> bool:
         return store.jobs.finish(
@@ -128,6 +144,7 @@ def record_outcome(
             metrics=metrics,
             error=error,
             mlflow_closed=closed,
+            metrics_undelivered=undelivered,
         )
 
     if not in_transaction_retrying(session_factory, record, settings.lease_seconds):
@@ -148,15 +165,36 @@ def started_run(
     return run, buffer
 
 
-def initial_gradient_check(net: Network, data: TrainingData, l2: float) -> float:
-    """The gradient check of the network before any update, on a few training examples."""
+def stopped_before_training(progress: Progress) -> tuple[str, None, str | None]:
+    """(outcome, metrics, error) of an attempt stopped during its gradient check."""
+    reason = progress.stop_reason() or "cancelled"
+    if reason == "handoff":
+        return "queued", None, "handed back before training: worker stopping"
+    return reason, None, None
+
+
+def initial_gradient_check(
+    net: Network, data: TrainingData, l2: float, should_stop: Callable[[], bool] | None = None
+) -> float:
+    """The gradient check of the network before any update, on a few training examples and
+    a bounded number of entries; raises GradientCheckStopped when ``should_stop()`` says so."""
+    examples = min(GRADIENT_CHECK_EXAMPLES, data.m_train)
     return gradient_check(
         net,
-        data.X_train[:, :GRADIENT_CHECK_EXAMPLES],
-        data.Y_train[:, :GRADIENT_CHECK_EXAMPLES],
+        data.X_train[:, :examples],
+        data.Y_train[:, :examples],
         l2=l2,
         max_per_parameter=GRADIENT_CHECK_PER_PARAMETER,
+        max_entries=gradient_check_entries(net.num_parameters, examples),
+        should_stop=should_stop,
     )
+
+
+def gradient_check_entries(num_parameters: int, examples: int) -> int:
+    """How many entries the initial gradient check perturbs in all, for a network of
+    ``num_parameters`` on ``examples`` examples."""
+    affordable = GRADIENT_CHECK_WORK // max(2 * examples * num_parameters, 1)
+    return max(GRADIENT_CHECK_MIN_ENTRIES, min(GRADIENT_CHECK_MAX_ENTRIES, affordable))
 
 
 def train_and_record(
@@ -262,7 +300,7 @@ def _train_and_record(
         except DivergenceError as error:
             return "failed", None, f"{error}; lower training.learning_rate"
         seconds = time.perf_counter() - started
-        metrics = final_metrics(net, data, training.l2)
+        metrics = final_metrics(net, data, training.l2, training.batch_size)
         buffer.add(training.epochs, mlflow_final_metrics(metrics))
         buffer.flush_soon()  # stored by the server while the artifacts are drawn and written
         with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
@@ -376,8 +414,8 @@ class CheckpointWriter:
 
 def hand_back(
     client: MlflowClient,
-    run: tracking.RunRef,
-    buffer: tracking.MetricsBuffer,
+    run: tracking.RunRef | None,
+    buffer: tracking.MetricsBuffer | None,
     attempt: Attempt,
     settings: Settings,
     session_factory: sessionmaker[Session],
@@ -388,13 +426,16 @@ def hand_back(
     job's status: "queued", or "cancelled" if a cancel came first (the reconciler then ends
     the run KILLED)."""
     try:
-        buffer.close()
-        tracking.mark_scheduled(client, run.run_id)
+        if buffer is not None:
+            buffer.close()
+        if run is not None:
+            tracking.mark_scheduled(client, run.run_id)
     except Exception as error:
         log.warning("job %s: MLflow not updated before hand-back: %s", attempt.job_id, error)
+    undelivered = buffer.undelivered if buffer is not None else 0
 
     def release(session: Session) -> str | None:
-        return store.jobs.release(session, attempt.job_id, attempt.owner, detail)
+        return store.jobs.release(session, attempt.job_id, attempt.owner, detail, undelivered)
 
     status = in_transaction_retrying(session_factory, release, settings.lease_seconds)
     log.info("job %s %s: %s", attempt.job_id, detail, status or "lease lost meanwhile")
@@ -417,17 +458,21 @@ def build_network(spec: JobSpec, data: TrainingData) -> Network:
     )
 
 
-def final_metrics(net: Network, data: TrainingData, l2: float) -> dict[str, float | None]:
-    """The trained network's cost and accuracies (after the last update)."""
+def final_metrics(
+    net: Network, data: TrainingData, l2: float, batch_size: int | None = None
+) -> dict[str, float | None]:
+    """The trained network's cost and accuracies (after the last update), each set scored in
+    batches of at most the training batch (models/network.py scoring_batch)."""
     metrics: dict[str, float | None] = {
-        "cost": net.cost(data.X_train, data.Y_train, l2=l2),
-        "train_accuracy": accuracy(net, data.X_train, data.Y_train),
+        "cost": net.cost(data.X_train, data.Y_train, l2=l2, batch_size=batch_size),
+        "train_accuracy": accuracy(net, data.X_train, data.Y_train, batch_size),
         "val_accuracy": None,
     }
     if data.X_val is not None:
-        metrics["val_accuracy"] = accuracy(net, data.X_val, data.Y_val)
+        metrics["val_accuracy"] = accuracy(net, data.X_val, data.Y_val, batch_size)
     if data.dataset.X_test is not None:
-        metrics["test_accuracy"] = accuracy(net, data.dataset.X_test, data.dataset.Y_test)
+        X_test, Y_test = data.dataset.X_test, data.dataset.Y_test
+        metrics["test_accuracy"] = accuracy(net, X_test, Y_test, batch_size)
     return metrics
 
 
@@ -438,9 +483,9 @@ def mlflow_final_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
     return {k: v for k, v in named.items() if v is not None}
 
 
-def accuracy(net: Network, X: np.ndarray, Y: np.ndarray) -> float:
+def accuracy(net: Network, X: np.ndarray, Y: np.ndarray, batch_size: int | None = None) -> float:
     """The fraction of the columns of X: (n_x, m) classified as Y: (1, m) says."""
-    return float(np.mean(net.predict(X) == Y)) if X.shape[1] else math.nan
+    return float(np.mean(net.predict(X, batch_size) == Y)) if X.shape[1] else math.nan
 
 
 def close_tracking(
@@ -449,19 +494,28 @@ def close_tracking(
     buffer: tracking.MetricsBuffer | None,
     outcome: str,
     error: str | None,
-) -> bool:
-    """Send the last metrics and end the run with the outcome's status; True if done. A
-    failure here is logged, not raised: the job's outcome in SQL must still be written, and
-    the reconciler ends the run when MLflow answers again."""
+) -> tuple[bool, int]:
+    """Send the last metrics and end the run with the outcome's status (tagged
+    gradq.metrics_incomplete if values never reached MLflow). Returns (done, the values not
+    delivered). A failure here is logged, not raised: the job's outcome in SQL must still be
+    written, and the reconciler ends the run when MLflow answers again."""
     if run is None:
-        return True
+        return True, 0
+    undelivered = 0
     try:
         if buffer is not None:
-            buffer.close()
+            try:
+                buffer.close()
+            finally:
+                undelivered = buffer.undelivered
+        if undelivered:
+            log.warning("run %s: %d metric values not delivered", run.run_id, undelivered)
+            incomplete = store.jobs.undelivered_values(undelivered)
+            client.set_tag(run.run_id, tracking.METRICS_INCOMPLETE_TAG, incomplete)
         if error:
             client.set_tag(run.run_id, "gradq.error", error[:5000])
         tracking.end_run(client, run.run_id, outcome)
     except Exception:
         log.exception("could not close MLflow run %s; the reconciler will", run.run_id)
-        return False
-    return True
+        return False, undelivered
+    return True, undelivered

@@ -3,7 +3,9 @@
 Every call goes through ``MlflowClient`` against the tracking server; nothing uses MLflow's
 fluent, process-global active run, so several jobs never share state. Per-epoch metrics are
 appended to a buffer by the training loop and sent by a background thread with ``log_batch``,
-never one request per metric (DESIGN.md section 11).
+never one request per metric (DESIGN.md section 11). None is lost silently: while MLflow
+answers, a full buffer makes the training loop wait; only while it does not are values
+dropped, and counted (``MetricsBuffer.undelivered``) for the job's event and run tag.
 """
 
 import json
@@ -12,10 +14,11 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import mlflow.data
+import numpy as np
 import requests
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source_registry import get_registered_sources
@@ -25,6 +28,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request_safe
+
+from store.metric_budget import logs_epoch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,11 +175,42 @@ def mark_scheduled(client: MlflowClient, run_id: str) -> None:
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.SCHEDULED))
 
 
-def logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
-    """The highest step logged so far for each metric of the run. The buffer sends in order
-    and retries a failed batch before the next, so every step below it is logged too."""
+# Metrics logged once per run, at one step: no step below theirs is missing.
+ONCE_PER_RUN_KEYS = ("gradient_check", "test_accuracy")
+METRICS_INCOMPLETE_TAG = "gradq.metrics_incomplete"
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What a run already has of each metric: its highest step, and the steps below it that
+    an earlier attempt should have logged but dropped (MLflow was down), to be sent again."""
+
+    highest: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, frozenset[int]] = field(default_factory=dict)
+
+    def has(self, key: str, step: int) -> bool:
+        return step <= self.highest.get(key, -1) and step not in self.missing.get(key, ())
+
+
+def logged_steps(
+    client: MlflowClient, run_id: str, log_every: int | None = None, epochs: int | None = None
+) -> Logged:
+    """The run's metrics so far (Logged): the buffer sends in order, so every step below the
+    highest was sent, or dropped while MLflow was down; those it dropped are found here."""
     keys = client.get_run(run_id).data.metrics
-    return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+    highest, missing = {}, {}
+    for key in keys:
+        steps = np.fromiter((m.step for m in client.get_metric_history(run_id, key)), np.int64)
+        highest[key] = int(steps.max())
+        if key in ONCE_PER_RUN_KEYS or key.startswith("final."):
+            continue
+        expected = np.arange(0, highest[key] + 1, log_every or 1)
+        if epochs is not None and logs_epoch(epochs - 1, log_every, epochs):
+            expected = np.union1d(expected, [epochs - 1])
+        gaps = np.setdiff1d(expected[expected <= highest[key]], steps)
+        if gaps.size:
+            missing[key] = frozenset(gaps.tolist())
+    return Logged(highest, missing)
 
 
 def wait_for(call: Callable[[], T], seconds: float, what: str) -> T:
@@ -244,6 +280,12 @@ class MetricsBuffer:
     call). Each metric keeps the timestamp of its ``add``, so a batch re-sent after a failed
     call is the same rows (the store ignores exact duplicates). ``close`` sends the rest and
     stops the thread; it raises if metrics could not be sent.
+
+    The buffer holds at most ``max_values``. Full, ``add`` waits for the thread to send while
+    MLflow answers (its last send succeeded and the one under way is not past
+    ``stall_seconds``), and drops the values only while it does not; ``undelivered`` counts
+    what never reached MLflow. With ``log_every``, the per-epoch metrics of an epoch that is
+    not a multiple of it (nor the last of ``epochs``) are not sent (store/metric_budget.py).
     """
 
     def __init__(
@@ -252,9 +294,12 @@ class MetricsBuffer:
         run_id: str,
         flush_seconds: float,
         *,
-        logged: Mapping[str, int] | None = None,
+        logged: Logged | Mapping[str, int] | None = None,
         max_values: int = 2_000_000,
         send: Callable[[str, Sequence[MetricRow]], None] | None = None,
+        log_every: int | None = None,
+        epochs: int | None = None,
+        stall_seconds: float = 10.0,
     ):
         self.client = client
         self.run_id = run_id
@@ -262,14 +307,19 @@ class MetricsBuffer:
         # workers/mlflow_process.py), else log_metrics by this client.
         self._send = send
         self.flush_seconds = flush_seconds
-        # A resumed run: the highest step of each metric already in MLflow, never sent twice.
-        self.logged = dict(logged or {})
-        self.max_values = max_values  # the spool's bound while MLflow is down
+        # A resumed run: the steps of each metric already in MLflow, never sent twice.
+        self.logged = logged if isinstance(logged, Logged) else Logged(dict(logged or {}))
+        self.max_values = max_values  # the spool's bound
+        self.log_every, self.epochs = log_every, epochs
+        self.stall_seconds = stall_seconds  # a send longer than this: MLflow does not answer
         self.dropped = 0
         self._values = 0  # metric values pending or unsent
         self._pending: list[tuple[int, int, Mapping[str, float]]] = []  # (step, ms, metrics)
         self._unsent: list[MetricRow] = []  # converted, but not sent yet (a failed call)
         self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)  # notified as values are sent or fail
+        self._answering = True  # the run was just made or found: MLflow answered
+        self._sending_since: float | None = None
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         self._wake = threading.Event()
@@ -277,14 +327,33 @@ class MetricsBuffer:
         self._thread.start()
 
     def add(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Queue ``metrics`` at ``step``; the mapping must not change afterwards."""
+        """Queue ``metrics`` at ``step``; the mapping must not change afterwards. Waits while
+        the buffer is full and MLflow answers."""
         entry = (step, int(time.time() * 1000), metrics)
-        with self._lock:
-            if self._values + len(metrics) > self.max_values:
-                self._drop(len(metrics))
+        count = len(metrics)
+        with self._space:
+            while self._values and self._values + count > self.max_values and self._waits():
+                self._wake.set()  # send now, not at the next period
+                self._space.wait(0.1)
+            if self._values + count > self.max_values:
+                self._drop(count)
                 return
-            self._values += len(metrics)
+            self._values += count
             self._pending.append(entry)
+
+    def _waits(self) -> bool:
+        """Whether a full buffer waits for MLflow rather than drop: the thread is there to
+        send, the last send succeeded, and the one under way (if any) is not stalled."""
+        if self._closed.is_set() or not self._answering:
+            return False
+        since = self._sending_since
+        return since is None or time.monotonic() - since < self.stall_seconds
+
+    @property
+    def undelivered(self) -> int:
+        """Values that did not reach MLflow: dropped, or still unsent (after a failed close)."""
+        with self._lock:
+            return self.dropped + self._values
 
     def add_history(self, history: Mapping[str, list[float]], first_step: int = 0) -> None:
         """Queue a checkpoint's history (``history[key][e]`` is step ``first_step + e``): the
@@ -292,22 +361,25 @@ class MetricsBuffer:
         epochs = max((len(values) for values in history.values()), default=0)
         for e in range(epochs):
             step = first_step + e
+            if not logs_epoch(step, self.log_every, self.epochs or step + 1):
+                continue
             metrics = {k: v[e] for k, v in history.items() if e < len(v)}
-            metrics = {k: v for k, v in metrics.items() if step > self.logged.get(k, -1)}
+            metrics = {k: v for k, v in metrics.items() if not self.logged.has(k, step)}
             if metrics:
                 self.add(step, metrics)
 
     def _drop(self, count: int) -> None:
         if not self.dropped:
             log.error(
-                "MLflow spool of run %s is full (%d values): dropping metrics until MLflow "
-                "answers again", self.run_id, self.max_values,
+                "MLflow spool of run %s is full (%d values) and MLflow does not answer: "
+                "dropping metrics", self.run_id, self.max_values,
             )  # fmt: skip
         self.dropped += count
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """The training loop's callback: the epoch's metrics at step = epoch."""
-        self.add(epoch, metrics)
+        """The training loop's callback: the epoch's metrics at step = epoch, if it logs it."""
+        if logs_epoch(epoch, self.log_every, self.epochs or epoch + 1):
+            self.add(epoch, metrics)
 
     def flush(self) -> None:
         """Send everything added so far."""
@@ -319,16 +391,30 @@ class MetricsBuffer:
             self._forget(sum(len(m) for _, _, m in pending) - len(added))
             while self._unsent:
                 chunk = self._unsent[:MAX_METRICS_PER_BATCH]
-                if self._send is None:
-                    log_metrics(self.client, self.run_id, chunk)
-                else:
-                    self._send(self.run_id, chunk)
+                self._sending_since = time.monotonic()
+                try:
+                    if self._send is None:
+                        log_metrics(self.client, self.run_id, chunk)
+                    else:
+                        self._send(self.run_id, chunk)
+                except Exception:
+                    self._answered(False)
+                    raise
+                finally:
+                    self._sending_since = None
+                self._answered(True)
                 del self._unsent[: len(chunk)]
                 self._forget(len(chunk))
 
+    def _answered(self, answered: bool) -> None:
+        with self._space:
+            self._answering = answered
+            self._space.notify_all()
+
     def _forget(self, count: int) -> None:
-        with self._lock:
+        with self._space:
             self._values -= count
+            self._space.notify_all()
 
     def discard(self) -> None:
         """Stop the thread and send nothing more (the job is another worker's now)."""
@@ -338,6 +424,7 @@ class MetricsBuffer:
             self._unsent = []
         self._closed.set()
         self._wake.set()
+        self._answered(False)  # nobody waits for a buffer that sends nothing more
 
     def flush_soon(self) -> None:
         """Have the thread send what is pending now, without waiting for it: the server stores
@@ -369,11 +456,12 @@ class MetricsBuffer:
 
 
 def _as_metrics(
-    pending: Iterable[tuple[int, int, Mapping[str, float]]], logged: Mapping[str, int]
+    pending: Iterable[tuple[int, int, Mapping[str, float]]], logged: Logged
 ) -> list[MetricRow]:
+    highest, missing = logged.highest, logged.missing  # Logged.has, inlined: a value each
     return [
         (key, float(value), timestamp, step)
         for step, timestamp, metrics in pending
         for key, value in metrics.items()
-        if value is not None and step > logged.get(key, -1)
+        if value is not None and (step > highest.get(key, -1) or step in missing.get(key, ()))
     ]

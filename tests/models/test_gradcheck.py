@@ -103,3 +103,53 @@ def test_gradient_check_can_sample_entries_of_a_big_network():
     net = Network([300, 20, 1], init="he", seed=0)
     X, Y = data(300, 4, 1, seed=0)
     assert gradient_check(net, X, Y, max_per_parameter=10) < TOLERANCE
+
+
+class Counter:
+    """A should_stop that counts its calls (one per entry checked) and says stop at ``stop``."""
+
+    def __init__(self, stop: int | None = None):
+        self.calls, self.stop = 0, stop
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.stop is not None and self.calls > self.stop
+
+
+def test_max_entries_bounds_the_entries_checked_in_all_whatever_the_depth():
+    net = Network([10, *[30] * 12, 3], output="softmax", init="he", seed=0)
+    X, Y = data(10, 4, 3, seed=0)
+    counted = Counter()
+
+    difference = gradient_check(
+        net, X, Y, max_per_parameter=20, max_entries=50, should_stop=counted
+    )
+
+    assert counted.calls == 50  # not 20 for each of the 26 parameters
+    assert difference < TOLERANCE
+
+
+def test_the_entry_budget_is_shared_out_over_every_parameter():
+    from models.gradcheck import entries_per_parameter
+
+    sizes = {"W1": 1000, "b1": 10, "W2": 2, "b2": 1}
+    counts = entries_per_parameter(sizes, max_per_parameter=20, max_entries=12)
+
+    assert sum(counts.values()) == 12
+    assert all(counts[name] >= 1 for name in sizes)
+    assert counts["W2"] == 2 and counts["b2"] == 1  # all a small one has
+    assert entries_per_parameter(sizes, None, None) == sizes
+
+
+def test_a_stop_request_ends_the_check_between_two_entries():
+    from models import GradientCheckStopped
+
+    net = Network([50, 40, 1], init="he", seed=0)
+    X, Y = data(50, 4, 1, seed=0)
+    counted = Counter(stop=7)
+
+    with pytest.raises(GradientCheckStopped) as stopped:
+        gradient_check(net, X, Y, should_stop=counted)
+
+    assert stopped.value.checked == 7
+    assert counted.calls == 8

@@ -1,6 +1,7 @@
 """weights.npz and checkpoints: round trips, no pickle, atomic writes."""
 
 import io
+import json
 import re
 
 import numpy as np
@@ -40,17 +41,33 @@ def test_checkpoint_round_trips_every_field(tmp_path):
         rng_state=np.random.default_rng(3).bit_generator.state,
         history={"cost": [0.7, 0.6], "grad_norm.W1": [1.0, 0.5]},
         config={"optimizer": "adam", "batch_size": 16},
+        note={"history_file": "h.f64"},
     )
     checkpoint.save(tmp_path / "ckpt.npz")
     loaded = Checkpoint.load(tmp_path / "ckpt.npz")
     assert loaded.epoch == 40
     assert loaded.rng_state == checkpoint.rng_state
-    assert loaded.history == checkpoint.history
+    assert {k: v.tolist() for k, v in loaded.history.items()} == checkpoint.history
     assert loaded.config == checkpoint.config
+    assert loaded.note == checkpoint.note
     for name in ("W1", "b1"):
         np.testing.assert_array_equal(loaded.params[name], checkpoint.params[name])
     assert int(loaded.optimizer_state["t"]) == 7
     assert list(tmp_path.iterdir()) == [tmp_path / "ckpt.npz"]  # no temporary left behind
+
+
+def test_a_checkpoint_written_without_its_history_reads_back_without_it():
+    checkpoint = Checkpoint(epoch=2, params={"W1": np.ones((1, 2))}, history={"cost": [0.7, 0.6]})
+    assert Checkpoint.from_bytes(checkpoint.to_bytes(history=False)).history == {}
+    assert len(checkpoint.to_bytes(history=False)) < len(checkpoint.to_bytes())
+
+
+def test_a_checkpoint_of_an_earlier_gradq_with_its_history_in_json_still_reads():
+    buffer = io.BytesIO()
+    meta = {"epoch": 2, "rng_state": {}, "history": {"cost": [0.7, 0.6]}, "config": {}}
+    np.savez(buffer, **{"params/W1": np.ones((1, 2)), "meta": np.array(json.dumps(meta))})
+    loaded = Checkpoint.from_bytes(buffer.getvalue())
+    assert loaded.history["cost"].tolist() == [0.7, 0.6] and loaded.note == {}
 
 
 def truncated(data: bytes) -> bytes:
