@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     # What reading one dataset may allocate, decoded (the API's upload check and every
     # worker's load): a few kilobytes of compressed data can declare gigabytes.
-    max_dataset_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+    max_dataset_bytes: int = Field(2 * 1024**3, ge=1)
     max_dataset_files: int = Field(50_000, ge=1, description="Images in an uploaded folder.")
     max_image_pixels: int = Field(25_000_000, ge=1, description="Pixels of one image.")
     max_job_bytes: int = Field(

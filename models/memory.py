@@ -258,15 +258,6 @@ def _final_scoring(job: JobShape) -> int:
     return scoring + weights + history + checkpoints + PYTHON_OBJECTS
 
 
-def human_bytes(n: float) -> str:
-    """1536 -> "1.5 KiB": bytes in binary units, three significant digits."""
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} PiB"  # pragma: no cover - the loop always returns
-
-
 def largest_batch_that_fits(job: JobShape, limit: int) -> int | None:
     """The largest training batch size below the job's own whose estimate is within
     ``limit`` bytes, or None if not even a batch of one fits (memory grows with the batch)."""

@@ -6,8 +6,10 @@ import itertools
 import json
 
 from models import BUILTIN_DATASETS
+from models.datasets.limits import float_bytes
 from models.initializers import DEFAULT_INIT
-from models.memory import JobShape, estimate_job_memory, human_bytes, largest_batch_that_fits
+from models.memory import JobShape, estimate_job_memory, largest_batch_that_fits
+from models.units import human_bytes
 from service.catalog import DatasetInfo
 from service.errors import invalid
 from settings import Settings
@@ -47,6 +49,7 @@ def complete_spec(spec: JobSpec, dataset: DatasetInfo | None, settings: Settings
             f"the network {layer_dims} has {parameters:,} parameters, over the budget of "
             f"{settings.max_parameters:,}",
         )
+    _check_dataset_fits(dataset, spec.training.dtype, settings.max_dataset_bytes)
     job = job_shape(spec, dataset, layer_dims)
     _check_memory(job, settings.max_job_bytes)
     model = spec.model.model_copy(update={"output": output, "init": init})
@@ -70,6 +73,18 @@ def job_shape(spec: JobSpec, dataset: DatasetInfo, layer_dims: list[int]) -> Job
         hidden_activation=spec.model.hidden_activation,
         epochs=training.epochs,
     )
+
+
+def _check_dataset_fits(dataset: DatasetInfo, dtype: str, limit: int) -> None:
+    """422 when the dataset, as floats of the job's dtype, is over what a worker may load (an
+    upload is checked as float32: float64 takes twice that)."""
+    size = float_bytes((dataset.m + dataset.m_test, dataset.n_x), dtype)
+    if size > limit:
+        raise invalid(
+            "training.dtype",
+            f"dataset {dataset.name!r} takes {human_bytes(size)} as {dtype}, over the limit of "
+            f"{human_bytes(limit)} a dataset may take (GRADQ_MAX_DATASET_BYTES); use float32",
+        )
 
 
 def _check_memory(job: JobShape, limit: int) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.units import human_bytes
+
 from .dataset import MAX_CLASS_NAME_CHARS, MAX_CLASSES, DatasetError
 
 MIB = 1024 * 1024
@@ -45,21 +47,11 @@ def check_budget(source: object, needed: int, limits: DatasetLimits, what: str) 
     """DatasetError naming ``source`` when ``needed`` bytes are over the limit."""
     if needed > limits.max_bytes:
         raise DatasetError(
-            f"{source}: {what} would take {_human(needed)} once decoded, over the limit of "
-            f"{_human(limits.max_bytes)}"
+            f"{source}: {what} would take {human_bytes(needed)} once decoded, over the limit of "
+            f"{human_bytes(limits.max_bytes)}"
         )
 
 
 def float_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Bytes of ``shape`` examples as floats of ``dtype``."""
     return nbytes(shape, np.dtype(dtype).itemsize)
-
-
-def _human(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-    return f"{size / 1024:.1f} TiB"

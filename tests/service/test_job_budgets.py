@@ -83,6 +83,23 @@ def test_a_network_too_big_for_any_batch_names_the_hidden_layers(make_client, re
     assert count_jobs(rows) == 0
 
 
+def test_a_float64_job_on_a_dataset_over_the_dataset_limit_as_float64_names_the_dtype(
+    make_client, redis_queue, rows
+):
+    # digits: 1797 x 64 values, 449 KiB as float32 and 898 KiB as float64.
+    client = make_client(broker_url=redis_queue.url, max_dataset_bytes=700 * 1024)
+    spec = {"dataset": {"name": "digits"}, "training": {"dtype": "float64", "epochs": 5}}
+
+    response = client.post("/v1/jobs", json=spec)
+    accepted = client.post("/v1/jobs", json={**spec, "training": {"epochs": 5}})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "training.dtype"
+    assert "898 KiB as float64, over the limit of 700 KiB" in response.json()["error"]["message"]
+    assert accepted.status_code == 202, accepted.text
+    assert count_jobs(rows) == 1
+
+
 def test_the_memory_limit_is_read_from_the_environment_and_must_be_positive(monkeypatch):
     monkeypatch.setenv("GRADQ_MAX_JOB_BYTES", str(3 * GIB))
     assert Settings(_env_file=None).max_job_bytes == 3 * GIB

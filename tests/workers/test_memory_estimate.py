@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from models import Dataset, Network, save_weights, train, train_val_split
-from models.memory import JobShape, estimate_job_memory, human_bytes
+from models.memory import JobShape, estimate_job_memory
+from models.units import human_bytes
 from workers.checkpoints import CheckpointStore
 from workers.data import TrainingData
 from workers.run import final_metrics, initial_gradient_check
