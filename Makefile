@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: up test lint bench clean
+.PHONY: up test test-faults lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The suite but tests/faults, which stops and kills servers for minutes: make test-faults.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/faults
+
+test-faults: $(STAMP)
+	$(PY) -m pytest tests/faults
 
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test,bench]'
