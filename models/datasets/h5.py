@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import DatasetError, regular_file, require
-from .limits import DatasetLimits, check_budget, nbytes
-from .stored import StoredDataset, StoredRows, stored_dataset
+from .limits import DatasetLimits
+from .stored import StoredDataset, StoredRows, check_labels_header, stored_dataset
 
 H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
 
@@ -49,19 +49,19 @@ def _split(path: Path, limits: DatasetLimits):
             x, y = datasets[x_key], datasets[y_key]
             if y.dtype.kind not in "iu":
                 raise DatasetError(f"{path}: labels have dtype {y.dtype}; expected integers")
-            check_budget(path, nbytes(y.shape, y.dtype.itemsize), limits, f"'{y_key}'")
+            shape, dtype = tuple(int(d) for d in x.shape), x.dtype
+            rows = StoredRows(
+                str(path), shape, dtype, lambda k: _blocks(path, x_key, shape, dtype, k, limits)
+            )
+            check_labels_header(rows, y.shape, y.dtype.itemsize, limits)
             labels = y[()]
             names = None
             if "list_classes" in datasets:
                 names = _class_names(datasets["list_classes"], path, limits)
-            shape, dtype = tuple(int(d) for d in x.shape), x.dtype
     except DatasetError:
         raise
     except H5_ERRORS as error:
         raise DatasetError(f"{path}: could not read HDF5 data ({error})") from error
-    rows = StoredRows(
-        str(path), shape, dtype, lambda k: _blocks(path, x_key, shape, dtype, k, limits)
-    )
     return rows, labels, names
 
 

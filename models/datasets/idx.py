@@ -19,8 +19,8 @@ from typing import BinaryIO
 import numpy as np
 
 from .dataset import DatasetError, regular_file
-from .limits import DatasetLimits, check_budget, nbytes
-from .stored import StoredDataset, StoredRows, stored_dataset
+from .limits import DatasetLimits, nbytes
+from .stored import StoredDataset, StoredRows, check_labels_header, stored_dataset
 
 IDX_TYPES = {
     0x08: np.dtype("u1"),
@@ -124,9 +124,8 @@ def read_values(header: IdxHeader, per_block: int) -> Iterator[np.ndarray]:
         raise _corrupt_gzip(header.path, error) from error
 
 
-def read_all(header: IdxHeader, limits: DatasetLimits) -> np.ndarray:
-    """The whole array (labels), after its size is checked against the limits."""
-    check_budget(header.path, header.data_bytes, limits, "the IDX data")
+def read_all(header: IdxHeader) -> np.ndarray:
+    """The whole array (labels: check its size first)."""
     blocks = list(read_values(header, max(1, header.shape[0])))
     return blocks[0] if blocks else np.empty(header.shape, header.dtype.newbyteorder("="))
 
@@ -180,12 +179,13 @@ def _rows(header: IdxHeader) -> StoredRows:
     )
 
 
-def _labels(images_path: Path, limits: DatasetLimits) -> tuple[np.ndarray, Path]:
-    label_file = labels_path(images_path)
+def _labels(images: StoredRows, limits: DatasetLimits) -> tuple[np.ndarray, Path]:
+    label_file = labels_path(Path(images.source))
     header = read_header(label_file)
     if len(header.shape) != 1:
         raise DatasetError(f"{label_file}: IDX labels must be 1-D, got {header.shape}")
-    return read_all(header, limits), label_file
+    check_labels_header(images, header.shape, header.dtype.itemsize, limits)
+    return read_all(header), label_file
 
 
 def inspect_idx(images_path: Path, limits: DatasetLimits) -> StoredDataset:
@@ -193,11 +193,12 @@ def inspect_idx(images_path: Path, limits: DatasetLimits) -> StoredDataset:
     file beside it; a ``train-...`` file takes the ``t10k-...`` pair beside it, if any, as
     the test split."""
     images = _rows(read_header(images_path))
-    labels, label_file = _labels(images_path, limits)
+    labels, label_file = _labels(images, limits)
     test = None
     if images_path.name.startswith("train"):
         test_images_path = _beside(images_path, "t10k" + images_path.name.removeprefix("train"))
         if test_images_path is not None:
-            test = (_rows(read_header(test_images_path)), _labels(test_images_path, limits)[0])
+            test_images = _rows(read_header(test_images_path))
+            test = (test_images, _labels(test_images, limits)[0])
     name = images_path.name.removesuffix(".gz")
     return stored_dataset(name, (images, labels), None, limits, test, str(label_file))

@@ -15,8 +15,8 @@ import numpy as np
 
 from .arrays import NPZ_READ_ERRORS, ZIP_MAGICS, starts_with, unreadable, zip_entry_count
 from .dataset import DatasetError
-from .limits import DatasetLimits, check_budget, nbytes
-from .stored import StoredDataset, StoredRows, stored_dataset
+from .limits import DatasetLimits, nbytes
+from .stored import StoredDataset, StoredRows, check_labels_header, stored_dataset
 
 COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 HEADER_READERS = {
@@ -50,8 +50,15 @@ def inspect_npz(path: Path, limits: DatasetLimits) -> StoredDataset:
             members = _members(archive, path, limits)
             if "classes" in members:
                 _check_class_names_header(members["classes"], path, limits)
+            x = _rows(path, members["x"], str(path))
+            splits = {"y": x}
+            if "x_test" in members:
+                splits["y_test"] = _rows(path, members["x_test"], f"{path} (x_test)")
+            for key, rows in splits.items():
+                labels = members[key]
+                check_labels_header(rows, labels.shape, labels.dtype.itemsize, limits)
             small = {
-                key: _read_whole(archive, members[key], path, limits)
+                key: _read_whole(archive, members[key])
                 for key in ("y", "y_test", "classes")
                 if key in members
             }
@@ -60,10 +67,7 @@ def inspect_npz(path: Path, limits: DatasetLimits) -> StoredDataset:
     except NPZ_READ_ERRORS as error:
         raise unreadable(path, "the archive", error) from error
     classes = _class_names(small["classes"], path) if "classes" in small else None
-    x = _rows(path, members["x"], str(path))
-    test = None
-    if "x_test" in members:
-        test = (_rows(path, members["x_test"], f"{path} (x_test)"), small["y_test"])
+    test = (splits["y_test"], small["y_test"]) if "y_test" in splits else None
     return stored_dataset(path.stem, (x, small["y"]), classes, limits, test)
 
 
@@ -123,12 +127,8 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Memb
     return member
 
 
-def _read_whole(
-    archive: zipfile.ZipFile, member: Member, path: Path, limits: DatasetLimits
-) -> np.ndarray:
-    """A small array (labels, class names), after its size is checked."""
-    key = member.info.filename.removesuffix(".npy")
-    check_budget(path, member.data_bytes, limits, f"array '{key}'")
+def _read_whole(archive: zipfile.ZipFile, member: Member) -> np.ndarray:
+    """A small array (labels, class names), its size checked from its header."""
     with archive.open(member.info) as file:
         return np.lib.format.read_array(file, allow_pickle=False)
 

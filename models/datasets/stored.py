@@ -155,6 +155,19 @@ class StoredDataset:
         return digest.finish(self.train.labels, self.classes)
 
 
+def check_labels_header(
+    x: StoredRows, labels_shape: tuple[int, ...], itemsize: int, limits: DatasetLimits
+) -> None:
+    """Before labels are read: one per example, and the examples (as float32, the least a
+    load takes) and the labels within the budget; else DatasetError. A labels array can be
+    a bomb of its own."""
+    count = math.prod(int(d) for d in labels_shape)
+    if count != x.m:
+        raise DatasetError(f"{x.source}: {x.m} images but {count} labels; counts must match")
+    needed = float_bytes((x.m, x.n_x), DIGEST_DTYPE) + count * itemsize
+    check_budget(x.source, needed, limits, "the dataset")
+
+
 def stored_dataset(
     name: str,
     train: tuple[StoredRows, np.ndarray],

@@ -30,6 +30,7 @@ from tests.hostile_files import (
 
 SECRET = b"GRADQ_API_TOKENS=hunter2-the-secret\n"
 SMALL = DatasetLimits(max_bytes=16 * MIB)
+ROOMY = DatasetLimits(max_bytes=256 * MIB)  # room for a labels bomb read whole
 
 
 @pytest.fixture
@@ -197,9 +198,40 @@ def test_npz_deflated_bomb_under_an_honest_header_is_refused_from_its_size(tmp_p
     np.savez_compressed(path, x=x, y=np.arange(len(x)) % 2)
     del x
 
-    peak = peak_python_bytes(lambda: refused(path, r"would take 70\.\d MiB once decoded"))
+    peak = peak_python_bytes(lambda: refused(path, r"would take 6\d\.\d MiB once decoded"))
 
     assert peak < 4 * MIB
+
+
+def test_npz_labels_that_are_a_bomb_of_their_own_are_refused_before_they_are_read(tmp_path):
+    path = tmp_path / "labels.npz"
+    np.savez_compressed(path, x=np.zeros((4, 2), np.uint8), y=np.zeros(8 * MIB, np.int64))
+
+    peak = peak_python_bytes(lambda: refused(path, "4 images but 8388608 labels", ROOMY))
+
+    assert peak < 4 * MIB  # the labels are 64 MiB
+
+
+def test_gzipped_idx_labels_that_are_a_bomb_of_their_own_are_refused_unread(tmp_path):
+    from tests.hostile_files import idx_header
+
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_header((2, 1, 1)) + bytes(2))
+    labels = gzipped_idx((64 * MIB,), trailing_zeros=64 * MIB)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(labels)
+
+    peak = peak_python_bytes(
+        lambda: refused(tmp_path / "train-images-idx3-ubyte", "2 images but 67108864", ROOMY)
+    )
+
+    assert peak < 4 * MIB
+
+
+def test_h5_labels_declaring_more_than_the_images_are_refused_unread(tmp_path):
+    def huge(file, name):
+        file.create_dataset(name, (2**28,), "i8", chunks=(2**20,))  # 2 GiB, unwritten
+
+    path = course_h5(tmp_path / "train_x.h5", train_set_y=huge)
+    refused(path, "4 images but 268435456", DatasetLimits(max_bytes=4 * 1024**3))
 
 
 def test_the_decoded_size_counts_the_training_dtype_not_the_stored_bytes(tmp_path):
