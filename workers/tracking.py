@@ -52,28 +52,36 @@ RUN_STATUS = {
 # Experiment ids by (tracking URI, name): looked up once per worker process, not once per job.
 _experiment_ids: dict[tuple[str, str], str] = {}
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI mode (traces, evaluations);
+# tagged, it opens in the machine-learning mode: the runs, their charts and artifacts.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of the experiment ``name``, created if missing (by this worker or a racing one)."""
+    """The id of the experiment ``name``, created if missing (by this worker or a racing one),
+    and tagged as a model-development experiment if it was not."""
     key = (client.tracking_uri, name)
     if key in _experiment_ids:
         return _experiment_ids[key]
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            found = client.create_experiment(name)
+            found = client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            _experiment_ids[key] = found
+            return found
         except MlflowException as error:
             if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
-            found = client.get_experiment_by_name(name).experiment_id  # another worker won
-    elif experiment.lifecycle_stage != "active":
+            experiment = client.get_experiment_by_name(name)  # another worker won
+    if experiment.lifecycle_stage != "active":
         raise MlflowException(
             f"MLflow experiment {name!r} is deleted: restore it, or use another experiment name"
         )
-    else:
-        found = experiment.experiment_id
-    _experiment_ids[key] = found
-    return found
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before gradq tagged, or by hand
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    _experiment_ids[key] = experiment.experiment_id
+    return experiment.experiment_id
 
 
 @dataclass(frozen=True)
