@@ -20,9 +20,16 @@ INSTALL_CHROMIUM = ["apt-get", "install", "-y", "chromium"]
 def apt_get_install_chromium() -> str:
     """Install Debian's chromium; apt-get's last words, for the reason when it did not."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        INSTALL_CHROMIUM, capture_output=True, text=True, env=env, timeout=900, check=False
-    )
+
+    def apt_get(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=900, check=False
+        )
+
+    done = apt_get(INSTALL_CHROMIUM)
+    if done.returncode:  # a fresh machine may not have the package lists yet
+        apt_get(["apt-get", "update"])
+        done = apt_get(INSTALL_CHROMIUM)
     return (done.stdout + done.stderr)[-500:]
 
 

@@ -48,11 +48,11 @@ def test_a_missing_chromium_skips_the_test(tmp_path, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
 
     with pytest.raises(pytest.skip.Exception, match="only root can install it"):
-        need_chromium(tmp_path / "chromium", is_root=False)
+        need_chromium(tmp_path / "chromium", is_root=False, install=installs_nothing)
 
 
 def test_a_missing_chromium_fails_the_test_under_ci(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
 
     with pytest.raises(pytest.fail.Exception, match="CI=true requires it"):
-        need_chromium(tmp_path / "chromium", is_root=False)
+        need_chromium(tmp_path / "chromium", is_root=False, install=installs_nothing)

@@ -52,8 +52,9 @@ RUN_STATUS = {
 # Experiment ids by (tracking URI, name): looked up once per worker process, not once per job.
 _experiment_ids: dict[tuple[str, str], str] = {}
 
-# MLflow 3's UI opens an experiment without this tag in its GenAI mode (traces, evaluations);
-# tagged, it opens in the machine-learning mode: the runs, their charts and artifacts.
+# MLflow 3 UIs that pick an experiment's mode by its kind open one without this tag in their
+# GenAI mode (traces, evaluations); tagged, in the machine-learning mode (runs, charts,
+# artifacts). Later ones go by the link instead (service/schemas.py, MLFLOW_ML_MODE).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
