@@ -240,6 +240,17 @@ def test_an_existing_untagged_experiment_is_tagged_when_first_used(mlflow_client
     assert experiment_kind(mlflow_client, made) == "custom_model_development"
 
 
+def test_a_run_resumed_in_an_untagged_experiment_tags_it(mlflow_client):
+    made = mlflow_client.create_experiment(unique_name("resumed"))  # before the tag
+    run_id = mlflow_client.create_run(made).info.run_id
+
+    tracking.start_run(
+        mlflow_client, experiment="unused", run_name="r", tags={}, existing_run_id=run_id
+    )
+
+    assert experiment_kind(mlflow_client, made) == "custom_model_development"
+
+
 def test_an_experiment_of_another_kind_keeps_its_kind(mlflow_client):
     name = unique_name("chosen")
     made = mlflow_client.create_experiment(
