@@ -40,6 +40,7 @@ class JobOut(BaseModel):
     sweep_id: str | None
     mlflow_run_id: str | None
     mlflow_url: str | None
+    mlflow_experiment_url: str | None
     error: str | None
     cancel_requested: bool
     created_at: datetime
@@ -88,16 +89,34 @@ def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def mlflow_url(job: Job, settings: Settings) -> str | None:
-    """The run in the MLflow UI, if there is one (not for a local tracking store); no
-    credentials or query string of the configured URL."""
+# MLflow 3's UI shows an experiment in its GenAI mode (traces, "Evaluations") unless the
+# hash route's query asks for the machine-learning one (runs, charts, artifacts); the experiment
+# tag is not enough for its newer versions (WorkflowTypeContext in mlflow/server/js).
+MLFLOW_ML_MODE = "workflowType=machine_learning"
+
+
+def mlflow_ui_link(route: str, settings: Settings) -> str | None:
+    """``route`` of the MLflow UI in its machine-learning mode (None for a local tracking
+    store); no credentials or query string of the configured URL."""
     base = settings.mlflow_ui_base
-    if not (job.mlflow_experiment_id and job.mlflow_run_id and base.startswith("http")):
+    if not base.startswith("http"):
         return None
-    return (
-        f"{public_url(base).rstrip('/')}/#/experiments/"
-        f"{job.mlflow_experiment_id}/runs/{job.mlflow_run_id}"
-    )
+    return f"{public_url(base).rstrip('/')}/#/{route}?{MLFLOW_ML_MODE}"
+
+
+def mlflow_url(job: Job, settings: Settings) -> str | None:
+    """The job's run in the MLflow UI, if there is one."""
+    if not (job.mlflow_experiment_id and job.mlflow_run_id):
+        return None
+    route = f"experiments/{job.mlflow_experiment_id}/runs/{job.mlflow_run_id}"
+    return mlflow_ui_link(route, settings)
+
+
+def mlflow_experiment_url(job: Job, settings: Settings) -> str | None:
+    """The runs of the job's experiment in the MLflow UI (to compare them), if it has one."""
+    if not job.mlflow_experiment_id:
+        return None
+    return mlflow_ui_link(f"experiments/{job.mlflow_experiment_id}/runs", settings)
 
 
 def job_out(job: Job, settings: Settings) -> JobOut:
@@ -116,6 +135,7 @@ def job_out(job: Job, settings: Settings) -> JobOut:
         sweep_id=job.sweep_id,
         mlflow_run_id=job.mlflow_run_id,
         mlflow_url=mlflow_url(job, settings),
+        mlflow_experiment_url=mlflow_experiment_url(job, settings),
         error=_public(job.error, settings),
         cancel_requested=job.cancel_requested,
         created_at=job.created_at,

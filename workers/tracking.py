@@ -52,28 +52,54 @@ RUN_STATUS = {
 # Experiment ids by (tracking URI, name): looked up once per worker process, not once per job.
 _experiment_ids: dict[tuple[str, str], str] = {}
 
+# MLflow 3 UIs that pick an experiment's mode by its kind open one without this tag in their
+# GenAI mode (traces, evaluations); tagged, in the machine-learning mode (runs, charts,
+# artifacts). Later ones go by the link instead (service/schemas.py, MLFLOW_ML_MODE).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+# Experiments known to have a kind, by (tracking URI, id): checked once per worker process.
+_kinds_known: set[tuple[str, str]] = set()
+
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of the experiment ``name``, created if missing (by this worker or a racing one)."""
+    """The id of the experiment ``name``, created if missing (by this worker or a racing one),
+    and tagged as a model-development experiment if it has no kind."""
     key = (client.tracking_uri, name)
     if key in _experiment_ids:
         return _experiment_ids[key]
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            found = client.create_experiment(name)
+            found = client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            _kinds_known.add((client.tracking_uri, found))
+            _experiment_ids[key] = found
+            return found
         except MlflowException as error:
             if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
-            found = client.get_experiment_by_name(name).experiment_id  # another worker won
-    elif experiment.lifecycle_stage != "active":
+            experiment = client.get_experiment_by_name(name)  # another worker won
+    if experiment.lifecycle_stage != "active":
         raise MlflowException(
             f"MLflow experiment {name!r} is deleted: restore it, or use another experiment name"
         )
-    else:
-        found = experiment.experiment_id
-    _experiment_ids[key] = found
-    return found
+    tag_kind(client, experiment.experiment_id, experiment.tags)
+    _experiment_ids[key] = experiment.experiment_id
+    return experiment.experiment_id
+
+
+def tag_kind(client: MlflowClient, experiment: str, tags: Mapping[str, str] | None = None) -> None:
+    """Tag the experiment (id) as a model-development one if it has no kind yet (made before
+    gradq tagged its experiments, or by hand); ``tags``: its tags, if already read."""
+    key = (client.tracking_uri, experiment)
+    if key in _kinds_known:
+        return
+    if tags is None:
+        tags = client.get_experiment(experiment).tags
+    if EXPERIMENT_KIND_TAG not in tags:
+        client.set_experiment_tag(experiment, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    _kinds_known.add(key)
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,7 @@ def start_run(
         run = client.get_run(existing_run_id)
         client.update_run(existing_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         log_params_and_tags(client, existing_run_id, {}, tags)
+        tag_kind(client, run.info.experiment_id)  # a job resumed in an experiment made before
         return RunRef(run.info.experiment_id, existing_run_id)
     found = experiment_id(client, experiment)
     run = client.create_run(found, run_name=run_name, tags=dict(tags))

@@ -81,13 +81,22 @@ def test_a_job_shows_its_progress_final_metrics_events_and_mlflow_link(client, r
     assert job["attempts"] == 1
     assert job["metrics"] == {"cost": 0.25, "train_accuracy": 0.9, "val_accuracy": 0.8}
     assert job["mlflow_run_id"] == "run123"
-    assert job["mlflow_url"] == "http://mlflow.example/#/experiments/7/runs/run123"
+    # In the MLflow UI's machine-learning mode: by default MLflow 3 opens its GenAI mode.
+    ml_mode = "?workflowType=machine_learning"
+    assert job["mlflow_url"] == f"http://mlflow.example/#/experiments/7/runs/run123{ml_mode}"
+    assert job["mlflow_experiment_url"] == f"http://mlflow.example/#/experiments/7/runs{ml_mode}"
     assert job["started_at"] and job["finished_at"]
     assert [(e["from_status"], e["to_status"]) for e in job["events"]] == [
         (None, "queued"),
         ("queued", "running"),
         ("running", "succeeded"),
     ]
+
+
+def test_a_job_not_yet_tracked_links_to_nothing_in_mlflow(client):
+    job = client.get(f"/v1/jobs/{submit(client)['id']}").json()
+
+    assert (job["mlflow_url"], job["mlflow_experiment_url"]) == (None, None)
 
 
 def test_a_failed_job_carries_its_error(client, rows):

@@ -87,7 +87,9 @@ def test_a_job_links_to_its_mlflow_run_without_the_tracking_uris_credentials(mak
     job = client.get(f"/v1/jobs/{job_id}")
     listed = client.get("/v1/jobs")
 
-    assert job.json()["mlflow_url"] == "http://mlflow.example:5000/#/experiments/7/runs/run123"
+    base = "http://mlflow.example:5000/#/experiments/7/runs"
+    assert job.json()["mlflow_url"] == f"{base}/run123?workflowType=machine_learning"
+    assert job.json()["mlflow_experiment_url"] == f"{base}?workflowType=machine_learning"
     assert_nothing_secret(job.text)
     assert_nothing_secret(listed.text)
 

@@ -215,6 +215,51 @@ def test_an_experiment_created_by_a_racing_worker_is_found_not_an_error(mlflow_c
 
     assert found == real(name).experiment_id
     assert len(lookups) == 2
+    assert experiment_kind(mlflow_client, found) == "custom_model_development"
+
+
+def experiment_kind(client: MlflowClient, experiment_id: str) -> str | None:
+    return client.get_experiment(experiment_id).tags.get("mlflow.experimentKind")
+
+
+def test_a_new_experiment_is_tagged_for_model_development(mlflow_client):
+    found = tracking.experiment_id(mlflow_client, unique_name("new"))
+
+    # Untagged, MLflow 3's UI opens it in its GenAI mode, with the runs out of sight.
+    assert experiment_kind(mlflow_client, found) == "custom_model_development"
+
+
+def test_an_existing_untagged_experiment_is_tagged_when_first_used(mlflow_client):
+    name = unique_name("older")
+    made = mlflow_client.create_experiment(name)  # as gradq made them before the tag
+    assert experiment_kind(mlflow_client, made) is None
+
+    found = tracking.experiment_id(mlflow_client, name)
+
+    assert found == made
+    assert experiment_kind(mlflow_client, made) == "custom_model_development"
+
+
+def test_a_run_resumed_in_an_untagged_experiment_tags_it(mlflow_client):
+    made = mlflow_client.create_experiment(unique_name("resumed"))  # before the tag
+    run_id = mlflow_client.create_run(made).info.run_id
+
+    tracking.start_run(
+        mlflow_client, experiment="unused", run_name="r", tags={}, existing_run_id=run_id
+    )
+
+    assert experiment_kind(mlflow_client, made) == "custom_model_development"
+
+
+def test_an_experiment_of_another_kind_keeps_its_kind(mlflow_client):
+    name = unique_name("chosen")
+    made = mlflow_client.create_experiment(
+        name, tags={"mlflow.experimentKind": "genai_development"}
+    )
+
+    tracking.experiment_id(mlflow_client, name)
+
+    assert experiment_kind(mlflow_client, made) == "genai_development"
 
 
 def test_a_deleted_experiment_is_an_error_that_says_so(mlflow_client):
