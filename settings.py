@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     )
     metrics_flush_seconds: float = Field(1.0, gt=0, description="MLflow log_batch period.")
     broker_polling_seconds: float = Field(0.05, gt=0, description="Filesystem broker polling.")
+    max_queued_jobs_per_token: int = Field(
+        1000,
+        ge=0,
+        description="Jobs one API token may have queued or running at once (POST /v1/jobs "
+        "answers 429 past it); 0: no cap. No tokens configured: no cap.",
+    )
+    # /metrics computes the job gauges from SQL at most this often (scrapes in between reuse them).
+    metrics_cache_seconds: float = Field(5.0, ge=0)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
