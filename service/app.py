@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from service import uploads
 from service.dispatch import make_celery_client
 from service.errors import error_responses, install_error_handlers
+from service.job_metrics import JobMetrics
 from service.limits import BodySizeLimit
 from service.routes import datasets, health, jobs
 from service.routes.datasets import STAGING
@@ -57,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.sql_url)
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.celery = make_celery_client(settings)
+    # The app's own registry: several apps in one process (the tests) each count their queue.
+    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    app.state.metrics_registry.register(JobMetrics(app.state.session_factory, settings))
     install_error_handlers(app)
     app.include_router(jobs.router)
     # The dataset routes' errors, documented here for the router as a whole.

@@ -249,13 +249,16 @@ def heartbeat(
     lease_seconds: float,
     epoch: int | None,
     cost: float | None,
+    metrics_unsent: int | None = None,
 ) -> Heartbeat:
-    """Extend the lease and record progress (``epoch`` None: leave it as it is); says whether
-    a cancel or a handoff was asked for. On a session, or on a connection in autocommit (as
-    the worker's heartbeat does): it is a single statement."""
+    """Extend the lease and record progress (``epoch`` None: leave it as it is) and the metric
+    values the worker holds for MLflow; says whether a cancel or a handoff was asked for. On a
+    session, or on a connection in autocommit (as the worker's heartbeat does): it is a single
+    statement."""
     now = utcnow()
     expires = now + timedelta(seconds=lease_seconds)
-    values = {"job_id": job_id, "owner": owner, "now": now, "expires": expires}
+    values = {"job_id": job_id, "owner": owner, "now": now, "expires": expires,
+              "unsent": metrics_unsent}  # fmt: skip
     if epoch is not None:
         values.update(epoch=epoch, cost=cost)
     statement = _BEAT if epoch is None else _BEAT_WITH_PROGRESS
@@ -275,7 +278,11 @@ _BEAT = (
         Job.lease_owner == bindparam("owner"),
         Job.status == "running",
     )
-    .values(heartbeat_at=bindparam("now"), lease_expires_at=bindparam("expires"))
+    .values(
+        heartbeat_at=bindparam("now"),
+        lease_expires_at=bindparam("expires"),
+        metrics_unsent=bindparam("unsent"),
+    )
     .returning(Job.cancel_requested, Job.handoff_requested)
     .execution_options(synchronize_session=False)
 )

@@ -92,6 +92,8 @@ class Job(Base):
     epochs: Mapped[int]
     progress_epoch: Mapped[int | None]
     latest_cost: Mapped[float | None] = mapped_column(Float)
+    # Metric values the worker holds for MLflow, as of its last heartbeat (NULL: none known).
+    metrics_unsent: Mapped[int | None]
     checkpoint_uri: Mapped[str | None] = mapped_column(Text)
     checkpoint_epoch: Mapped[int | None]
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))

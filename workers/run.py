@@ -87,6 +87,7 @@ def run_job(
             raise
         with phase("mlflow run"):  # what is left of it
             run, buffer, resume = starting.result()
+        progress.spool = buffer  # its depth goes to SQL with each beat (/metrics)
         buffer.add(0, {"gradient_check": check})  # not sent again by a resumed run
         outcome, metrics, error = train_and_record(
             attempt, data, net, settings, session_factory, client, run, buffer, resume, progress
