@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+import logs
 from service import uploads
 from service.dispatch import make_celery_client
 from service.errors import error_responses, install_error_handlers
@@ -34,6 +35,7 @@ UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logs.configure(settings.log_format)  # after uvicorn's own logging setup
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+import logs
 import store.jobs
 from models import (
     DivergenceError,
@@ -61,6 +62,7 @@ def run_job(
     attempt = claim(job_id, settings, session_factory, owner)
     if attempt is None:
         return None
+    logs.set_attempt(attempt.number)
     client = MlflowClient(settings.mlflow_tracking_uri)
     checkpoints = CheckpointStore(settings.checkpoints_folder)
     started = time.perf_counter()
