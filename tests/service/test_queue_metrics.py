@@ -132,3 +132,30 @@ def test_metrics_need_the_bearer_token_when_tokens_are_configured(make_client):
 
     assert client.get("/metrics").status_code == 401
     assert scrape(client, {"Authorization": "Bearer tok1"})[("gradq_broker_up", ())] == 1
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_metrics_exposes(make_client, rows):
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+    panels = json.loads(dashboard.read_text())["panels"]
+    queried = {
+        name
+        for panel in panels
+        for target in panel["targets"]
+        for name in re.findall(r"\bgradq_[a-z_]+", target["expr"])
+    }
+    client = make_client(broker_url="", metrics_cache_seconds=0)
+    insert_jobs(rows)
+    client.post("/v1/jobs", json={"dataset": {"name": "faces"}})
+    response = client.get("/metrics")
+    exposed = {
+        sample.name
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+    assert queried, "the dashboard queries nothing"
+    assert queried <= exposed, queried - exposed
