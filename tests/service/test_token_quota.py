@@ -3,7 +3,10 @@ with Retry-After; the job rows record a fingerprint of the token, never the toke
 
 import collections
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +15,7 @@ from sqlalchemy import select, update
 from service.security import token_fingerprint
 from service.stack import api_command
 from store.db import make_engine, make_session_factory
+from store.migrate import upgrade
 from store.tables import Job
 from tests.processes import gradq_env, start, wait_until
 from tests.servers import free_port, fresh_postgres_database
@@ -120,10 +124,23 @@ def test_the_setting_is_read_from_the_environment(monkeypatch):
     assert Settings(_env_file=None).max_queued_jobs_per_token == 1000
 
 
+@contextmanager
+def real_database(kind: str, home: Path) -> Iterator[str]:
+    if kind == "postgres":
+        with fresh_postgres_database() as url:
+            yield url
+        return
+    home.mkdir(parents=True)
+    url = f"sqlite:///{home / 'gradq.db'}"
+    upgrade(url)
+    yield url
+
+
 @pytest.mark.slow
-def test_concurrent_submissions_to_a_real_server_on_postgresql_never_pass_the_cap(tmp_path):
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+def test_concurrent_submissions_to_a_real_server_never_pass_the_cap(tmp_path, kind):
     cap, requests = 5, 40
-    with fresh_postgres_database() as url:
+    with real_database(kind, tmp_path / "home") as url:
         port = free_port()
         env = gradq_env(
             home=tmp_path / "home", database_url=url, broker_url="", api_tokens="tok1,tok2",
