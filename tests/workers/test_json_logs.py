@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from service.stack import api_command
+from service.stack import api_command, reconciler_command
 from settings import Settings
 from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
@@ -49,7 +49,7 @@ def test_a_worker_logs_json_lines_naming_the_job_and_attempt_while_it_runs_one(
     worker = start_celery_worker(log, env)
     try:
         producer(settings).send_task("gradq.train", args=[job_id])
-        wait_for_status(session_factory, job_id, "succeeded")
+        wait_for_status(session_factory, job_id, "succeeded", timeout=180)  # a busy machine
         wait_until(lambda: CELERY_DONE in log.read_text(), worker, "the task's end", 30)
     finally:
         worker.stop(sig=signal.SIGKILL)
@@ -88,6 +88,22 @@ def test_the_api_logs_json_lines_under_uvicorn(tmp_path):
     assert any("Uvicorn running" in m for m in messages)
     assert any("/v1/jobs/nothing" in m and "404" in m for m in messages)  # the access log
     assert all("job_id" not in r for r in records)  # no job runs in the API
+
+
+def test_the_reconciler_logs_json_lines(tmp_path, sqlite_url):
+    env = gradq_env(
+        home=tmp_path / "gradq", database_url=sqlite_url, log_format="json", reconcile_seconds=0.5
+    )
+    log = tmp_path / "reconciler.log"
+    reconciler = start(reconciler_command(), log, env)
+    try:
+        wait_until(lambda: "gradq.reconcile[" in log.read_text(), reconciler, "a pass", 60)
+    finally:
+        reconciler.stop(sig=signal.SIGKILL)
+
+    records = json_lines(log.read_text())
+    assert any(r["logger"] == "celery.beat" for r in records)
+    assert all("job_id" not in r for r in records)
 
 
 @pytest.mark.parametrize("program", ["api", "worker"])
