@@ -9,7 +9,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     )
     metrics_flush_seconds: float = Field(1.0, gt=0, description="MLflow log_batch period.")
     broker_polling_seconds: float = Field(0.05, gt=0, description="Filesystem broker polling.")
+    max_queued_jobs_per_token: int = Field(
+        1000,
+        ge=0,
+        description="Jobs one API token may have queued or running at once (POST /v1/jobs "
+        "answers 429 past it); 0: no cap. No tokens configured: no cap.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or one JSON object a line."
+    )
+    # /metrics computes the job gauges from SQL at most this often (scrapes in between reuse them).
+    metrics_cache_seconds: float = Field(5.0, ge=0)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -113,6 +124,13 @@ class Settings(BaseSettings):
             value = json.loads(text) if text.startswith("[") else text.split(",")
         if isinstance(value, list):  # "" and "a,,b" configure no empty token
             return [str(token).strip() for token in value if str(token).strip()]
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _known_log_format(cls, value):
+        if value not in ("text", "json"):
+            raise ValueError(f"GRADQ_LOG_FORMAT must be 'text' or 'json', not {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -36,8 +36,20 @@ def run_migrations_online() -> None:
 def _run(connection) -> None:
     # render_as_batch: SQLite alters tables by copying them; Alembic's batch mode does that.
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch copy drops the old table, which with foreign keys on deletes every row that
+        # references it through ON DELETE CASCADE (all job_events, when jobs is copied). The
+        # pragma is ignored inside a transaction: set it, and commit, before the migrations'.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 if context.is_offline_mode():

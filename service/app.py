@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
+import logs
 from service import uploads
 from service.dispatch import make_celery_client
 from service.errors import error_responses, install_error_handlers
+from service.job_metrics import JobMetrics
 from service.limits import BodySizeLimit
 from service.routes import datasets, health, jobs
 from service.routes.datasets import STAGING
@@ -32,6 +35,7 @@ UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logs.configure(settings.log_format)  # after uvicorn's own logging setup
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.sql_url)
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.celery = make_celery_client(settings)
+    # The app's own registry: several apps in one process (the tests) each count their queue.
+    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    app.state.metrics_registry.register(JobMetrics(app.state.session_factory, settings))
     install_error_handlers(app)
     app.include_router(jobs.router)
     # The dataset routes' errors, documented here for the router as a whole.

@@ -54,6 +54,7 @@ ERROR_DESCRIPTIONS = {
     413: "The request body is over its limit.",
     415: "The request body is not of the route's media type.",
     422: "Invalid input; error.field names the field and error.message the reason.",
+    429: "Over a quota; retry after Retry-After seconds.",
     503: "A dependency is unavailable; retry (after Retry-After when given).",
 }
 

@@ -1,8 +1,17 @@
-"""Prometheus metrics: requests by route and status, their latency, jobs submitted."""
+"""Prometheus metrics: requests by route and status, their latency, jobs submitted (this
+process's, in the default registry), and the queue's, computed from SQL (service/job_metrics.py,
+in a registry of each app's own)."""
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
@@ -41,5 +50,6 @@ class RequestMetrics:
             LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
 
 
-def exposition() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST
+def exposition(*registries: CollectorRegistry) -> tuple[bytes, str]:
+    """The process's metrics and those of ``registries``, in Prometheus's text format."""
+    return b"".join(generate_latest(r) for r in (REGISTRY, *registries)), CONTENT_TYPE_LATEST

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -63,6 +63,7 @@ def create_job(
     sweep_id: str | None = None,
     max_attempts: int = 3,
     dispatching: bool = False,
+    token_fingerprint: str | None = None,
 ) -> tuple[Job, bool]:
     """Insert a queued job (committed by the caller's transaction) and its first event.
 
@@ -85,7 +86,7 @@ def create_job(
         "dataset": dataset, "epochs": epochs, "idempotency_key": idempotency_key,
         "request_sha256": request_sha256, "sweep_id": sweep_id, "cancel_requested": False,
         "handoff_requested": False, "dispatched_at": now if dispatching else None,
-        "created_at": now, "updated_at": now,
+        "created_at": now, "updated_at": now, "token_fingerprint": token_fingerprint,
     }  # fmt: skip
     # Core statements on the session's connection: the ORM's unit of work and its per-statement
     # compilation were half of a submission's CPU time (py-spy, bench/service.py).
@@ -118,6 +119,29 @@ def _by_idempotency_key(session: Session, key: str | None, request_sha256: str |
     if job is not None and job.request_sha256 != request_sha256:
         raise IdempotencyConflictError(key)
     return job
+
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def lock_submitter(session: Session, token_fingerprint: str) -> None:
+    """Serialize the submissions of one token until the transaction ends, so that counting its
+    active jobs and inserting one cannot race past its cap. PostgreSQL: a transaction-scoped
+    advisory lock keyed by the fingerprint. SQLite needs none: its writers are serialized
+    already, and the count follows the insert inside the write transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int(token_fingerprint, 16) % 2**64
+        key -= 2**64 if key >= 2**63 else 0  # a signed bigint
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def active_jobs_of(session: Session, token_fingerprint: str) -> int:
+    """Jobs submitted with this token that are queued or running."""
+    return session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.token_fingerprint == token_fingerprint, Job.status.in_(ACTIVE_STATUSES))
+    )
 
 
 def mark_undispatched(session: Session, job_id: str) -> None:
@@ -225,13 +249,16 @@ def heartbeat(
     lease_seconds: float,
     epoch: int | None,
     cost: float | None,
+    metrics_unsent: int | None = None,
 ) -> Heartbeat:
-    """Extend the lease and record progress (``epoch`` None: leave it as it is); says whether
-    a cancel or a handoff was asked for. On a session, or on a connection in autocommit (as
-    the worker's heartbeat does): it is a single statement."""
+    """Extend the lease and record progress (``epoch`` None: leave it as it is) and the metric
+    values the worker holds for MLflow; says whether a cancel or a handoff was asked for. On a
+    session, or on a connection in autocommit (as the worker's heartbeat does): it is a single
+    statement."""
     now = utcnow()
     expires = now + timedelta(seconds=lease_seconds)
-    values = {"job_id": job_id, "owner": owner, "now": now, "expires": expires}
+    values = {"job_id": job_id, "owner": owner, "now": now, "expires": expires,
+              "unsent": metrics_unsent}  # fmt: skip
     if epoch is not None:
         values.update(epoch=epoch, cost=cost)
     statement = _BEAT if epoch is None else _BEAT_WITH_PROGRESS
@@ -251,7 +278,11 @@ _BEAT = (
         Job.lease_owner == bindparam("owner"),
         Job.status == "running",
     )
-    .values(heartbeat_at=bindparam("now"), lease_expires_at=bindparam("expires"))
+    .values(
+        heartbeat_at=bindparam("now"),
+        lease_expires_at=bindparam("expires"),
+        metrics_unsent=bindparam("unsent"),
+    )
     .returning(Job.cancel_requested, Job.handoff_requested)
     .execution_options(synchronize_session=False)
 )

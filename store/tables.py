@@ -74,6 +74,8 @@ class Job(Base):
     spec: Mapped[dict[str, Any]]
     dataset: Mapped[str] = mapped_column(String(255))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Which API token submitted the job: a digest of it (service/security.py), never the token.
+    token_fingerprint: Mapped[str | None] = mapped_column(String(16))
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
     attempts: Mapped[int] = mapped_column(default=0)
@@ -90,6 +92,8 @@ class Job(Base):
     epochs: Mapped[int]
     progress_epoch: Mapped[int | None]
     latest_cost: Mapped[float | None] = mapped_column(Float)
+    # Metric values the worker holds for MLflow, as of its last heartbeat (NULL: none known).
+    metrics_unsent: Mapped[int | None]
     checkpoint_uri: Mapped[str | None] = mapped_column(Text)
     checkpoint_epoch: Mapped[int | None]
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -107,6 +111,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_jobs_token_fingerprint_status", "token_fingerprint", "status"),
     )
 
 

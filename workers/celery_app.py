@@ -12,7 +12,9 @@ import os
 import sys
 
 from celery import Celery
+from celery.signals import after_setup_task_logger, celeryd_init
 
+import logs
 from settings import Settings, get_settings, turn_off_mlflow_telemetry
 
 TRAIN_TASK = "gradq.train"  # the name the API sends by (service/dispatch.py)
@@ -52,6 +54,23 @@ def skip_absent_databricks_probes(names: tuple[str, ...] = DATABRICKS_PROBES) ->
     for name in absent:
         sys.modules[name] = None
     return absent
+
+
+@after_setup_task_logger.connect
+def _log_format(**_) -> None:
+    """GRADQ_LOG_FORMAT, once Celery has set up its loggers (the root one hijacked, then the
+    task loggers'): their handlers, inherited by the pool's children, write it."""
+    logs.configure(get_settings().log_format)
+
+
+@celeryd_init.connect
+def _json_from_the_start(instance, **_) -> None:
+    """With JSON logs, from the worker's first line: its start-up banner, printed rather than
+    logged, is left out (as `celery --quiet` does), and what it warns before Celery sets up its
+    loggers (running as root, say) is logged as JSON."""
+    if get_settings().log_format == "json":
+        instance.quiet = True
+        logs.configure("json")
 
 
 def make_app(settings: Settings) -> Celery:

@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.tracking import MlflowClient
 
+import logs
 from settings import Settings, get_settings
 from workers import artifacts, heap, tracking
 
@@ -79,7 +80,8 @@ class MlflowProcess:
         with self._lock:
             self._start()
             try:
-                self._pipe.send((name, args))
+                # With the job being logged, so that the helper's lines name it too.
+                self._pipe.send((name, args, logs.current()))
                 if not self._pipe.poll(self.timeout_seconds):
                     raise TimeoutError(f"no answer in {self.timeout_seconds:g} s")
                 answer = self._pipe.recv()
@@ -130,6 +132,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
     from workers.celery_app import skip_absent_databricks_probes  # the worker's MLflow settings
 
     skip_absent_databricks_probes()
+    logs.configure(get_settings().log_format)
     client = MlflowClient(tracking_uri)
     heap.freeze_startup_objects()
     calls = {
@@ -140,14 +143,17 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
     }
     while True:
         try:
-            name, args = pipe.recv()
+            name, args, job = pipe.recv()
         except (EOFError, OSError):
             return
+        logs.set_current(job)
         try:
             calls[name](client, *args)
             pipe.send(None)
         except Exception as error:
             pipe.send(_as_answer(error))
+        finally:
+            logs.set_current(None)
 
 
 def _as_answer(error: Exception) -> tuple[str, str, str]:

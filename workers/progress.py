@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,6 +14,13 @@ from settings import Settings
 from workers import shutdown
 
 log = logging.getLogger(__name__)
+
+
+class Spool(Protocol):
+    """What the heartbeat reports of the metrics buffer (tracking.MetricsBuffer)."""
+
+    @property
+    def spooled(self) -> int: ...
 
 
 class Progress:
@@ -48,6 +56,7 @@ class Progress:
         self.lease_seconds = settings.lease_seconds
         self.epochs_done: int | None = None  # None: leave the stored progress as it is
         self.cost: float | None = None
+        self.spool: Spool | None = None  # the attempt's metrics buffer, once it has one
         self.cancel_requested = False
         self.lease_lost = False
         self.handoff_requested = False
@@ -95,6 +104,7 @@ class Progress:
                     self.lease_seconds,
                     self.epochs_done,
                     self.cost,
+                    self.spool.spooled if self.spool is not None else None,
                 )
             except SQLAlchemyError as error:  # the lease outlives a few missed beats...
                 self._close_connection()  # the next beat starts from a fresh one

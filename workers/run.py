@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+import logs
 import store.jobs
 from models import (
     DivergenceError,
@@ -61,6 +62,7 @@ def run_job(
     attempt = claim(job_id, settings, session_factory, owner)
     if attempt is None:
         return None
+    logs.set_attempt(attempt.number)
     client = MlflowClient(settings.mlflow_tracking_uri)
     checkpoints = CheckpointStore(settings.checkpoints_folder)
     started = time.perf_counter()
@@ -87,6 +89,7 @@ def run_job(
             raise
         with phase("mlflow run"):  # what is left of it
             run, buffer, resume = starting.result()
+        progress.spool = buffer  # its depth goes to SQL with each beat (/metrics)
         buffer.add(0, {"gradient_check": check})  # not sent again by a resumed run
         outcome, metrics, error = train_and_record(
             attempt, data, net, settings, session_factory, client, run, buffer, resume, progress

@@ -4,10 +4,11 @@ import logging
 import os
 from functools import lru_cache
 
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
+import logs
 from settings import get_settings
 from store.db import make_engine, make_session_factory, transaction
 from store.jobs import mark_undispatched
@@ -42,6 +43,17 @@ def train_job(self, job_id: str) -> None:
         # Handed back on a SIGTERM to this child alone (a revoke with terminate): the next
         # job it is given runs; a worker shutting down gives it none.
         shutdown.requested.clear()
+
+
+@task_prerun.connect(sender=train_job)
+def _log_for_the_job(args=(), **_) -> None:
+    """From here to Celery's line saying how the task ended, every line names the job."""
+    logs.start_job_logging(args[0])
+
+
+@task_postrun.connect(sender=train_job)
+def _log_for_no_job(**_) -> None:
+    logs.end_job_logging()
 
 
 def send_train(job_id: str, factory: sessionmaker[Session]) -> None:

@@ -377,6 +377,11 @@ class MetricsBuffer:
         return since is None or time.monotonic() - since < self.stall_seconds
 
     @property
+    def spooled(self) -> int:
+        """Values held for MLflow: pending, or unsent after a failed call."""
+        return self._values  # one int, read without the lock by the heartbeat
+
+    @property
     def undelivered(self) -> int:
         """Values that did not reach MLflow: dropped, or still unsent (after a failed close)."""
         with self._lock:

@@ -31,6 +31,7 @@ def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
-    content, media_type = telemetry.exposition()
+def metrics(request: Request) -> Response:
+    """Prometheus metrics; the queue's come from SQL, cached for GRADQ_METRICS_CACHE_SECONDS."""
+    content, media_type = telemetry.exposition(request.app.state.metrics_registry)
     return Response(content, media_type=media_type)

@@ -24,12 +24,15 @@ from service.schemas import (
     job_detail_out,
     job_out,
 )
+from service.security import FINGERPRINT_STATE
 from store import jobs as job_rows
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
 from store.text import SqlText, is_storable
 
 log = logging.getLogger("gradq.service")
+# A client over its token's cap waits for some of its jobs to finish: seconds, not milliseconds.
+QUOTA_RETRY_AFTER_SECONDS = 30
 router = APIRouter(
     prefix="/v1/jobs",
     tags=["jobs"],
@@ -48,7 +51,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=error_responses(409, 413, 415))
+@router.post(
+    "", status_code=202, response_model=JobOut, responses=error_responses(409, 413, 415, 429)
+)
 def submit_job(
     spec: JobSpec,
     request: Request,
@@ -58,9 +63,13 @@ def submit_job(
     # The hot path (bench/service.py): the session is opened here rather than by SessionDep,
     # whose sync generator costs two more trips through the thread pool; the answer is
     # serialized once, by pydantic-core, rather than dumped, validated and encoded again.
+    fingerprint = getattr(request.state, FINGERPRINT_STATE, None)  # None: no tokens configured
+    cap = settings.max_queued_jobs_per_token if fingerprint is not None else 0
     with request.app.state.session_factory() as session:
         filled = complete_spec(spec, find_dataset(session, spec.dataset.name), settings)
         document = filled.model_dump(mode="json")
+        if cap:
+            job_rows.lock_submitter(session, fingerprint)
         try:
             job, created = job_rows.create_job(
                 session,
@@ -72,6 +81,7 @@ def submit_job(
                 idempotency_key=idempotency_key,
                 request_sha256=request_sha256(document),
                 dispatching=True,
+                token_fingerprint=fingerprint,
             )
         except job_rows.IdempotencyConflictError as error:
             raise APIError(
@@ -80,6 +90,11 @@ def submit_job(
                 "Idempotency-Key was already used with a different request body",
                 "Idempotency-Key",
             ) from error
+        # Counted after the insert, in the same transaction: a replay (created False) is
+        # answered its job whatever the count.
+        if created and cap and job_rows.active_jobs_of(session, fingerprint) > cap:
+            session.rollback()
+            raise _over_quota(cap)
         session.commit()
         if created:
             telemetry.JOBS_SUBMITTED.inc()
@@ -90,6 +105,17 @@ def submit_job(
         status_code=202,
         media_type="application/json",
         headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+def _over_quota(cap: int) -> APIError:
+    return APIError(
+        429,
+        "too_many_jobs",
+        f"this API token already has {cap} jobs queued or running "
+        "(GRADQ_MAX_QUEUED_JOBS_PER_TOKEN); retry when some have finished",
+        "Authorization",
+        headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
     )
 
 

@@ -3,6 +3,7 @@ down and up again, on SQLite and PostgreSQL."""
 
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
@@ -65,3 +66,50 @@ def test_upgrading_to_0002_counts_the_runs_of_finished_jobs_as_closed(database_u
     if isinstance(value, str):  # SQLite hands back its text
         value = datetime.fromisoformat(value)
     assert (value if value.tzinfo else value.replace(tzinfo=UTC)) == finished_at
+
+
+def _job_with_events(connection, job_id: str) -> None:
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    connection.execute(
+        text(
+            "INSERT INTO jobs (id, experiment, status, spec, dataset, attempts, max_attempts, "
+            "cancel_requested, epochs, created_at, updated_at) "
+            "VALUES (:id, 'e', 'queued', '{}', 'faces', 0, 3, :no, 10, :at, :at)"
+        ),
+        {"id": job_id, "no": False, "at": at},
+    )
+    for to_status in ("queued", "running"):
+        connection.execute(
+            text(
+                "INSERT INTO job_events (job_id, at, to_status, attempt) VALUES (:id, :at, :to, 0)"
+            ),
+            {"id": job_id, "at": at, "to": to_status},
+        )
+
+
+def _events(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM job_events")).scalar()
+
+
+@pytest.mark.parametrize("start", ["0001", "0003"])
+def test_migrations_keep_every_job_event_going_up_and_down(database_url, start):
+    """SQLite with foreign keys on, as every gradq connection has them: a batch copy of jobs
+    (0002's) dropped the old table and so cascade-deleted every job_events row."""
+    from store.db import make_engine
+
+    downgrade(database_url, start)
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        _job_with_events(connection, "a")
+
+    upgrade(database_url)
+    assert _events(engine) == 2
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT token_fingerprint FROM jobs")).all() == [(None,)]
+
+    downgrade(database_url, start)
+    assert _events(engine) == 2
+    upgrade(database_url)
+    assert _events(engine) == 2
+    engine.dispose()

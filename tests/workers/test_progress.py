@@ -4,6 +4,7 @@ were lost (the reconciler may have given the job to another worker by then)."""
 
 import time
 
+import pytest
 from sqlalchemy import event
 
 import store.jobs
@@ -115,3 +116,42 @@ def test_a_beat_reports_a_cancel_and_a_lease_taken_over(session_factory, tmp_pat
         assert progress.stop_reason() == "lost"
     finally:
         progress.close(final_beat=False)
+
+
+class FakeSpool:
+    """A metrics buffer's depth, as the heartbeat reads it."""
+
+    spooled = 0
+
+
+def test_each_beat_records_how_many_metric_values_the_spool_holds(session_factory, tmp_path):
+    job_id = claimed_job(session_factory)
+    progress = Progress(
+        session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=3600)
+    ).start()
+    with session_factory() as session:
+        assert session.get(Job, job_id).metrics_unsent is None  # no buffer yet
+    spool = FakeSpool()
+    progress.spool = spool
+    for depth in (120, 45):
+        spool.spooled = depth
+        progress.beat()
+        with session_factory() as session:
+            assert session.get(Job, job_id).metrics_unsent == depth
+    progress.close(final_beat=False)
+
+
+def test_a_metrics_buffer_counts_the_values_it_holds_for_mlflow():
+    from workers.tracking import MetricsBuffer
+
+    def refuse(run_id, rows):
+        raise ConnectionError("MLflow is down")
+
+    buffer = MetricsBuffer(None, "run", flush_seconds=3600, send=refuse, max_values=1000)
+    buffer.add(0, {"cost": 1.0, "train_accuracy": 0.5})
+    buffer.add(1, {"cost": 0.9})
+    assert buffer.spooled == 3
+    with pytest.raises(ConnectionError):
+        buffer.flush()
+    assert buffer.spooled == 3  # unsent, still held
+    buffer.discard()

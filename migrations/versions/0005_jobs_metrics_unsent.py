@@ -1,0 +1,23 @@
+"""jobs: metrics_unsent, the metric values a running job's worker holds for MLflow (its
+spool), written by the heartbeat for /metrics
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("jobs", sa.Column("metrics_unsent", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("jobs", "metrics_unsent")
