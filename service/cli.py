@@ -81,6 +81,17 @@ def reconciler() -> None:
     os.execv(sys.executable, reconciler_command())
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def flower(ctx: typer.Context) -> None:
+    """Run Flower, Celery's monitor, behind basic auth: FLOWER_BASIC_AUTH=user:password."""
+    user, _, password = os.environ.get("FLOWER_BASIC_AUTH", "").partition(":")
+    if not (user and password):  # Flower would otherwise show every task to anyone
+        console.print("[red]set FLOWER_BASIC_AUTH to user:password: Flower never runs without auth")
+        raise typer.Exit(2)
+    command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower", *ctx.args]
+    os.execv(sys.executable, command)
+
+
 @app.command()
 def submit(
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A job spec JSON.")],

@@ -1,8 +1,9 @@
 """The embedded stack of `make up`: the MLflow server, the API, one worker and the reconciler,
 as child processes on local files under the home folder, stopped together.
 
-The commands here are the ones docker-compose's services run too, so both stacks start the
-same way.
+The commands here are the ones docker-compose's services run too (with `python` for
+sys.executable), so both stacks start the same way; tests/compose/test_compose_file.py keeps
+them in step.
 """
 
 import contextlib
@@ -24,15 +25,27 @@ STOP_SECONDS = 15
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **MLFLOW_TELEMETRY_OFF}
 
 
-def mlflow_command(settings: Settings, host: str, port: int) -> list[str]:
+def tracking_server_command(
+    backend_store_uri: str, artifacts: str, host: str, port: int
+) -> list[str]:
     # One uvicorn worker: with several, every keep-alive answer waits ~40 ms for a delayed
     # ACK (DESIGN.md section 11), and one is plenty for one machine's workers.
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{(settings.home / 'mlflow.db').resolve()}",
-        "--artifacts-destination", str((settings.home / "mlartifacts").resolve()),
+        "--backend-store-uri", backend_store_uri,
+        "--serve-artifacts", "--artifacts-destination", artifacts,
         "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
+
+
+def mlflow_command(settings: Settings, host: str, port: int) -> list[str]:
+    """MLflow on a SQLite store and local artifacts in the home folder."""
+    return tracking_server_command(
+        f"sqlite:///{(settings.home / 'mlflow.db').resolve()}",
+        str((settings.home / "mlartifacts").resolve()),
+        host,
+        port,
+    )
 
 
 def api_command(host: str, port: int) -> list[str]:

@@ -178,4 +178,28 @@ def start_or_resume(
         # Steps the last attempt computed but may not have delivered before it stopped.
         buffer.add_history(resume.history)
         log.info("job %s resumes at epoch %d", attempt.job_id, resume.epoch)
+    if attempt.number > 1:
+        record_start(attempt, session_factory, resume)
     return run, buffer, resume
+
+
+def record_start(
+    attempt: Attempt, session_factory: sessionmaker[Session], resume: Checkpoint | None
+) -> None:
+    """An event saying where a later attempt started: from a checkpoint, or over from epoch 0
+    (none was found: never written, or on a disk this worker does not see)."""
+    if resume is not None:
+        detail = f"resumed at epoch {resume.epoch}"
+    else:
+        detail = "no checkpoint found: started again at epoch 0"
+        log.info("job %s: %s", attempt.job_id, detail)
+    with transaction(session_factory) as session:
+        session.add(
+            JobEvent(
+                job_id=attempt.job_id,
+                from_status="running",
+                to_status="running",
+                attempt=attempt.number,
+                detail=f"{detail} (by {attempt.owner})",
+            )
+        )

@@ -131,7 +131,10 @@ def test_sigterm_mid_training_hands_the_job_back_and_it_resumes_bit_for_bit(make
     handed_back = [e for e in stack.events(job_id) if (e.from_status, e.to_status) == (
         "running", "queued")]  # fmt: skip
     assert len(handed_back) == 1 and "handed back at epoch" in handed_back[0].detail
-    second_owner = [e.detail for e in stack.events(job_id) if e.to_status == "running"][-1]
+    epoch = handed_back[0].detail.split("handed back at epoch ")[1].split(":")[0]
+    resumed = [e.detail for e in stack.events(job_id) if "resumed at epoch" in (e.detail or "")]
+    assert len(resumed) == 1 and resumed[0].startswith(f"resumed at epoch {epoch} (by ")
+    second_owner = [e.detail for e in stack.events(job_id) if e.from_status == "queued"][-1]
     assert f"{first}-" not in second_owner
     weights = load_weights(stack.mlflow.download_artifacts(job.mlflow_run_id, "weights.npz"))
     reference = uninterrupted_weights(spec)
