@@ -20,7 +20,7 @@ from tests.servers import REDIS_URL, empty_postgres_database, free_port, need
 
 pytestmark = pytest.mark.slow
 
-REDIS_DB = 12
+REDIS_DB = 10  # a db of its own: tests/workers 11, bench/service.py 12, tests/e2e 13, ...
 JOB = {
     "experiment": "compose-commands",
     "dataset": {"name": "faces"},
