@@ -125,7 +125,11 @@ def cpu_seconds_by(wanted: Callable[[int, str], bool]) -> float:
 def machine(bench: Bench) -> list[str]:
     """The markdown lines that say where a run ran: CPU, versions, servers."""
     lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    cpuinfo = lambda name: next(  # noqa: E731
+        (ln.split(":", 1)[1].strip() for ln in lines if ln.split(":")[0].strip() == name), "?"
+    )
+    family, model = cpuinfo("cpu family"), cpuinfo("model")
+    cpu = f"{cpuinfo('model name')} (lscpu's family {family}, model {model})"
     engine = create_engine(bench.jobs_db)
     with engine.connect() as connection:
         postgres = connection.execute(text("show server_version")).scalar()
