@@ -358,8 +358,9 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         + " of CPU (the three phases' CPU over the jobs that ended).",
         "", "### Targets", "", "| target | measured | required | result |", "|---|---:|---|---|",
         *targets, "",
-        f"Saturation submissions left queued in SQL (never dispatched, as planned): "
-        f"{out['saturation_left_queued']:,} messages flushed. Benchmark time: {seconds:.0f} s.",
+        f"The saturation's {out['saturation_left_queued']:,} messages to gradq's workers were "
+        "flushed before those started: their rows stay queued, never run. Benchmark time: "
+        f"{seconds:.0f} s.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n", passed
 
