@@ -10,13 +10,10 @@ same run, repeats alternated; every process started is stopped, even on failure.
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
 import argparse
-import asyncio
 import datetime
-import itertools
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import signal
@@ -25,11 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -37,24 +31,29 @@ import numpy as np
 import redis
 import uvloop
 from scipy import stats
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import minimal_app  # bench/minimal_app.py
 from alone import LONG_SPEC, TRAIN_SECONDS, epochs_for, train_alone, with_epochs  # bench/alone.py
+from bench_stack import (
+    Bench,
+    cpu_seconds_by,
+    flush_redis,
+    machine,
+    start_servers,
+    start_workers,
+)
 from core import busy_cpu_seconds  # bench/core.py
+from http_load import load, submissions_of
 from sections import write_section
 
-from service.stack import MLFLOW_ENV, api_command, mlflow_command, worker_command
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from store.migrate import upgrade
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, Job, JobEvent
-from tests.processes import Process, start, wait_until
-from tests.servers import REDIS_URL, empty_postgres_database, free_port
 from workers.heap import freeze_startup_objects
 
 REDIS_DB = 12
@@ -70,101 +69,6 @@ POLL = 0.01  # seconds between two reads of a tiny job's row
 SERVERS = ("postgres", "redis-server")  # shared servers, counted apart from other processes
 PACKAGES = ("fastapi", "uvicorn", "celery", "sqlalchemy", "mlflow")
 CONFIDENCE = 0.9  # of the interval given for the long job's median ratio
-
-
-# -- servers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Bench:
-    """The servers of one run: URLs, the jobs database, and the processes to stop."""
-
-    home: Path
-    broker: str
-    jobs_db: str
-    env: dict[str, str]
-    url: dict[str, str]
-    processes: dict[str, Process] = field(default_factory=dict)
-
-    def start(self, name: str, command: list[str], ready: Callable[[Process], bool], **env):
-        process = start(command, self.home / f"{name}.log", {**self.env, **env})
-        self.processes[name] = process
-        wait_until(lambda: ready(process), process, name, 120)
-
-
-def flush_redis(url: str) -> None:
-    redis.Redis.from_url(url).flushdb()  # db REDIS_DB only: the URL names it
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def stop_all(processes: list[Process]) -> None:
-    """SIGTERM all at once, then wait for each (SIGKILL to what is left after 5 s)."""
-    for process in processes:
-        if process.popen.poll() is None:
-            process.popen.terminate()
-    for process in processes:
-        process.stop(timeout=5)
-
-
-def start_servers(stack: ExitStack, home: Path) -> Bench:
-    """Databases, Redis db, MLflow, the API and the minimal app: all up when this returns."""
-    jobs_db, mlflow_db, minimal_db = (
-        stack.enter_context(empty_postgres_database(f"gradq_bench_{n}"))
-        for n in ("jobs", "mlflow", "minimal")
-    )
-    upgrade(jobs_db)
-    broker = f"{REDIS_URL}/{REDIS_DB}"
-    flush_redis(broker)
-    stack.callback(flush_redis, broker)
-    port = {name: free_port() for name in ("api", "minimal", "mlflow")}
-    url = {name: f"http://127.0.0.1:{p}" for name, p in port.items()}
-    env = {**MLFLOW_ENV, "GRADQ_HOME": str(home), "GRADQ_DATABASE_URL": jobs_db,
-           "GRADQ_BROKER_URL": broker, "GRADQ_MLFLOW_TRACKING_URI": url["mlflow"],
-           "BENCH_SQL_URL": minimal_db, "BENCH_BROKER_URL": broker}  # fmt: skip
-    bench = Bench(home, broker, jobs_db, env, url)
-    stack.callback(lambda: stop_all(list(bench.processes.values())))
-    mlflow = mlflow_command(Settings(home=home), "127.0.0.1", port["mlflow"])
-    mlflow[mlflow.index("--backend-store-uri") + 1] = mlflow_db  # PostgreSQL, as compose's
-    bench.start("mlflow", mlflow, lambda _: answers(f"{url['mlflow']}/health"))
-    bench.start("api", api_command("127.0.0.1", port["api"]),
-                lambda _: answers(f"{url['api']}/healthz"))  # fmt: skip
-    minimal = api_command("127.0.0.1", port["minimal"])
-    minimal[minimal.index("service.app:create_app")] = "minimal_app:create_app"
-    bench.start("minimal", [*minimal, "--app-dir", "bench"],
-                lambda _: answers(f"{url['minimal']}/docs"))  # fmt: skip
-    return bench
-
-
-def start_workers(bench: Bench) -> None:
-    """gradq's worker (the command of make up) and the baseline's, alike but for the app."""
-    ready = lambda process: " ready." in process.log_text()  # noqa: E731
-    bench.start("worker", worker_command(), ready)
-    baseline = worker_command()
-    baseline[baseline.index("workers.celery_app")] = "minimal_app:celery_app"
-    bench.start("baseline-worker", baseline, ready, PYTHONPATH=str(ROOT / "bench"))
-
-
-# -- CPU used meanwhile -------------------------------------------------------------------------
-
-
-def cpu_seconds_by(wanted: Callable[[int, str], bool]) -> float:
-    """CPU seconds used so far by the live processes for which wanted(session, name) holds."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            head, tail = stat.read_text().rsplit(")", 1)
-        except OSError:  # it exited meanwhile
-            continue
-        fields = tail.split()  # from field 3 on: 6 is the session, 14 and 15 utime and stime
-        if wanted(int(fields[3]), head.split("(", 1)[1]):
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -188,44 +92,6 @@ def cpu_shares(bench: Bench, out: dict) -> Iterator[None]:
     out["others"] = max(busy - server - own, 0.0) / (wall * os.cpu_count())
 
 
-# -- HTTP load: keep-alive HTTP/1.1 on raw uvloop streams, cheap for the client -----------------
-
-
-def submissions_of(url: str, path: str) -> Callable[[int], bytes]:
-    """Request i: POST the spec, with a fresh Idempotency-Key on every other request."""
-    body, prefix = json.dumps(SUBMIT_SPEC).encode(), uuid.uuid4().hex[:12]
-    head = (f"POST {path} HTTP/1.1\r\nHost: {url.removeprefix('http://')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")  # fmt: skip
-    key = lambda i: f"Idempotency-Key: {prefix}-{i}\r\n" if i % 2 == 0 else ""  # noqa: E731
-    return lambda i: f"{head}{key(i)}\r\n".encode() + body
-
-
-async def load(url: str, requests, connections: int, seconds: float, rate: float | None):
-    """Closed loop (rate None: each connection sends as soon as it has its answer) or open
-    loop (request i is due at start + i/rate; its latency counts from then, as in wrk2).
-    Returns (answers per second, latencies in seconds, answers other than 202)."""
-    loop, latencies, errors = asyncio.get_running_loop(), [], 0
-    due_slots, request_ids = itertools.count(), itertools.count()
-    host, port = url.removeprefix("http://").split(":")
-    began = loop.time() + 0.05
-    end = began + seconds
-
-    async def connection():
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, int(port))
-        while (due := began + next(due_slots) / rate if rate else loop.time()) < end:
-            await asyncio.sleep(due - loop.time())
-            writer.write(requests(next(request_ids)))
-            head = await reader.readuntil(b"\r\n\r\n")  # uvicorn always sends Content-Length
-            await reader.readexactly(int(re.search(rb"(?i)content-length: *(\d+)", head)[1]))
-            errors += head[9:12] != b"202"
-            latencies.append(loop.time() - due)
-        writer.close()
-
-    await asyncio.gather(*(connection() for _ in range(connections)))
-    return len(latencies) / (loop.time() - began), latencies, errors
-
-
 # -- submissions ------------------------------------------------------------------------------
 
 
@@ -241,10 +107,9 @@ def submissions(bench: Bench, repeats: int, seconds: float) -> dict:
         pid = bench.processes["api" if name == "gradq" else "minimal"].popen.pid
         app = lambda: cpu_seconds_by(lambda session, _: session == pid)  # noqa: E731
         before = time.process_time(), app(), postgres()
-        requests = submissions_of(*apps[name])
-        achieved, latencies, errors = uvloop.run(
-            load(apps[name][0], requests, CONNECTIONS, duration, rate)
-        )
+        requests = submissions_of(*apps[name], SUBMIT_SPEC)
+        result = uvloop.run(load(apps[name][0], requests, CONNECTIONS, duration, rate))
+        achieved, latencies, errors = result.rate, result.latencies, result.errors
         after = time.process_time(), app(), postgres()
         client, app_cpu, pg_cpu = (b - a for a, b in zip(before, after, strict=True))
         out["client"] = [out["client"][0] + client, out["client"][1] + len(latencies)]
@@ -630,28 +495,12 @@ def median_interval(values: list[float], confidence: float = 0.9) -> tuple[float
     return float(interval.low), float(interval.high)
 
 
-def machine(bench: Bench) -> list[str]:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-    engine = create_engine(bench.jobs_db)
-    with engine.connect() as connection:
-        postgres = connection.execute(text("show server_version")).scalar()
-    engine.dispose()
-    redis_version = redis.Redis.from_url(bench.broker).info("server")["redis_version"]
-    return [
-        f"- Machine: nproc {len(os.sched_getaffinity(0))}, {cpu}",
-        f"- Python {platform.python_version()}, "
-        + ", ".join(f"{name} {version(name)}" for name in PACKAGES)
-        + f"; PostgreSQL {postgres}, Redis {redis_version}, both local",
-    ]
-
-
 def report(args) -> str:
     """Start everything, measure, stop everything; the section as markdown."""
     started = time.perf_counter()
     with ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-bench-")))
-        bench = start_servers(stack, home)
+        bench = start_servers(stack, home, REDIS_DB)
         environment = machine(bench)
         sub = submissions(bench, args.repeats, args.seconds)
         flush_redis(bench.broker)  # the submissions' messages: nobody is to run those jobs

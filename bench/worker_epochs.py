@@ -73,7 +73,7 @@ def main() -> None:
     workers.run.train = stamped_train(stamps)
     with ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-epochs-")))
-        bench = bench_service.start_servers(stack, home)
+        bench = bench_service.start_servers(stack, home, bench_service.REDIS_DB)
         sessions = make_session_factory(make_engine(bench.jobs_db))
         settings = Settings(home=home, database_url=bench.jobs_db, broker_url=bench.broker,
                             mlflow_tracking_uri=bench.url["mlflow"])  # fmt: skip
