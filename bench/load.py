@@ -376,7 +376,8 @@ def main() -> int:
     parser.add_argument("--worker-nice", type=int, default=10,
                         help="the worker's nice value while submissions are sent")  # fmt: skip
     parser.add_argument("--redis-db", type=int, default=REDIS_DB)
-    parser.add_argument("--timeout", type=float, default=720, help="seconds for the whole run")
+    # The drain of 2,000 jobs takes minutes: MLflow's artifacts cost each job ~0.5 s of CPU.
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
     parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
     # Ctrl-C, SIGTERM and the alarm of --timeout unwind the ExitStack, which stops every
