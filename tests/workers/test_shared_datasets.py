@@ -4,6 +4,9 @@ checks it and trains on it; a tampered copy, or an MLflow that is down at upload
 with a clear reason and leaves nothing behind."""
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import h5py
@@ -18,6 +21,7 @@ from store.db import transaction
 from store.tables import Dataset
 from tests.servers import free_port
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
+from workers.data import uploaded_dataset_path
 from workers.dataset_cache import FETCHING
 from workers.run import run_job
 
@@ -213,3 +217,61 @@ def test_the_local_store_keeps_uploads_off_mlflow_and_workers_on_the_data_root(
 def test_a_copy_is_named_by_the_dataset_and_its_sha256_without_a_host():
     uri = dataset_artifacts.artifact_uri("cats", "ab" * 32)
     assert uri == f"mlflow-artifacts:/gradq/datasets/cats/{'ab' * 32}"
+
+
+def test_workers_of_one_host_fetching_a_dataset_at_once_each_read_one_whole_copy(
+    hosts, session_factory
+):
+    api, worker = hosts
+    with api_client(api) as client:
+        assert upload_npz(client, "crowded").status_code == 201
+    barrier = threading.Barrier(4)
+
+    def fetch(_) -> Path:
+        barrier.wait()  # all of them find the data root empty
+        return uploaded_dataset_path("crowded", worker, session_factory)
+
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(fetch, range(4)))
+
+    expected = (api.datasets_folder / "crowded" / "data.npz").read_bytes()
+    assert {path.read_bytes() for path in found} == {expected}
+    assert sorted(p.name for p in (worker.datasets_folder / "crowded").iterdir()) == ["data.npz"]
+    assert not any((worker.datasets_folder / FETCHING).iterdir())
+
+
+class RefusingHandler(BaseHTTPRequestHandler):
+    """A server at the tracking URI that answers every upload 403."""
+
+    def do_PUT(self):
+        self.send_error(403)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_mlflow_that_refuses_the_upload_is_a_502_with_its_answer_and_stores_nothing(
+    hosts, session_factory
+):
+    api, _ = hosts
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    refusing = api.model_copy(
+        update={"mlflow_tracking_uri": f"http://127.0.0.1:{server.server_address[1]}"}
+    )
+    try:
+        with api_client(refusing) as client:
+            answer = upload_npz(client, "refused")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "mlflow_error"
+    assert error["message"] == (
+        "MLflow's artifact store did not take dataset 'refused': it answered HTTP 403; "
+        "the dataset was not stored, upload it again"
+    )
+    assert rows_named(session_factory, "refused") == 0
+    assert [p for p in refusing.datasets_folder.rglob("*") if p.name != ".staging"] == []
