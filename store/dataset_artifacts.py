@@ -26,6 +26,11 @@ class DatasetStoreError(Exception):
         self.status = status
 
 
+class DatasetStoreUnreachableError(DatasetStoreError, ConnectionError):
+    """MLflow could not be reached, or answered a 5xx: worth trying again later (a
+    ConnectionError, as workers/tracking.py's wait_for tells)."""
+
+
 def artifact_uri(name: str, sha256: str) -> str:
     # No host: MLflow resolves the URI against the tracking URI, any path prefix included.
     return f"mlflow-artifacts:/{ARTIFACT_ROOT}/{name}/{sha256}"
@@ -80,4 +85,5 @@ def _store_error(what: str, name: str, error: Exception) -> DatasetStoreError:
         if status
         else f"it could not be reached ({type(error).__name__})"
     )
-    return DatasetStoreError(f"MLflow's artifact store {what} dataset {name!r}: {reason}", status)
+    kind = DatasetStoreUnreachableError if status is None or status >= 500 else DatasetStoreError
+    return kind(f"MLflow's artifact store {what} dataset {name!r}: {reason}", status)

@@ -5,7 +5,8 @@ then a cache: the worker reads the dataset there as if the API had written it
 A copy is fetched into a folder of its own below <data root>/.fetching, checked (its headers
 against the limits before its data, then the sha256 of its examples against the dataset's row),
 and renamed into place in one step: no worker reads half a copy, and the workers of one host
-fetching the same dataset at once never write into each other's files.
+fetching the same dataset at once never write into each other's files. An MLflow that cannot be
+reached is waited for, as at a run's start, for GRADQ_MLFLOW_WAIT_SECONDS.
 """
 
 import shutil
@@ -16,6 +17,7 @@ from models import DatasetError
 from models.datasets import inspect_dataset
 from settings import Settings
 from store import dataset_artifacts
+from workers import tracking
 
 FETCHING = ".fetching"
 
@@ -29,7 +31,12 @@ def fetch_dataset(name: str, sha256: str, found: Path, settings: Settings) -> No
     fetching = root / FETCHING / uuid.uuid4().hex
     fetching.mkdir(parents=True)
     try:
-        if dataset_artifacts.download(name, sha256, fetching, settings) == 0:
+        fetched = tracking.wait_for(
+            lambda: dataset_artifacts.download(name, sha256, fetching, settings),
+            settings.mlflow_wait_seconds,
+            f"fetch dataset {name!r}",
+        )
+        if fetched == 0:
             raise DatasetError(
                 f"dataset {name!r}: MLflow's artifact store holds no copy of it "
                 f"({dataset_artifacts.artifact_uri(name, sha256)}); was it uploaded with "

@@ -24,6 +24,7 @@ from service import uploads
 from service.catalog import all_datasets, describe_row, find_dataset
 from service.deps import SessionDep, SettingsDep
 from service.errors import APIError, ErrorOut, not_found
+from service.redaction import redact
 from service.schemas import DatasetList, DatasetOut, dataset_out
 from settings import Settings
 from store import dataset_artifacts
@@ -169,7 +170,8 @@ def _copy_to_mlflow(staging: Path, name: str, sha256: str, settings: Settings) -
     try:
         dataset_artifacts.upload(staging, name, sha256, settings)
     except dataset_artifacts.DatasetStoreError as error:
-        log.warning("dataset %r not stored: %s", name, error, exc_info=error.__cause__)
+        cause = redact(str(error.__cause__), settings)  # MLflow's own text names its URL
+        log.warning("dataset %r not stored: %s (%s)", name, error, cause)
         message = f"{error}; the dataset was not stored, upload it again"
         if error.status is None:
             headers = {"Retry-After": str(MLFLOW_RETRY_AFTER_SECONDS)}

@@ -275,3 +275,28 @@ def test_an_mlflow_that_refuses_the_upload_is_a_502_with_its_answer_and_stores_n
     )
     assert rows_named(session_factory, "refused") == 0
     assert [p for p in refusing.datasets_folder.rglob("*") if p.name != ".staging"] == []
+
+
+def test_mlflow_down_at_fetch_is_waited_for_then_fails_the_job_naming_it(
+    hosts, session_factory, caplog
+):
+    api, worker = hosts
+    with api_client(api) as client:
+        assert upload_npz(client, "stranded").status_code == 201
+    down = worker.model_copy(
+        update={
+            "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
+            "mlflow_wait_seconds": 1.0,
+        }
+    )
+
+    status, job_id = train_on("stranded", down, session_factory)
+
+    assert status == "failed"
+    assert get_job(session_factory, job_id).error.startswith(
+        "DatasetStoreUnreachableError: MLflow's artifact store did not give dataset 'stranded': "
+        "it could not be reached"
+    )
+    assert "fetch dataset 'stranded': MLflow unreachable, trying again" in caplog.text
+    assert not (down.datasets_folder / "stranded").exists()
+    assert not any((down.datasets_folder / FETCHING).iterdir())
