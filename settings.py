@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     data_root: Path = Field(
         Path(""), description="Folder that uploaded datasets live in; empty: home/datasets."
     )
+    dataset_store: Literal["local", "mlflow"] = Field(
+        "local",
+        description="Where workers find uploaded datasets: 'local', the data root only (a "
+        "folder the API and every worker share); 'mlflow', also a copy the API stores in the "
+        "MLflow server's served artifacts, which a worker fetches into its own data root.",
+    )
     # NoDecode: the environment's string reaches the validator as written, not JSON-decoded.
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -131,6 +137,13 @@ class Settings(BaseSettings):
     def _known_log_format(cls, value):
         if value not in ("text", "json"):
             raise ValueError(f"GRADQ_LOG_FORMAT must be 'text' or 'json', not {value!r}")
+        return value
+
+    @field_validator("dataset_store", mode="before")
+    @classmethod
+    def _known_dataset_store(cls, value):
+        if value not in ("local", "mlflow"):
+            raise ValueError(f"GRADQ_DATASET_STORE must be 'local' or 'mlflow', not {value!r}")
         return value
 
     @model_validator(mode="after")

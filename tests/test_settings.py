@@ -39,3 +39,17 @@ def test_api_tokens_are_never_shown_in_the_settings_repr(monkeypatch):
     monkeypatch.setenv("GRADQ_API_TOKENS", "tok1,tok2")
 
     assert "tok1" not in repr(Settings(_env_file=None))
+
+
+@pytest.mark.parametrize("value", ["local", "mlflow"])
+def test_the_dataset_store_comes_from_the_environment(monkeypatch, value):
+    monkeypatch.setenv("GRADQ_DATASET_STORE", value)
+    assert Settings(_env_file=None).dataset_store == value
+
+
+def test_an_unknown_dataset_store_stops_the_process_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("GRADQ_DATASET_STORE", "nfs")
+    with pytest.raises(
+        ValueError, match="GRADQ_DATASET_STORE must be 'local' or 'mlflow', not 'nfs'"
+    ):
+        Settings(_env_file=None)

@@ -14,6 +14,7 @@ from models.datasets.dataset import check_two_classes_present
 from settings import Settings
 from store.db import transaction
 from store.spec import JobSpec
+from workers.dataset_cache import fetch_dataset
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ def uploaded_dataset_path(
             raise DatasetError(f"unknown dataset {name!r}: not built in ({known}) nor uploaded")
         root = settings.datasets_folder
         found = (root / row.path).resolve()
+        sha256 = row.sha256
     if not found.is_relative_to(root / name):  # a row is data too: never a path outside
         raise DatasetError(f"dataset {name!r}: its stored path is outside its folder")
+    if settings.dataset_store == "mlflow" and not found.exists():  # on another host than the API
+        fetch_dataset(name, sha256, found, settings)
     return found
 
 

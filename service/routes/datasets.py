@@ -2,9 +2,12 @@
 
 An upload is checked as every worker will read it (models.datasets, with the settings' limits),
 from its headers first and then one block of examples at a time, so that the API's memory per
-upload stays small whatever the file declares.
+upload stays small whatever the file declares. With GRADQ_DATASET_STORE=mlflow a checked upload
+is also copied to MLflow's artifact store before its row is written (store/dataset_artifacts.py):
+a row exists only for a dataset that workers on any host can fetch.
 """
 
+import logging
 import re
 import uuid
 from pathlib import Path
@@ -20,12 +23,15 @@ from models.datasets.stored import StoredDataset
 from service import uploads
 from service.catalog import all_datasets, describe_row, find_dataset
 from service.deps import SessionDep, SettingsDep
-from service.errors import APIError, not_found
+from service.errors import APIError, ErrorOut, not_found
+from service.redaction import redact
 from service.schemas import DatasetList, DatasetOut, dataset_out
 from settings import Settings
+from store import dataset_artifacts
 from store import datasets as dataset_rows
 from store.tables import Dataset as DatasetRow
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -49,7 +55,14 @@ def get_dataset(name: str, session: SessionDep) -> DatasetOut:
     return dataset_out(info)
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
+MLFLOW_RETRY_AFTER_SECONDS = 5
+MLFLOW_ERRORS = {
+    502: {"model": ErrorOut, "description": "MLflow's artifact store refused the dataset."},
+    503: {"model": ErrorOut, "description": "MLflow (or the database) is unavailable."},
+}
+
+
+@router.post("", status_code=201, response_model=DatasetOut, responses=MLFLOW_ERRORS)
 def upload_dataset(
     name: Annotated[str, Form(pattern=NAME_PATTERN, description="The dataset's name.")],
     file: Annotated[UploadFile, File(description="A .zip of class folders, .npz or .h5.")],
@@ -65,6 +78,8 @@ def upload_dataset(
     try:
         source = _stage(kind, file, test_file, staging, settings)
         stored, sha256 = _check(source, staging, name, settings)
+        if settings.dataset_store == "mlflow":
+            _copy_to_mlflow(staging, name, sha256, settings)
         row = DatasetRow(
             name=name,
             path=f"{name}/{source.relative_to(staging).as_posix()}",
@@ -147,6 +162,21 @@ def _public(message: str, staging: Path, name: str) -> str:
     other server path left out."""
     message = message.replace(str(staging) + "/", f"{name}/").replace(str(staging), name)
     return SERVER_PATH.sub("<path>", message)
+
+
+def _copy_to_mlflow(staging: Path, name: str, sha256: str, settings: Settings) -> None:
+    """The checked files into MLflow's artifact store; 503 (unreachable) or 502 (it refused
+    them) naming MLflow otherwise, and then no row is written."""
+    try:
+        dataset_artifacts.upload(staging, name, sha256, settings)
+    except dataset_artifacts.DatasetStoreError as error:
+        cause = redact(str(error.__cause__), settings)  # MLflow's own text names its URL
+        log.warning("dataset %r not stored: %s (%s)", name, error, cause)
+        message = f"{error}; the dataset was not stored, upload it again"
+        if error.status is None:
+            headers = {"Retry-After": str(MLFLOW_RETRY_AFTER_SECONDS)}
+            raise APIError(503, "mlflow_unavailable", message, headers=headers) from error
+        raise APIError(502, "mlflow_error", message) from error
 
 
 def _register(session: Session, row: DatasetRow, staging: Path, final: Path) -> None:

@@ -3,6 +3,7 @@ command, environment and healthcheck, with the compose network's addresses trans
 local PostgreSQL, Redis and free ports. Catches a command, variable or healthcheck that would
 only fail inside the stack."""
 
+import io
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from contextlib import ExitStack
 
 import httpx
+import numpy as np
 import pytest
 import redis
 from mlflow import MlflowClient
@@ -111,16 +113,18 @@ def stack_here(tmp_path_factory):
         yield services, translate, example, processes
 
 
-def test_each_service_comes_up_healthy_here_and_trains_a_job(stack_here):
-    _services, translate, example, processes = stack_here
+def api_client(translate: Translation, example: dict[str, str]) -> httpx.Client:
     token = example["GRADQ_API_TOKENS"].split(",")[0]
-    api = httpx.Client(
+    return httpx.Client(
         base_url=f"http://127.0.0.1:{translate.ports[8000]}",
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
-    assert api.get("/readyz").status_code == 200, api.get("/readyz").text
-    submitted = api.post("/v1/jobs", json=JOB)
+
+
+def train(api: httpx.Client, spec: dict) -> dict:
+    """Submit ``spec`` and return the job once it has ended."""
+    submitted = api.post("/v1/jobs", json=spec)
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
     job = {}
@@ -129,10 +133,39 @@ def test_each_service_comes_up_healthy_here_and_trains_a_job(stack_here):
         if job["status"] in ("succeeded", "failed", "cancelled"):
             break
         __import__("time").sleep(0.2)
+    return job
+
+
+def test_each_service_comes_up_healthy_here_and_trains_a_job(stack_here):
+    _services, translate, example, processes = stack_here
+    api = api_client(translate, example)
+    assert api.get("/readyz").status_code == 200, api.get("/readyz").text
+    job = train(api, JOB)
     assert job["status"] == "succeeded", (job, processes["worker"].log_text()[-3000:])
     run = MlflowClient(f"http://127.0.0.1:{translate.ports[5000]}").get_run(job["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert processes["reconciler"].popen.poll() is None, processes["reconciler"].log_text()
+
+
+def test_an_upload_trains_on_a_worker_that_shares_no_disk_with_the_api(stack_here):
+    """Here each service has a home of its own, as each container has: the worker fetches the
+    upload from the MLflow server's served artifacts (GRADQ_DATASET_STORE=mlflow)."""
+    _services, translate, example, processes = stack_here
+    api = api_client(translate, example)
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 3, 3))
+    content = io.BytesIO()
+    np.savez(content, x=x, y=(x.mean(axis=(1, 2)) > 0.5).astype(np.int64))
+    files = {"file": ("blobs.npz", content.getvalue(), "application/octet-stream")}
+    uploaded = api.post("/v1/datasets", data={"name": "compose-upload"}, files=files)
+    assert uploaded.status_code == 201, uploaded.text
+
+    job = train(api, JOB | {"dataset": {"name": "compose-upload"}})
+
+    assert job["status"] == "succeeded", (job, processes["worker"].log_text()[-3000:])
+    api_copy = translate.tmp / "api" / "datasets" / "compose-upload" / "data.npz"
+    worker_copy = translate.tmp / "worker" / "datasets" / "compose-upload" / "data.npz"
+    assert worker_copy.read_bytes() == api_copy.read_bytes()
 
 
 def test_flower_refuses_to_start_without_basic_auth_and_asks_for_it(stack_here, tmp_path):
