@@ -5,8 +5,10 @@ checked through the published MLflow port; a worker container killed mid-job; do
 Stand-ins for the official base images are built from Debian under their exact names
 (tests/compose/engine.py). Slow: `make test-compose`, which CI runs after `make test`."""
 
+import io
 import subprocess
 
+import numpy as np
 import pytest
 
 from tests.compose.compose_stack import ComposeStack, compose_stack
@@ -81,6 +83,28 @@ def test_a_killed_worker_s_job_finishes_on_the_other_with_one_complete_run(stack
     [run] = runs_of(stack, job_id)
     assert run.info.status == "FINISHED"
     assert cost_steps(stack, run.info.run_id) == list(range(LONG["training"]["epochs"]))
+
+
+def test_an_upload_trains_on_a_worker_container_that_mounts_no_dataset_volume(stack):
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 4, 4))
+    content = io.BytesIO()
+    np.savez(content, x=x, y=(x.mean(axis=(1, 2)) > 0.5).astype(np.int64))
+    files = {"file": ("blobs.npz", content.getvalue(), "application/octet-stream")}
+    uploaded = stack.api.post("/v1/datasets", data={"name": "engine-upload"}, files=files)
+    assert uploaded.status_code == 201, uploaded.text
+
+    spec = {**SHORT, "name": "upload", "dataset": {"name": "engine-upload"}}
+    job = stack.wait(stack.submit(spec))
+
+    assert job["status"] == "succeeded", job["error"]
+    worker = stack.mlflow.get_run(job["mlflow_run_id"]).data.tags["gradq.worker"]
+    container = next(c for host, c in stack.worker_containers().items() if host in worker)
+    mounts = subprocess.run(
+        ["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", container],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert mounts == ["/var/lib/gradq/checkpoints"]
 
 
 def test_down_then_up_keeps_jobs_and_runs(stack):
