@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) bench/service.py --write docs/benchmarks.md
 	$(PY) bench/pool_threads.py --write docs/benchmarks.md
 	$(PY) bench/load.py --write docs/benchmarks.md
+	$(PY) bench/scale.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
