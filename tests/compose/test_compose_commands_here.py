@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 
 import httpx
@@ -132,7 +133,7 @@ def train(api: httpx.Client, spec: dict) -> dict:
         job = api.get(f"/v1/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             break
-        __import__("time").sleep(0.2)
+        time.sleep(0.2)
     return job
 
 

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +19,7 @@ from store import dataset_artifacts
 from store.db import transaction
 from store.tables import Dataset
 from tests.servers import free_port
+from tests.service.test_datasets import h5_bytes
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
 from workers.data import uploaded_dataset_path
 from workers.dataset_cache import FETCHING
@@ -56,16 +56,6 @@ def npz_bytes(seed: int = 0, m: int = 80) -> bytes:
     y = (x.mean(axis=(1, 2)) > 0.5).astype(np.int64)
     buffer = io.BytesIO()
     np.savez(buffer, x=x, y=y)
-    return buffer.getvalue()
-
-
-def h5_bytes(split: str, m: int) -> bytes:
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as file:
-        rng = np.random.default_rng(1)
-        file[f"{split}_set_x"] = rng.integers(0, 256, (m, 4, 4, 3), dtype=np.uint8)
-        file[f"{split}_set_y"] = np.arange(m) % 2
-        file["list_classes"] = np.array([b"non-cat", b"cat"])
     return buffer.getvalue()
 
 
