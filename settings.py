@@ -89,10 +89,16 @@ class Settings(BaseSettings):
     # go unclaimed before it is sent again (a broker that lost it, e.g. a restarted Redis).
     reconcile_seconds: float = Field(10.0, gt=0)
     redispatch_seconds: float = Field(300.0, gt=0)
+    checkpoint_store: Literal["local", "mlflow"] = Field(
+        "local",
+        description="Where workers keep the checkpoints a job resumes from: 'local', the "
+        "checkpoint root (a folder every worker reads); 'mlflow', the MLflow server's served "
+        "artifacts, which workers on hosts that share no disk all reach.",
+    )
     checkpoint_root: Path = Field(
         Path(""),
-        description="Where workers write checkpoints, a folder every worker reads (a shared "
-        "volume); empty: home/checkpoints.",
+        description="Where workers write checkpoints with checkpoint_store 'local', a folder "
+        "every worker reads; empty: home/checkpoints.",
     )
     # MLflow: one HTTP call never takes longer than this (training does not wait on it at all:
     # metrics go through a background thread and a spool)...
@@ -132,7 +138,7 @@ class Settings(BaseSettings):
             return [str(token).strip() for token in value if str(token).strip()]
         return value
 
-    @field_validator("log_format", "dataset_store", mode="before")
+    @field_validator("log_format", "dataset_store", "checkpoint_store", mode="before")
     @classmethod
     def _one_of_its_choices(cls, value, info: ValidationInfo):
         """A message naming the variable and its choices, not pydantic's literal_error."""
@@ -149,6 +155,18 @@ class Settings(BaseSettings):
                 f"metrics_spool_max ({self.metrics_spool_max}) must be at least "
                 f"max_metric_values ({self.max_metric_values}): the spool holds a whole run"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_stores_reach_mlflow_over_http(self) -> "Settings":
+        """Served artifacts are an HTTP API: a file: or sqlite: tracking URI has none."""
+        http = self.mlflow_tracking_uri.startswith(("http://", "https://"))
+        for name in ("dataset_store", "checkpoint_store"):
+            if getattr(self, name) == "mlflow" and not http:
+                raise ValueError(
+                    f"GRADQ_{name.upper()}=mlflow needs an http(s):// MLflow tracking URI "
+                    "(a tracking server with --serve-artifacts)"
+                )
         return self
 
     @property

@@ -19,7 +19,7 @@ from store.db import transaction
 from store.spec import JobSpec, flatten
 from store.tables import Job, JobEvent
 from workers import mlflow_process, tracking
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints import store_for
 from workers.data import TrainingData
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,10 @@ def start_or_resume(
         epochs=training.epochs,
         stall_seconds=settings.mlflow_timeout_seconds,
     )
-    resume = CheckpointStore(settings.checkpoints_folder).load_latest(attempt.job_id)
+    checkpoints = store_for(settings)
+    resume = tracking.wait_for(  # in MLflow's artifacts, with GRADQ_CHECKPOINT_STORE=mlflow
+        lambda: checkpoints.load_latest(attempt.job_id), wait, "read the newest checkpoint"
+    )
     if resume is not None:
         # Steps the last attempt computed but may not have delivered before it stopped.
         buffer.add_history(resume.history)

@@ -1,4 +1,6 @@
-"""Checkpoints of running jobs in a folder every worker reads (a shared volume in compose).
+"""Checkpoints of running jobs in a folder every worker reads: the embedded default, and one
+host's workers (GRADQ_CHECKPOINT_STORE=local). Workers on hosts that share no disk keep them in
+MLflow's served artifacts instead (workers/checkpoint_artifacts.py, the same format).
 
 A job's checkpoints live in ``<folder>/<job id>/``, each named ``epoch-<epoch>-<sha256>.npz``:
 the file carries its own checksum, so a corrupt or truncated newest one is detected and the
@@ -25,7 +27,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import BinaryIO
 
 import numpy as np
@@ -43,15 +45,52 @@ _READ_BLOCK = 1 << 20  # bytes hashed at a time
 
 @dataclass(frozen=True)
 class Saved:
-    path: Path
+    path: PurePath  # in the store's folder
     epoch: int
     sha256: str
+    uri: str  # what SQL records as the job's newest checkpoint
 
 
 def history_rows(columns: int) -> np.dtype:
     """One epoch of a history file: its metrics (float64, in the note's column order) and
     the CRC-32 of their bytes."""
     return np.dtype([("values", "<f8", (columns,)), ("crc32", "<u8")])
+
+
+def encode_history(history: dict, columns: list[str], start: int, end: int) -> np.ndarray:
+    """Epochs [start, end) of ``history`` (metric name -> one value per epoch) as rows."""
+    rows = np.empty(end - start, history_rows(len(columns)))
+    for j, name in enumerate(columns):
+        rows["values"][:, j] = np.asarray(history[name][start:end], np.float64)
+    rows["crc32"] = [zlib.crc32(values.tobytes()) for values in rows["values"]]
+    return rows
+
+
+def decode_history(
+    rows: np.ndarray, columns: list[str], name: str, first_epoch: int = 0
+) -> dict[str, np.ndarray]:
+    """The history ``rows`` (from ``first_epoch`` on) hold, by metric; ValueError naming
+    ``name`` and the epoch at a damaged row."""
+    for epoch, row in enumerate(rows, start=first_epoch):
+        if zlib.crc32(row["values"].tobytes()) != row["crc32"]:
+            raise ValueError(f"history {name} is corrupt at epoch {epoch}")
+    return {column: rows["values"][:, j].copy() for j, column in enumerate(columns)}
+
+
+def check_columns(columns) -> None:
+    """ValueError unless a checkpoint's note names its history's columns as a list of names."""
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValueError("the history's columns are not a list of names")
+
+
+def store_for(settings):
+    """The checkpoint store GRADQ_CHECKPOINT_STORE names: this module's folder, or MLflow's
+    served artifacts."""
+    if settings.checkpoint_store == "mlflow":
+        from workers.checkpoint_artifacts import ArtifactCheckpointStore  # it imports this one
+
+        return ArtifactCheckpointStore(settings.mlflow_tracking_uri)
+    return CheckpointStore(settings.checkpoints_folder)
 
 
 class CheckpointStore:
@@ -68,7 +107,7 @@ class CheckpointStore:
         job_folder.mkdir(parents=True, exist_ok=True)
         note = self._append_history(job_id, checkpoint)
         stored = replace(checkpoint, note={**checkpoint.note, "history": note}) if note else None
-        tmp, sha256 = _write_hashed(
+        tmp, sha256 = write_hashed(
             job_folder, lambda file: (stored or checkpoint).write(file, history=stored is None)
         )
         path = job_folder / f"epoch-{checkpoint.epoch:09d}-{sha256}.npz"
@@ -77,7 +116,7 @@ class CheckpointStore:
         self._notes[path] = note["file"] if note else None
         if prune:
             self.prune(job_id)
-        return Saved(path, checkpoint.epoch, sha256)
+        return Saved(path, checkpoint.epoch, sha256, str(path))
 
     def _append_history(self, job_id: str, checkpoint: Checkpoint) -> dict | None:
         """Write the history rows this store has not written yet; the note naming them, or
@@ -90,10 +129,7 @@ class CheckpointStore:
         path = folder / f"{self._token}.f64"
         new_file = not path.exists()
         start = 0 if new_file else min(self._rows_written.get(job_id, 0), epoch)
-        rows = np.empty(epoch - start, history_rows(len(columns)))
-        for j, name in enumerate(columns):
-            rows["values"][:, j] = np.asarray(history[name][start:epoch], np.float64)
-        rows["crc32"] = [zlib.crc32(values.tobytes()) for values in rows["values"]]
+        rows = encode_history(history, columns, start, epoch)
         folder.mkdir(exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
@@ -172,8 +208,7 @@ class CheckpointStore:
         name, columns = note.get("file"), note.get("columns")
         if not isinstance(name, str) or not _HISTORY_NAME.fullmatch(name):
             raise ValueError(f"not a history file name: {name!r}")
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise ValueError("the history's columns are not a list of names")
+        check_columns(columns)
         path = self._history_folder(job_id) / name
         try:
             rows = np.fromfile(path, dtype=history_rows(len(columns)), count=epochs)
@@ -181,10 +216,7 @@ class CheckpointStore:
             raise ValueError(f"history {name} not readable: {error}") from error
         if rows.size < epochs:
             raise ValueError(f"history {name} holds {rows.size} of {epochs} epochs")
-        for epoch, row in enumerate(rows):
-            if zlib.crc32(row["values"].tobytes()) != row["crc32"]:
-                raise ValueError(f"history {name} is corrupt at epoch {epoch}")
-        return {name: rows["values"][:, j].copy() for j, name in enumerate(columns)}
+        return decode_history(rows, columns, name)
 
     def discard(self, job_id: str) -> None:
         """Remove the checkpoints of a job that ended."""
@@ -212,7 +244,7 @@ class CheckpointStore:
         return sorted(found, key=lambda item: item[1], reverse=True)
 
 
-def _write_hashed(folder: Path, write: Callable[[BinaryIO], None]) -> tuple[Path, str]:
+def write_hashed(folder: Path, write: Callable[[BinaryIO], None]) -> tuple[Path, str]:
     """A new temporary file in ``folder`` that ``write`` filled, fsynced, and the sha256 of its
     bytes, read back a block at a time (a file written in place, never held whole in memory)."""
     fd, name = tempfile.mkstemp(dir=folder, prefix=".checkpoint.")

@@ -24,7 +24,7 @@ from store import recovery
 from store.db import transaction
 from store.jobs import METRICS_INCOMPLETE
 from workers import tracking
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints import store_for
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def reconcile(
         # re-sending the stale ones would only pile up duplicates.
         lost = waiting is None or waiting < recovery.count_queued(session)
         stale = recovery.to_dispatch(session, settings.redispatch_seconds, include_stale=lost)
-    checkpoints = CheckpointStore(settings.checkpoints_folder)
+    checkpoints = store_for(settings)
     done.requeued = [job.job_id for job in expired if job.status == "queued"]
     done.ended = [job.job_id for job in expired if job.status != "queued"]
     done.sent = [*done.requeued, *stale]

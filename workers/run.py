@@ -37,7 +37,8 @@ from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, Job
 from workers import artifacts, blas_threads, mlflow_process, tracking
 from workers.attempt import Attempt, claim, log_data_to_run, start_or_resume
-from workers.checkpoints import CheckpointStore
+from workers.checkpoint_artifacts import ArtifactCheckpointStore
+from workers.checkpoints import CheckpointStore, store_for
 from workers.data import TrainingData, load_training_data
 from workers.progress import Progress
 
@@ -64,7 +65,7 @@ def run_job(
         return None
     logs.set_attempt(attempt.number)
     client = MlflowClient(settings.mlflow_tracking_uri)
-    checkpoints = CheckpointStore(settings.checkpoints_folder)
+    checkpoints = store_for(settings)
     started = time.perf_counter()
     phase = attempt.phases
     run: tracking.RunRef | None = None
@@ -256,7 +257,7 @@ def _train_and_record(
     progress: Progress,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     training, phase = attempt.spec.training, attempt.phases
-    checkpoints = CheckpointStore(settings.checkpoints_folder)
+    checkpoints = store_for(settings)
     writer = CheckpointWriter(
         checkpoints, session_factory, attempt.job_id, attempt.owner, lambda: progress.lease_lost
     )
@@ -354,7 +355,7 @@ class CheckpointWriter:
 
     def __init__(
         self,
-        checkpoints: CheckpointStore,
+        checkpoints: CheckpointStore | ArtifactCheckpointStore,
         session_factory,
         job_id: str,
         owner: str,
@@ -392,11 +393,11 @@ class CheckpointWriter:
             saved = self.checkpoints.save(self.job_id, checkpoint, prune=False)
             with transaction(self.session_factory) as session:
                 recorded = store.jobs.record_checkpoint(
-                    session, self.job_id, self.owner, str(saved.path), saved.epoch, saved.sha256
+                    session, self.job_id, self.owner, saved.uri, saved.epoch, saved.sha256
                 )
                 # Not recorded: the job is another worker's, or over. Same name as its newest:
                 # the new owner wrote the same bytes, and the file is its.
-                theirs = not recorded and str(saved.path) == session.scalar(
+                theirs = not recorded and saved.uri == session.scalar(
                     select(Job.checkpoint_uri).where(Job.id == self.job_id)
                 )
         except Exception:
@@ -404,10 +405,15 @@ class CheckpointWriter:
             return False
         if recorded:
             self.saved_epoch = saved.epoch
-            self.checkpoints.prune(self.job_id)
         elif not theirs:
             log.warning("job %s is not this worker's: checkpoint removed", self.job_id)
-            self.checkpoints.remove(saved)
+        try:  # what is not removed now goes with the job's other files when it ends
+            if recorded:
+                self.checkpoints.prune(self.job_id)
+            elif not theirs:
+                self.checkpoints.remove(saved)
+        except Exception:
+            log.exception("job %s: older checkpoints not removed", self.job_id)
         return recorded
 
     def close(self) -> None:

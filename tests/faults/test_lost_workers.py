@@ -110,9 +110,17 @@ def test_the_same_task_delivered_twice_trains_once_in_one_run(make_stack, redis_
     assert stack.job(job_id).attempts == 1
 
 
-@pytest.mark.parametrize("signalled", ["main_process", "process_group"])
-def test_sigterm_mid_training_hands_the_job_back_and_it_resumes_bit_for_bit(make_stack, signalled):
-    stack = make_stack(workers=2, concurrency=1)
+@pytest.mark.parametrize(
+    ("signalled", "store"),
+    [("main_process", "local"), ("process_group", "local"), ("main_process", "mlflow")],
+)
+def test_sigterm_mid_training_hands_the_job_back_and_it_resumes_bit_for_bit(
+    make_stack, signalled, store, tmp_path
+):
+    # mlflow: the workers share no checkpoint folder (one they cannot write is set): the
+    # checkpoint goes through MLflow's served artifacts.
+    unwritable = {"checkpoint_root": "/proc/no-checkpoints-here"} if store == "mlflow" else {}
+    stack = make_stack(workers=2, concurrency=1, checkpoint_store=store, **unwritable)
     spec = mlp_spec(stack.experiment, 1500, dtype="float64", checkpoint_every=50)
     job_id = stack.submit(spec)
     job = stack.wait_until_running(job_id, min_epoch=300)
@@ -136,6 +144,8 @@ def test_sigterm_mid_training_hands_the_job_back_and_it_resumes_bit_for_bit(make
     assert len(resumed) == 1 and resumed[0].startswith(f"resumed at epoch {epoch} (by ")
     second_owner = [e.detail for e in stack.events(job_id) if e.from_status == "queued"][-1]
     assert f"{first}-" not in second_owner
+    if store == "mlflow":
+        assert stack.job(job_id).checkpoint_uri.startswith("mlflow-artifacts:/gradq/checkpoints/")
     weights = load_weights(stack.mlflow.download_artifacts(job.mlflow_run_id, "weights.npz"))
     reference = uninterrupted_weights(spec)
     assert weights.keys() == reference.keys()

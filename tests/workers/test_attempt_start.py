@@ -8,7 +8,7 @@ from store.tables import Job
 from tests.workers.helpers import FACES_LOGREG, create_job, statuses, with_experiment
 from tests.workers.test_checkpoints import SETTINGS, Saver, data, network
 from workers.attempt import Attempt, start_or_resume
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints import store_for
 
 OWNER = "celery@other-host/7"
 
@@ -19,13 +19,15 @@ def attempt(job_id: str, number: int, session_factory) -> Attempt:
     return Attempt(job_id, number, OWNER, spec, None)
 
 
+@pytest.mark.parametrize("store", ["local", "mlflow"])
 @pytest.mark.parametrize("checkpoint", [True, False])
 def test_a_later_attempt_records_where_it_started(
-    checkpoint, settings, session_factory, mlflow_client
+    checkpoint, store, settings, session_factory, mlflow_client
 ):
+    settings = settings.model_copy(update={"checkpoint_store": store})
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
     if checkpoint:  # one a lost worker wrote where this one reads
-        saver = Saver(CheckpointStore(settings.checkpoints_folder), job_id)
+        saver = Saver(store_for(settings), job_id)
         X, Y = data()
         train(network(), X, Y, epochs=6, checkpoint_every=3, callbacks=[saver], **SETTINGS)
 
