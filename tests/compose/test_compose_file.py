@@ -74,14 +74,17 @@ def test_images_are_the_official_names_or_gradqs_own_built_by_each_service(servi
     assert set(bases) == {"python:3.11-slim-bookworm"} <= STANDIN_IMAGES.keys()
 
 
-def test_workers_scale_and_share_only_checkpoints_and_fetch_uploads_from_mlflow(services):
+def test_workers_scale_share_no_disk_and_keep_uploads_and_checkpoints_in_mlflow(services):
     for name, service in services.items():
         assert "container_name" not in service, f"{name} cannot scale with a container_name"
-    # No disk of the API's: a worker fetches uploaded datasets from MLflow's served artifacts.
-    assert services["worker"]["volumes"] == ["gradq-checkpoints:/var/lib/gradq/checkpoints"]
+    # No disk of the API's or another worker's: a worker fetches uploaded datasets from, and
+    # writes checkpoints to, MLflow's served artifacts.
+    assert "volumes" not in services["worker"]
     assert "gradq-datasets:/var/lib/gradq/datasets" in services["api"]["volumes"]
-    for name in ("api", "worker"):
-        assert services[name]["environment"]["GRADQ_DATASET_STORE"] == "mlflow", name
+    for name in ("api", "worker", "reconciler"):
+        environment = services[name]["environment"]
+        assert environment["GRADQ_DATASET_STORE"] == "mlflow", name
+        assert environment["GRADQ_CHECKPOINT_STORE"] == "mlflow", name
     assert "--serve-artifacts" in services["mlflow"]["command"]
     assert "ports" not in services["worker"]
 

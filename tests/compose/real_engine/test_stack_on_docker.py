@@ -50,6 +50,14 @@ def runs_of(stack: ComposeStack, job_id: str) -> list:
     )
 
 
+def mounts_of(container: str) -> list[str]:
+    """Where volumes and host folders are mounted in ``container``."""
+    return subprocess.run(
+        ["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", container],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+
+
 def test_a_job_runs_end_to_end_through_the_published_ports(stack):
     job = stack.wait(stack.submit(SHORT))
     assert job["status"] == "succeeded", job["error"]
@@ -80,12 +88,16 @@ def test_a_killed_worker_s_job_finishes_on_the_other_with_one_complete_run(stack
     logs = subprocess.run(["docker", "logs", survivor], capture_output=True, text=True)
     log = logs.stdout + logs.stderr
     assert f"job {job_id} resumes at epoch" in log  # from the checkpoint the other one wrote
+    # ... through MLflow's served artifacts: no worker container mounts any volume.
+    resumed = [e["detail"] for e in job["events"] if "resumed at epoch" in (e["detail"] or "")]
+    assert len(resumed) == 1 and int(resumed[0].split()[3]) >= 100, job["events"]
+    assert all(mounts_of(container) == [] for container in workers.values())
     [run] = runs_of(stack, job_id)
     assert run.info.status == "FINISHED"
     assert cost_steps(stack, run.info.run_id) == list(range(LONG["training"]["epochs"]))
 
 
-def test_an_upload_trains_on_a_worker_container_that_mounts_no_dataset_volume(stack):
+def test_an_upload_trains_on_a_worker_container_that_mounts_no_volume(stack):
     rng = np.random.default_rng(0)
     x = rng.random((60, 4, 4))
     content = io.BytesIO()
@@ -100,11 +112,7 @@ def test_an_upload_trains_on_a_worker_container_that_mounts_no_dataset_volume(st
     assert job["status"] == "succeeded", job["error"]
     worker = stack.mlflow.get_run(job["mlflow_run_id"]).data.tags["gradq.worker"]
     container = next(c for host, c in stack.worker_containers().items() if host in worker)
-    mounts = subprocess.run(
-        ["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", container],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert mounts == ["/var/lib/gradq/checkpoints"]
+    assert mounts_of(container) == []
 
 
 def test_down_then_up_keeps_jobs_and_runs(stack):
