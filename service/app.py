@@ -9,7 +9,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 import logs
-from service import uploads
 from service.dispatch import make_celery_client
 from service.errors import error_responses, install_error_handlers
 from service.job_metrics import JobMetrics
@@ -20,6 +19,7 @@ from service.security import BearerTokenAuth
 from service.telemetry import RequestMetrics
 from settings import Settings, get_settings, turn_off_mlflow_telemetry
 from store.db import make_engine, make_session_factory
+from store.stale_files import remove_stale
 
 turn_off_mlflow_telemetry()  # before the routes first import MLflow; an API started by hand too
 
@@ -27,8 +27,6 @@ turn_off_mlflow_telemetry()  # before the routes first import MLflow; an API sta
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 # A job spec is a few hundred bytes; prediction inputs as JSON are the largest bodies expected.
 MAX_JSON_BYTES = 16 * 1024 * 1024
-# An upload's staging folder untouched this long was left by a crash (uploads take seconds).
-STALE_STAGING_SECONDS = 3600
 # The only routes whose multipart bodies may be larger than MAX_JSON_BYTES.
 UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
 
@@ -42,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What is loaded by now lives as long as the server: frozen, it is out of the
         # collector's sight. A full collection walked its ~125,000 objects in 70-100 ms, with
         # every request waiting (p99 61-73 ms at 220 req/s; docs/benchmarks.md).
-        uploads.remove_stale(settings.datasets_folder / STAGING, STALE_STAGING_SECONDS)
+        remove_stale(settings.datasets_folder / STAGING)  # what crashed uploads left
         gc.freeze()
         try:
             yield

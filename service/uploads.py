@@ -2,10 +2,8 @@
 extracted only when every member stays inside the target folder, is stored or deflated, and
 all of them together expand to a bounded size."""
 
-import contextlib
 import shutil
 import stat
-import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -126,19 +124,3 @@ def folder_size(folder: Path) -> int:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-def remove_stale(staging: Path, older_than_seconds: float) -> None:
-    """Remove what crashed uploads left in ``staging``: entries untouched for that long (a
-    newer one may be another API process's upload under way)."""
-    if not staging.is_dir():
-        return
-    cutoff = time.time() - older_than_seconds
-    for entry in staging.iterdir():
-        with contextlib.suppress(OSError):  # another process removed it first
-            if entry.lstat().st_mtime >= cutoff:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                remove(entry)
-            else:
-                entry.unlink()

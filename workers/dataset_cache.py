@@ -5,7 +5,8 @@ then a cache: the worker reads the dataset there as if the API had written it
 A copy is fetched into a folder of its own below <data root>/.fetching, checked (its headers
 against the limits before its data, then the sha256 of its examples against the dataset's row),
 and renamed into place in one step: no worker reads half a copy, and the workers of one host
-fetching the same dataset at once never write into each other's files. An MLflow that cannot be
+fetching the same dataset at once never write into each other's files; what a killed fetch
+left there is removed by a later fetch once it is an hour old. An MLflow that cannot be
 reached is waited for, as at a run's start, for GRADQ_MLFLOW_WAIT_SECONDS.
 """
 
@@ -17,6 +18,7 @@ from models import DatasetError
 from models.datasets import inspect_dataset
 from settings import Settings
 from store import dataset_artifacts
+from store.stale_files import remove_stale
 from workers import tracking
 
 FETCHING = ".fetching"
@@ -28,6 +30,7 @@ def fetch_dataset(name: str, sha256: str, found: Path, settings: Settings) -> No
     is missing or is not the dataset that was uploaded (then nothing is kept)."""
     root = settings.datasets_folder
     final = root / name
+    remove_stale(root / FETCHING)  # what killed fetches left
     fetching = root / FETCHING / uuid.uuid4().hex
     fetching.mkdir(parents=True)
     try:

@@ -4,7 +4,9 @@ checks it and trains on it; a tampered copy, or an MLflow that is down at upload
 with a clear reason and leaves nothing behind."""
 
 import io
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -290,3 +292,21 @@ def test_mlflow_down_at_fetch_is_waited_for_then_fails_the_job_naming_it(
     assert "fetch dataset 'stranded': MLflow unreachable, trying again" in caplog.text
     assert not (down.datasets_folder / "stranded").exists()
     assert not any((down.datasets_folder / FETCHING).iterdir())
+
+
+def test_a_fetch_removes_what_killed_fetches_left_but_not_one_under_way(hosts, session_factory):
+    api, worker = hosts
+    with api_client(api) as client:
+        assert upload(client, "leftovers", UPLOADS["npz"]).status_code == 201
+    fetching = worker.datasets_folder / FETCHING
+    abandoned, under_way = fetching / "a", fetching / "b"
+    for folder in (abandoned, under_way):
+        (folder / "part").mkdir(parents=True)
+        (folder / "part" / "x.npz").write_bytes(b"half a copy")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+
+    status, job_id = train_on("leftovers", worker, session_factory)
+
+    assert status == "succeeded", get_job(session_factory, job_id).error
+    assert sorted(p.name for p in fetching.iterdir()) == ["b"]
