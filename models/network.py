@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from models import plain
 from models.activations import get_activation
 from models.blas import ONE_THREAD_GEMM_WORK, AddProduct, fused_available
 from models.initializers import DEFAULT_INIT, initialize
@@ -208,15 +209,17 @@ class Network:
 
     # -- the public face: X (n_x, m), Y (1, m) labels or (k, m) one-hot ----------------------
 
-    # forward, cost and predict propagate batch_size columns at a time (scoring_batch): the
-    # same numbers as one pass (the cost up to the order of its sum), in a batch's memory.
+    # forward, cost and gradients are the seed's math as written (models/plain.py), which
+    # gradient_check trusts; predict and training run the fast engine below. forward, cost
+    # and predict propagate batch_size columns at a time (scoring_batch): the same numbers as
+    # one pass (the cost up to the order of its sum), in a batch's memory.
 
     def forward(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Output probabilities A[L]: (n[L], m) for X: (n_x, m)."""
         X = self._inputs(X)
         out = np.empty((self.layer_dims[-1], X.shape[1]), self.dtype)
-        for columns, ws in self.scoring_workspaces(X.shape[1], batch_size):
-            out[:, columns] = self.propagate_forward(X[:, columns], ws)
+        for columns in self._scoring_columns(X.shape[1], batch_size):
+            out[:, columns], _ = plain.forward(self._params, X[:, columns], *self._names)
         return out
 
     def cost(
@@ -228,9 +231,10 @@ class Network:
         if Y.ndim != 2 or Y.shape[1] != m:
             raise ValueError(f"Y must have {m} columns, got shape {Y.shape}")
         costs = []  # (columns, mean cost over them)
-        for columns, ws in self.scoring_workspaces(m, batch_size):
-            self.propagate_forward(X[:, columns], ws, self.targets(Y[:, columns]))
-            costs.append((ws.m, ws.cost))
+        for columns in self._scoring_columns(m, batch_size):
+            A, _ = plain.forward(self._params, X[:, columns], *self._names)
+            cost = plain.cost(A, self.targets(Y[:, columns]), self.output.name)
+            costs.append((columns.stop - columns.start, cost))
         if len(costs) <= 1:  # one batch: its mean as it is, as a single pass gave it
             total = costs[0][1] if costs else float("nan")
         else:
@@ -239,10 +243,11 @@ class Network:
 
     def gradients(self, X: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> dict[str, np.ndarray]:
         """{"dW1": (n[1], n[0]), "db1": (n[1], 1), ...}: ∂J/∂params at X: (n_x, m), Y."""
-        X = self._inputs(X)
-        ws = Workspace(self.layer_dims, X.shape[1], self.dtype)
-        self.propagate_forward(X, ws)
-        return self.propagate_backward(X, self.targets(Y), ws, l2)
+        X, Y = self._inputs(X), self.targets(Y)
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(f"Y must have {X.shape[1]} columns, got shape {Y.shape}")
+        A, cache = plain.forward(self._params, X, *self._names)
+        return plain.backward(self._params, cache, A, Y, self.hidden_activation.name, l2)
 
     def predict(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Class indices (1, m) for X: (n_x, m): σ > 0.5 for sigmoid, argmax for softmax."""
@@ -265,6 +270,15 @@ class Network:
             if b not in made:
                 made[b] = Workspace(self.layer_dims, b, self.dtype, backward=False)
             yield columns, made[b]
+
+    def _scoring_columns(self, m: int, batch_size: int | None = None) -> Iterator[slice]:
+        size = scoring_batch(m, batch_size)
+        return (slice(start, min(start + size, m)) for start in range(0, m, size))
+
+    @property
+    def _names(self) -> tuple[str, str]:
+        """The hidden activation's and the output's names, as models/plain.py takes them."""
+        return self.hidden_activation.name, self.output.name
 
     # -- the engine, shared by the public face and the training loop ---------------------------
 

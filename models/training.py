@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models import plain
 from models.gram import STATE_KEYS, GramFirstLayer, gram_form_applies
 from models.losses import l2_cost
 from models.network import (
@@ -77,6 +78,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     checkpoint_every: int | None = None,
     resume_from: Checkpoint | None = None,
+    engine: str = "fast",
 ) -> dict[str, list[float]]:
     """Train ``net`` in place on X: (n_x, m), Y: (1, m) labels or (k, m) one-hot.
 
@@ -88,6 +90,8 @@ def train(
         every ``checkpoint_every`` epochs.
     should_stop: asked after every epoch; True raises TrainingStopped with a checkpoint.
     resume_from: a checkpoint of this run; training continues at its epoch, bit for bit.
+    engine: "fast" (workspaces, fused BLAS steps, the Gram form) or "plain" (models/plain.py,
+        the seed's equations as written): the same numbers up to rounding, at other speeds.
 
     Returns the history {"cost": [...], "train_accuracy": [...], "val_accuracy": [...],
     "learning_rate": [...], "grad_norm.W1": [...], ...}, one value per epoch (the names of
@@ -96,6 +100,8 @@ def train(
     """
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer 'sgd' trains on mini-batches: give a batch_size")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     batches = Batches(net, X, Y, batch_size)
     validation = _validation_data(net, X_val, Y_val)
     config = {
@@ -117,10 +123,14 @@ def train(
         rng.bit_generator.state = resume_from.rng_state
         history = History(resume_from.history)
         start = resume_from.epoch
-    update = make_optimizer(optimizer, net.params, **(optimizer_options or {}))
+    if engine == "plain":
+        update = PlainUpdate(optimizer, net.params, **(optimizer_options or {}))
+    else:
+        update = make_optimizer(optimizer, net.params, **(optimizer_options or {}))
     if resume_from is not None:
         update.load_state(resume_from.optimizer_state)
-    gram = _gram_first_layer(net, batches, update, l2, resume_from)
+    gram = _gram_first_layer(net, batches, update, l2, resume_from) if engine == "fast" else None
+    one_epoch = _train_one_epoch if engine == "fast" else _train_one_epoch_plain
     val_batch = scoring_batch(batches.m, batches.size)  # what the validation pass costs, bounded
 
     def checkpoint(epochs_done: int) -> Checkpoint:
@@ -145,9 +155,9 @@ def train(
             # Overflow on the way to divergence is caught and explained by _check_finite.
             with np.errstate(over="ignore", invalid="ignore"):
                 if validation is not None:
-                    predicted = _predict(net, validation[0], gram, val_batch)
+                    predicted = _predict(net, validation[0], gram, val_batch, engine)
                     metrics["val_accuracy"] = _accuracy(predicted, validation[1])
-                metrics.update(_train_one_epoch(net, batches, update, rate, l2, rng, gram))
+                metrics.update(one_epoch(net, batches, update, rate, l2, rng, gram))
                 _check_finite(net, epoch, metrics["cost"], rate, batches.rows, gram)
             metrics["learning_rate"] = rate
             history.append(metrics)
@@ -217,8 +227,18 @@ def _gram_first_layer(net, batches, update, l2, resume_from) -> GramFirstLayer |
     return GramFirstLayer(net.params["W1"], batches.rows)
 
 
-def _predict(net: Network, X: np.ndarray, gram: GramFirstLayer | None, batch: int) -> np.ndarray:
-    """net.predict(X, batch), with W[1] X from the Gram form when training uses it."""
+def _predict(
+    net: Network, X: np.ndarray, gram: GramFirstLayer | None, batch: int, engine: str = "fast"
+) -> np.ndarray:
+    """net.predict(X, batch), with W[1] X from the Gram form when training uses it; the plain
+    engine's forward pass for the plain engine."""
+    if engine == "plain":
+        predicted = np.empty((1, X.shape[1]), np.int64)
+        for start in range(0, X.shape[1], batch):
+            columns = slice(start, start + batch)
+            A, _ = plain.forward(net.params, X[:, columns], *_plain_names(net))
+            predicted[:, columns] = net.classify(A)
+        return predicted
     if gram is None:
         return net.predict(X, batch)
     predicted = np.empty((1, X.shape[1]), np.int64)
@@ -324,6 +344,69 @@ def _train_one_epoch(net, batches, update, rate, l2, rng, gram=None) -> dict[str
             update.step({k: p for k, p in net.params.items() if k != "W1"}, grads, rate, scale)
             gram.step(workspace.dZ[1], rate / scale)
     return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
+
+
+def _train_one_epoch_plain(net, batches, update, rate, l2, rng, gram=None) -> dict[str, float]:
+    """One epoch of the plain engine: the seed's forward, cost, backward and update per batch
+    (models/plain.py); the same metrics as the fast engine's."""
+    g, output = _plain_names(net)
+    cost_sum, correct, grad_norms = 0.0, 0, None
+    for A0, Y, labels, _workspace in batches.epoch(rng):
+        b = A0.shape[1]
+        A, cache = plain.forward(net.params, A0, g, output)
+        cost_sum += b * plain.cost(A, Y, output, net.params, l2)
+        correct += int(np.count_nonzero(net.classify(A)[0] == labels))
+        grads = plain.backward(net.params, cache, A, Y, g, l2)
+        if grad_norms is None:
+            grad_norms = {
+                f"grad_norm.W{layer}": float(np.linalg.norm(grads[f"dW{layer}"]))
+                for layer in range(1, net.num_layers + 1)
+            }
+        update.step(net.params, grads, rate)
+    return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
+
+
+def _plain_names(net: Network) -> tuple[str, str]:
+    return net.hidden_activation.name, net.output.name
+
+
+ENGINES = ("fast", "plain")
+
+
+class PlainUpdate:
+    """models/plain.py's update rules behind the optimizers' interface, their state under the
+    same names (a checkpoint of either engine resumes in the other)."""
+
+    def __init__(self, name: str, params: dict[str, np.ndarray], **options):
+        make_optimizer(name, params, **options)  # the same names and options refused
+        self.name, self.options, self.t = name, options, 0
+        self.velocity = {k: np.zeros_like(p) for k, p in params.items()}
+        self.moments = {f"{x}_{k}": np.zeros_like(p) for k, p in params.items() for x in "mv"}
+
+    def step(self, params, grads, learning_rate: float) -> None:
+        if self.name in ("gd", "sgd"):
+            plain.update(params, grads, learning_rate)
+        elif self.name == "momentum":
+            plain.momentum_update(params, grads, learning_rate, self.velocity, **self.options)
+        else:
+            self.t += 1
+            plain.adam_update(params, grads, learning_rate, self.moments, self.t, **self.options)
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self.name == "momentum":
+            return {f"v_{k}": v for k, v in self.velocity.items()}
+        if self.name == "adam":
+            return {"t": np.array(self.t), **self.moments}
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name in self.state():
+            if name == "t":
+                self.t = int(state["t"])
+            elif name.startswith("v_") and self.name == "momentum":
+                self.velocity[name[2:]] = np.array(state[name])
+            else:
+                self.moments[name] = np.array(state[name])
 
 
 def _gradient_norms(net, grads, workspace, gram, scale: float) -> dict[str, float]:

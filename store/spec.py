@@ -51,6 +51,11 @@ class TrainingSpec(Strict):
     validation_split: float = Field(0.25, ge=0, lt=1)
     dtype: Literal["float32", "float64"] = "float32"
     checkpoint_every: int = Field(100, ge=1)
+    engine: Literal["fast", "plain"] = Field(
+        "fast",
+        description="'fast': the tuned engine; 'plain': the seed's equations as written "
+        "(models/plain.py), the same numbers up to rounding, slower.",
+    )
     decay_rate: float = Field(0.0, ge=0, le=1000)
     decay_every: int = Field(1, ge=1)
     log_every: int | None = Field(

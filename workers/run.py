@@ -286,6 +286,7 @@ def _train_and_record(
                     should_stop=progress.should_stop,
                     checkpoint_every=training.checkpoint_every,
                     resume_from=resume,
+                    engine=training.engine,
                 )
         except TrainingStopped as stopped:
             reason = progress.stop_reason()

@@ -492,3 +492,24 @@ def test_a_stored_spec_that_no_longer_validates_fails_the_job_with_the_reason(
     failed = get_job(session_factory, job.id)
     assert failed.error.startswith("ValidationError: ")
     assert "training.momentum_beta" in failed.error
+
+
+def test_a_job_trains_on_the_engine_its_spec_names_and_logs_it(
+    settings, session_factory, mlflow_client
+):
+    """The same float64 job on each engine: the run says which, and the curves agree."""
+    curves = {}
+    for engine in ("fast", "plain"):
+        training = {**FACES_LOGREG["training"], "epochs": 40, "dtype": "float64",
+                    "engine": engine}  # fmt: skip
+        spec = with_experiment(FACES_LOGREG, training=training)
+        job_id = create_job(session_factory, spec)
+
+        assert run_job(job_id, settings, session_factory, OWNER) == "succeeded"
+
+        run = mlflow_client.get_run(get_job(session_factory, job_id).mlflow_run_id)
+        assert run.data.params["training.engine"] == engine
+        curves[engine] = np.array([value for _, value in history(mlflow_client, run.info.run_id,
+                                                                 "cost")])  # fmt: skip
+    assert len(curves["plain"]) == 40
+    np.testing.assert_allclose(curves["fast"], curves["plain"], rtol=1e-10)
