@@ -29,3 +29,13 @@ def test_readme_example_runs_and_reaches_the_accuracies_it_quotes():
     assert float(lines[2]) >= 0.90  # README: ~0.94
     assert float(lines[3]) < 1e-7  # README: ~1e-9
     assert float(lines[4]) >= 0.95  # README: ~0.97
+
+
+def test_each_line_the_plain_tour_links_to_is_the_code_it_shows():
+    text = README.read_text()
+    table = text.split("<!-- plain-tour:start -->")[1].split("<!-- plain-tour:end -->")[0]
+    links = re.findall(r"\[`(.+?)`\]\((models/plain\.py)#L(\d+)\)", table)
+    assert len(links) == 9, "the tour lost a row"
+    for code, path, line in links:
+        lines = (README.parent / path).read_text().splitlines()
+        assert code in lines[int(line) - 1], f"{path}#L{line} is not `{code}`"
