@@ -36,7 +36,7 @@ from job_servers import job_servers  # bench/job_servers.py
 import store.jobs
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from workers import artifacts, attempt, mlflow_process, run, tracking
+from workers import artifacts, attempt, initial_check, mlflow_process, outcome, run, tracking
 from workers.celery_app import skip_absent_databricks_probes
 from workers.heap import freeze_startup_objects
 
@@ -49,7 +49,7 @@ TIMED = [
     (store.jobs, "set_mlflow_run"),
     (run, "load_training_data"),
     (run, "build_network"),
-    (run, "gradient_check"),
+    (initial_check, "gradient_check"),
     (run, "train"),
     (run, "final_metrics"),
     (artifacts, "save_weights"),
@@ -60,7 +60,7 @@ TIMED = [
     (mlflow_process.MlflowProcess, "write_first_artifacts"),
     (artifacts.RunArtifacts, "finish"),
     (tracking.MetricsBuffer, "close"),
-    (run, "close_tracking"),
+    (outcome, "close_tracking"),
     (tracking, "end_run"),
     (store.jobs, "finish"),
 ]

@@ -7,10 +7,10 @@ import os
 import redis
 
 from settings import Settings
+from store.task_names import TRAIN_QUEUE
 
 log = logging.getLogger("gradq.service")
 
-TRAIN_QUEUE = "celery"  # Celery's default queue, where gradq.train goes (workers/celery_app.py)
 TIMEOUT_SECONDS = 1.0
 
 

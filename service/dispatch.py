@@ -9,10 +9,10 @@ import logging
 from celery import Celery
 
 from settings import Settings
+from store.task_names import TRAIN_TASK
 
 log = logging.getLogger("gradq.service")
 
-TRAIN_TASK = "gradq.train"
 # A down broker must not hold the request for long: the job is already committed and the
 # reconciler sends it later.
 PUBLISH_RETRY_POLICY = {

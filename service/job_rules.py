@@ -7,13 +7,13 @@ import json
 
 from models import BUILTIN_DATASETS
 from models.datasets.limits import float_bytes
-from models.initializers import DEFAULT_INIT
 from models.memory import JobShape, estimate_job_memory, largest_batch_that_fits
 from models.units import human_bytes
 from service.catalog import DatasetInfo
 from service.errors import invalid
 from settings import Settings
 from store.metric_budget import logged_values, smallest_log_every
+from store.network_shape import SpecRuleError, network_shape
 from store.spec import JobSpec
 
 
@@ -31,17 +31,11 @@ def complete_spec(spec: JobSpec, dataset: DatasetInfo | None, settings: Settings
             "training.epochs",
             f"{spec.training.epochs} epochs is over the maximum of {settings.max_epochs}",
         )
-    output = spec.model.output or ("sigmoid" if dataset.num_classes == 2 else "softmax")
-    _check_output_fits(output, dataset)
-    init = spec.model.init or default_init(spec.model.hidden_layers, spec.model.hidden_activation)
-    if init == "zeros" and spec.model.hidden_layers:
-        raise invalid(
-            "model.init",
-            "'zeros' is for logistic regression only (hidden units would stay identical); "
-            "use 'random', 'xavier' or 'he'",
-        )
-    output_units = 1 if output == "sigmoid" else dataset.num_classes
-    layer_dims = [dataset.n_x, *spec.model.hidden_layers, output_units]
+    try:
+        shape = network_shape(spec.model, dataset.n_x, dataset.num_classes, dataset.name)
+    except SpecRuleError as broken:
+        raise invalid(broken.field, broken.reason) from None
+    layer_dims = shape.layer_dims
     parameters = count_parameters(layer_dims)
     if parameters > settings.max_parameters:
         raise invalid(
@@ -52,7 +46,7 @@ def complete_spec(spec: JobSpec, dataset: DatasetInfo | None, settings: Settings
     _check_dataset_fits(dataset, spec.training.dtype, settings.max_dataset_bytes)
     job = job_shape(spec, dataset, layer_dims)
     _check_memory(job, settings.max_job_bytes)
-    model = spec.model.model_copy(update={"output": output, "init": init})
+    model = spec.model.model_copy(update={"output": shape.output, "init": shape.init})
     log_every = _log_every(spec, job, settings.max_metric_values)
     training = spec.training.model_copy(update={"log_every": log_every})
     return spec.model_copy(update={"model": model, "training": training})
@@ -125,26 +119,6 @@ def _log_every(spec: JobSpec, job: JobShape, budget: int) -> int:
             f"use at least {needed}",
         )
     return given
-
-
-def _check_output_fits(output: str, dataset: DatasetInfo) -> None:
-    classes = dataset.num_classes
-    if output == "sigmoid" and classes != 2:
-        raise invalid(
-            "model.output",
-            f"a sigmoid output needs exactly 2 classes; dataset {dataset.name!r} has {classes}: "
-            "use 'softmax'",
-        )
-    if output == "softmax" and classes < 2:
-        raise invalid(
-            "model.output",
-            f"a softmax output needs at least 2 classes; dataset {dataset.name!r} has {classes}",
-        )
-
-
-def default_init(hidden_layers: list[int], hidden_activation: str) -> str:
-    """The core's default: zeros for logistic regression, He or Xavier by activation."""
-    return DEFAULT_INIT[hidden_activation] if hidden_layers else "zeros"
 
 
 def count_parameters(layer_dims: list[int]) -> int:

@@ -21,6 +21,7 @@ from store.tables import Job, JobEvent
 from workers import mlflow_process, tracking
 from workers.checkpoints import store_for
 from workers.data import TrainingData
+from workers.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,20 @@ class Attempt:
         if not hasattr(self, "_spec"):
             self._spec = JobSpec.model_validate(self.stored_spec)
         return self._spec
+
+
+@dataclass
+class AttemptContext:
+    """What the steps of a claimed attempt share: the attempt, where its state goes (SQL,
+    MLflow, the heartbeat) and, once made, its MLflow run and metrics buffer."""
+
+    attempt: Attempt
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    client: MlflowClient
+    progress: Progress
+    run: tracking.RunRef | None = None
+    buffer: tracking.MetricsBuffer | None = None
 
 
 class Phases:

@@ -17,7 +17,6 @@ from celery.signals import after_setup_task_logger, celeryd_init
 import logs
 from settings import Settings, get_settings, turn_off_mlflow_telemetry
 
-TRAIN_TASK = "gradq.train"  # the name the API sends by (service/dispatch.py)
 RECONCILE_TASK = "gradq.reconcile"
 RECONCILE_QUEUE = "gradq.reconcile"  # its own queue: never behind a long training job
 

@@ -12,8 +12,9 @@ import logs
 from settings import get_settings
 from store.db import make_engine, make_session_factory, transaction
 from store.jobs import mark_undispatched
+from store.task_names import TRAIN_TASK
 from workers import artifacts, reconciler, shutdown
-from workers.celery_app import RECONCILE_TASK, TRAIN_TASK, app
+from workers.celery_app import RECONCILE_TASK, app
 from workers.run import run_job
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import pytest
 
 from models import Dataset, Network, train
 from workers.data import TrainingData
-from workers.run import final_metrics
+from workers.final_metrics import final_metrics
 
 HIDDEN = 2000
 

@@ -10,8 +10,7 @@ import store.jobs
 from models import Checkpoint
 from store.db import transaction
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
-from workers.checkpoints import CheckpointStore
-from workers.run import CheckpointWriter
+from workers.checkpoints import CheckpointStore, CheckpointWriter
 
 OWNER = "test-worker/1"
 

@@ -10,7 +10,7 @@ import store.jobs
 from models import Dataset, Network
 from store.db import transaction
 from tests.workers.helpers import create_job, get_job, statuses, with_experiment
-from workers import run
+from workers import initial_check, run
 from workers.data import TrainingData
 
 OWNER = "test-worker/1"
@@ -36,23 +36,23 @@ class Counter:
 def test_the_check_of_a_deep_wide_network_perturbs_few_entries_in_all():
     # The issue's [100000, 1] x 25, scaled down: 40 parameters, ~0.8 M weights.
     net = Network([64, *[20_000, 1] * 10, 10], output="softmax", seed=1)
-    examples = run.GRADIENT_CHECK_EXAMPLES
+    examples = initial_check.GRADIENT_CHECK_EXAMPLES
     counted = Counter()
 
-    difference = run.initial_gradient_check(net, digits_like(), 0.0, should_stop=counted)
+    difference = initial_check.initial_gradient_check(net, digits_like(), 0.0, should_stop=counted)
 
     assert difference >= 0.0  # through width-1 ReLU layers: not a meaningful value here
-    allowed = run.gradient_check_entries(net.num_parameters, examples)
-    assert counted.calls == allowed <= run.GRADIENT_CHECK_MAX_ENTRIES
+    allowed = initial_check.gradient_check_entries(net.num_parameters, examples)
+    assert counted.calls == allowed <= initial_check.GRADIENT_CHECK_MAX_ENTRIES
     work = 2 * examples * net.num_parameters * counted.calls  # multiply-adds of its costs
-    assert work <= max(run.GRADIENT_CHECK_WORK, 2 * examples * net.num_parameters * 4)
+    assert work <= max(initial_check.GRADIENT_CHECK_WORK, 2 * examples * net.num_parameters * 4)
 
 
 def test_a_small_network_is_still_checked_on_every_parameter():
     net = Network([64, 16, 10], output="softmax", seed=1)
     counted = Counter()
 
-    run.initial_gradient_check(net, digits_like(), 0.0, should_stop=counted)
+    initial_check.initial_gradient_check(net, digits_like(), 0.0, should_stop=counted)
 
     assert counted.calls == 20 + 16 + 20 + 10  # 20 of each W, all of b1 and b2
 
@@ -62,8 +62,8 @@ def test_a_cancel_during_the_gradient_check_ends_the_job_within_about_a_heartbea
 ):
     # A check that would run for minutes: every entry of a [64, 256, 256, 10] network.
     for limit in ("GRADIENT_CHECK_PER_PARAMETER", "GRADIENT_CHECK_MAX_ENTRIES"):
-        monkeypatch.setattr(run, limit, 10**9, raising=False)
-    monkeypatch.setattr(run, "GRADIENT_CHECK_MIN_ENTRIES", 10**9, raising=False)
+        monkeypatch.setattr(initial_check, limit, 10**9)
+    monkeypatch.setattr(initial_check, "GRADIENT_CHECK_MIN_ENTRIES", 10**9)
     spec = with_experiment(
         {
             "dataset": {"name": "digits"},

@@ -13,7 +13,8 @@ from models.memory import JobShape, estimate_job_memory
 from models.units import human_bytes
 from workers.checkpoints import CheckpointStore
 from workers.data import TrainingData
-from workers.run import final_metrics, initial_gradient_check
+from workers.final_metrics import final_metrics
+from workers.initial_check import initial_gradient_check
 
 JOB = "ab"
 
