@@ -32,7 +32,7 @@ FULL_BATCH = {  # name -> (layer_dims, init, learning rate, epochs the issue ask
 TORCH, DATALOADER = "PyTorch (randperm + X[idx])", "PyTorch DataLoader(shuffle=True), secondary"
 SKLEARN, FLOOR = "scikit-learn MLPClassifier", "its 8 matmuls alone (floor)"
 TORCH_FLOOR = "PyTorch's 8 matmuls alone, secondary"
-PLAIN = "gradq, plain products (Gram form off), secondary"
+PLAIN = "gradq, plain engine (models/plain.py), secondary"
 TARGETS = {TORCH: 1.25, SKLEARN: 1.5}  # gradq's speedup over each MLP peer
 FLOOR_TARGET, FULL_TARGET, MEMORY_TARGET = 1.4, 1.5, 2.0
 
@@ -62,21 +62,6 @@ def gradq_network(core, dims: list[int], init: str):
 def gradq_run(core, rows, labels, dims, init, **options) -> Run:
     net, train = gradq_network(core, dims, init), core[1]
     return lambda epochs: train(net, rows.T, labels[None, :], epochs=epochs, **options)
-
-
-def without_gram_form(run: Run) -> Run:
-    """``run`` with the first layer's Gram form (models/gram.py) turned off: W[1] X and dW[1]
-    as plain products every epoch, as the other contenders compute them."""
-    import models.gram
-
-    def plain(epochs):
-        saved, models.gram.MAX_M_OVER_N_X = models.gram.MAX_M_OVER_N_X, 0.0
-        try:
-            run(epochs)
-        finally:
-            models.gram.MAX_M_OVER_N_X = saved
-
-    return plain
 
 
 def torch_model(dims: list[int], zeros: bool = False):
@@ -325,6 +310,7 @@ def mlp_case(core, repeats: int):
     sgd = {"optimizer": "sgd", "learning_rate": MLP_LR, "batch_size": BATCH}
     runs = {
         "gradq": gradq_run(core, rows, labels, MLP_DIMS, "he", **sgd),
+        PLAIN: gradq_run(core, rows, labels, MLP_DIMS, "he", engine="plain", **sgd),
         FLOOR: matmul_floor_run(rows, MLP_DIMS, BATCH),
         TORCH_FLOOR: torch_matmul_floor_run(rows, MLP_DIMS, BATCH),
         TORCH: torch_minibatch_run(rows, labels),
@@ -351,7 +337,7 @@ def full_batch_case(core, name: str, repeats: int, timed_epochs: int | None):
     gd = {"optimizer": "gd", "learning_rate": lr}
     runs = {
         "gradq": gradq_run(core, rows, labels, dims, init, **gd),
-        PLAIN: without_gram_form(gradq_run(core, rows, labels, dims, init, **gd)),
+        PLAIN: gradq_run(core, rows, labels, dims, init, engine="plain", **gd),
         "PyTorch (full batch)": torch_full_batch_run(rows, labels, dims, init, lr),
     }
     times, noise = interleaved(runs, timed, min(timed, 20), repeats)
@@ -399,9 +385,8 @@ def report(args) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender")
-    # A repeat of the MLP case (its 5 contenders) takes ~3 s, and the machine's slow spells last
-    # several of them: in one run of 15 (docs/benchmarks.md, 2026-12-02 21:50), gradq ÷ its
-    # products was 1.87, 1.16 and 1.15 over the three blocks of 5 repeats.
+    # A repeat of the MLP case takes seconds, and a shared machine's slow spells last several
+    # of them: more repeats than the full-batch cases get, so a spell moves the median less.
     parser.add_argument("--mlp-repeats", type=int, default=15, help="timed runs, MLP case")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 100 epochs")
     parser.add_argument("--full-epochs", type=int, help="full-batch epochs timed per repeat")

@@ -36,7 +36,16 @@ from job_servers import job_servers  # bench/job_servers.py
 import store.jobs
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from workers import artifacts, attempt, initial_check, mlflow_process, outcome, run, tracking
+from workers import (
+    artifacts,
+    attempt,
+    initial_check,
+    metrics_spool,
+    mlflow_process,
+    outcome,
+    run,
+    tracking,
+)
 from workers.celery_app import skip_absent_databricks_probes
 from workers.heap import freeze_startup_objects
 
@@ -59,7 +68,7 @@ TIMED = [
     (mlflow_process.MlflowProcess, "log_artifact"),
     (mlflow_process.MlflowProcess, "write_first_artifacts"),
     (artifacts.RunArtifacts, "finish"),
-    (tracking.MetricsBuffer, "close"),
+    (metrics_spool.MetricsBuffer, "close"),
     (outcome, "close_tracking"),
     (tracking, "end_run"),
     (store.jobs, "finish"),

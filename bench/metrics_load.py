@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlflow.tracking import MlflowClient
 
 from settings import Settings
-from workers import tracking
+from workers import metrics_spool, tracking
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     client = MlflowClient(args.tracking_uri)
     run = tracking.start_run(client, experiment="bench-metrics-load", run_name="load", tags={})
-    buffer = tracking.MetricsBuffer(client, run.run_id, Settings().metrics_flush_seconds)
+    buffer = metrics_spool.MetricsBuffer(client, run.run_id, Settings().metrics_flush_seconds)
     keys = args.keys.split(",")
     print("ready", flush=True)
     sys.stdin.readline()

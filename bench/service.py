@@ -54,6 +54,7 @@ from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, Job, JobEvent
+from workers import metrics_spool
 from workers.heap import freeze_startup_objects
 
 REDIS_DB = 12
@@ -233,7 +234,7 @@ def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -
         store.jobs.claim(session, job.id, "bench", settings.lease_seconds)
     client = MlflowClient(bench.url["mlflow"])
     run = tracking.start_run(client, experiment="bench-callbacks", run_name=job.id, tags={})
-    buffer = tracking.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
+    buffer = metrics_spool.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
     return TimedCallbacks(buffer, Progress(sessions, job.id, "bench", settings).start())
 
 

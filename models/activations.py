@@ -70,8 +70,8 @@ def _zeros(shape: tuple[int, ...], dtype: str, fortran: bool) -> np.ndarray:
 
 
 def _zeros_like(Z: np.ndarray) -> np.ndarray | int:
-    # np.maximum(Z, 0) takes a slow scalar path (~4× slower than against an array of zeros);
-    # batch-sized zeros are cached, anything bigger than a batch is not worth keeping.
+    # np.maximum(Z, 0) takes NumPy's slow scalar path; batch-sized zeros are cached, anything
+    # bigger than a batch is not worth keeping.
     if Z.size > 1 << 16:
         return 0
     return _zeros(Z.shape, Z.dtype.str, Z.flags.f_contiguous and not Z.flags.c_contiguous)
@@ -79,7 +79,8 @@ def _zeros_like(Z: np.ndarray) -> np.ndarray | int:
 
 def _relu_backward(dA: np.ndarray, A: np.ndarray) -> np.ndarray:
     # relu' is 1 where A > 0 and 0 elsewhere (0 at Z = 0 by convention). Multiplying by the
-    # mask is ~10× faster than np.copyto(..., where=) or boolean indexing.
+    # mask beats np.copyto(..., where=) and boolean indexing (docs/benchmarks.md, 'Measured
+    # by hand').
     return np.multiply(dA, A > 0, out=dA)
 
 

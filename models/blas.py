@@ -4,8 +4,7 @@ takes its bigger forward products this way, onto Z filled with b.
 
 ``np.matmul(dZ, A.T, out=dW)`` calls gemm with β = 0, which first zeroes dW; ``W -= dW`` then
 reads dW back: three passes over each weight matrix per batch that ``W ← W - dZ Aᵀ`` (β = 1)
-does not make. Measured on the MLP of bench/core.py (an AMD EPYC, 2026-12-04, by hand, 12-16
-alternated epochs): 0.479 s an epoch fused against 0.518 s for ``train`` as it was.
+does not make: an MLP epoch runs faster fused (docs/benchmarks.md, 'Measured by hand').
 
 NumPy does not expose β, so ``add_product`` calls gemm from the OpenBLAS bundled in NumPy's
 wheels through ctypes: the library ``np.matmul`` itself calls, already loaded, with its thread
@@ -39,8 +38,8 @@ class AddProduct:
     ``step = AddProduct(...)``, then ``step()`` for each batch while the arrays keep their
     places (their values change in place).
 
-    The checks, layouts and data pointers are worked out once: they took ~7 µs of each call
-    (three ``.ctypes.data`` alone ~2.3 µs, by timeit), three calls a batch in training.
+    The checks, layouts and data pointers are worked out once, not at each of the three calls
+    a batch makes (docs/benchmarks.md, 'Measured by hand').
     ``operands`` holds C, A and B: alive as long as the call that points into them.
     """
 
@@ -69,7 +68,7 @@ class AddProduct:
         real = ctypes.c_float if C.dtype == np.float32 else ctypes.c_double
         # Each argument as a ctypes object of cblas_?gemm's own type, made once: gemm has no
         # argtypes, so ctypes passes them as they are instead of converting 14 Python numbers
-        # at every call (0.76 against 1.82 µs a call of a 2 × 2 product, by timeit).
+        # at every call.
         self._call = functools.partial(
             gemm, enum(_ROW_MAJOR), enum(trans_a), enum(trans_b), i64(M), i64(N), i64(K),
             real(alpha), pointer(A.ctypes.data), i64(ld_a), pointer(B.ctypes.data), i64(ld_b),

@@ -38,11 +38,9 @@ def batch_buffer(n: int, m: int, dtype: np.dtype) -> np.ndarray:
     """An empty (n, m) array for a batch of m examples, stored with its shorter side contiguous:
     C-ordered when n >= m, else the transpose of a C-ordered (m, n) (one example per row).
 
-    OpenBLAS writes W @ A_prev faster into such a "tall" output: measured in whole epochs on
-    an Intel Xeon (2026-12-03), a hidden layer of 256 units on batches of 128 trained ~4%
-    faster C-ordered and one of 1024 units on batches of 32 ~15%, while 20 units on a full
-    batch of 209 ran 1.7× slower in its forward product C-ordered. Adding b: (n, 1) is fast
-    either way. The layout depends only on the shapes, so results stay reproducible.
+    OpenBLAS writes W @ A_prev faster into such a "tall" output, and slower into a wide one
+    (docs/benchmarks.md, 'Measured by hand'). The layout depends only on the shapes, so
+    results stay reproducible.
     """
     return np.empty((n, m), dtype) if n >= m else np.empty((m, n), dtype).T
 
@@ -74,9 +72,9 @@ class Workspace:
         L = len(layer_dims) - 1
         self.m = m
         self.A = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:L]]
-        # The output's softmax reduces each column over the k classes: ~2× faster row by row
-        # on C-ordered (k, m) than along short contiguous columns (~9 against ~19 us a batch
-        # of 128 × 10, by timeit). dZ[L] stays a batch_buffer: its products want that.
+        # The output's softmax reduces each column over the k classes, faster row by row on
+        # C-ordered (k, m) than along short contiguous columns. dZ[L] stays a batch_buffer:
+        # its products want that.
         self.Z_out = np.empty((layer_dims[L], m), dtype)
         self.A_out = np.empty((layer_dims[L], m), dtype)
         self.cost = float("nan")
@@ -86,7 +84,7 @@ class Workspace:
         if not backward:
             return
         self.dZ = [None] + [batch_buffer(n, m, dtype) for n in layer_dims[1:]]
-        self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: ~3× faster than dZ.sum(axis=1)
+        self.ones = np.ones((m, 1), dtype)  # db = dZ @ ones: a gemv, faster than dZ.sum(axis=1)
         if grads is not None:
             self.grads = grads
             return
@@ -103,13 +101,11 @@ class Workspace:
         b: (n[layer], 1) added to every column, into Z: (n[layer], m).
 
         A product big enough for OpenBLAS to split over threads is taken onto Z filled with b,
-        in one gemm (β = 1): an add after it ran ~7 ms an epoch slower on the MLP of
-        bench/core.py (an Intel Xeon, 2026-12-04, epochs alternated in one process), likely
-        because each thread leaves its part of Z in its own core's cache. A smaller product,
-        run on one thread, is faster through np.matmul and an add (~1 µs, the ctypes call, by
-        timeit), and so is a single row or column, gemv's work (3.7× for 1 × 12288 by 12288 ×
-        209; 4× for 1024 × 1024 by one column). Without NumPy's own gemm (models/blas.py)
-        the one-gemm route would be a matmul and an add anyway, plus a pass.
+        in one gemm (β = 1): an add after it is slower, likely because each thread leaves its
+        part of Z in its own core's cache. A smaller product, run on one thread, is faster
+        through np.matmul and an add (no ctypes call), and so is a single row or column,
+        gemv's work (docs/benchmarks.md, 'Measured by hand'). Without NumPy's own gemm
+        (models/blas.py) the one-gemm route would be a matmul and an add anyway, plus a pass.
         """
         n, k = W.shape
         m = Z.shape[1]

@@ -2,7 +2,7 @@
 
 Data is stored one example per *row* inside the loop, (m, n_x) C-contiguous, whatever the
 caller's X: (n_x, m) looks like. Shuffling rows and gathering a batch of rows is cheap and
-W @ batchᵀ multiplies at full speed; shuffling columns of an (n_x, m) array costs ~6×. A
+W @ batchᵀ multiplies at full speed; shuffling columns of an (n_x, m) array is slower. A
 dataset from ``load_dataset`` is already stored this way (its X is a transposed view), so
 training makes no copy of it at all.
 

@@ -38,8 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # What is loaded by now lives as long as the server: frozen, it is out of the
-        # collector's sight. A full collection walked its ~125,000 objects in 70-100 ms, with
-        # every request waiting (p99 61-73 ms at 220 req/s; docs/benchmarks.md).
+        # collector's sight: a full collection of it held every request waiting
+        # (docs/benchmarks.md, 'Measured by hand').
         remove_stale(settings.datasets_folder / STAGING)  # what crashed uploads left
         gc.freeze()
         try:

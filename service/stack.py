@@ -28,8 +28,8 @@ MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **MLFLOW_TELEMETRY_
 def tracking_server_command(
     backend_store_uri: str, artifacts: str, host: str, port: int
 ) -> list[str]:
-    # One uvicorn worker: with several, every keep-alive answer waits ~40 ms for a delayed
-    # ACK (DESIGN.md section 11), and one is plenty for one machine's workers.
+    # One uvicorn worker: with several, every keep-alive answer waits for a delayed ACK
+    # (DESIGN.md section 11), and one is plenty for one machine's workers.
     return [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_store_uri,

@@ -28,7 +28,7 @@ class DatasetStoreError(Exception):
 
 class DatasetStoreUnreachableError(DatasetStoreError, ConnectionError):
     """MLflow could not be reached, or answered a 5xx: worth trying again later (a
-    ConnectionError, as workers/tracking.py's wait_for tells)."""
+    ConnectionError, as workers/mlflow_retry.py's wait_for tells)."""
 
 
 def artifact_uri(name: str, sha256: str) -> str:

@@ -65,6 +65,13 @@ class TrainingSpec(Strict):
         "at the last; None: decided at submission from the run's budget of metric values.",
     )
 
+    def train_options(self) -> dict:
+        """The keyword arguments of models.train that this spec sets."""
+        return self.model_dump(
+            include={"optimizer", "learning_rate", "epochs", "batch_size", "l2", "seed",
+                     "decay_rate", "decay_every", "checkpoint_every", "engine"}
+        )  # fmt: skip
+
     @model_validator(mode="after")
     def _sgd_needs_batches(self) -> "TrainingSpec":
         if self.optimizer == "sgd" and self.batch_size is None:

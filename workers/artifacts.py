@@ -1,15 +1,12 @@
 """A run's artifacts: weights.npz, cost_curve.png, spec.json, network.md, and the model as an
 MLflow pyfunc under model/ (DESIGN.md section 7).
 
-They go up in two parts (``RunArtifacts``): what is known before training (spec.json,
-network.md and the model without its weights and its MLmodel file: 25 of 29 files) is written
-and uploaded while the network trains (in the worker, by its helper process:
-workers/mlflow_process.py; writing them took ~20-35 ms of CPU, most of it MLflow's
-save_model, that the job waited for before training); the trained weights, the plot, and last
-MLmodel (what makes model/ a model that MLflow loads and registers) after. Uploading one file
-costs ~1-2 ms of this process's CPU and as much of the server's; the whole set took ~0.3 s at
-the end of every job.
-"""
+They go up in two parts (``RunArtifacts``): what is known before training (spec.json, network.md and
+the model without its weights and its MLmodel file: 25 of 29 files) is written and uploaded while
+the network trains (in the worker, by its helper process: workers/mlflow_process.py; writing them is
+mostly MLflow's save_model, which the job would otherwise wait for before training
+(docs/benchmarks.md, 'Measured by hand')); the trained weights, the plot, and last MLmodel (what
+makes model/ a model that MLflow loads and registers) after."""
 
 import json
 import logging
@@ -184,8 +181,8 @@ class RunArtifacts:
                 self._send_first_part()
             self._first_part_sent = True
         # The weights go up (over the helper process's pipe, in the worker) while this thread
-        # draws the plot; then the plot, and MLmodel last. The plot is CPU (~30-80 ms), an
-        # upload mostly the server's time. Every file is written anew on a second call.
+        # draws the plot; then the plot, and MLmodel last. The plot is CPU, an upload mostly
+        # the server's time. Every file is written anew on a second call.
         wait([self._last_upload])  # a failed call's weights upload: done before a rewrite
         weights = self._folder / "weights"
         (weights / WEIGHTS_FOLDER).mkdir(parents=True, exist_ok=True)
@@ -205,6 +202,12 @@ class RunArtifacts:
         self._last_upload.add_done_callback(
             lambda _: shutil.rmtree(self._folder, ignore_errors=True)
         )
+
+
+def log_orphaned_folders_removed() -> None:
+    """A new pool child (one replaces a child that died) clears what dead ones left."""
+    for folder in remove_orphaned_folders():
+        log.info("removed %s, left by a worker process that died", folder)
 
 
 def remove_orphaned_folders(root: Path | None = None) -> list[Path]:

@@ -18,7 +18,7 @@ from settings import Settings
 from store.db import transaction
 from store.spec import JobSpec, flatten
 from store.tables import Job, JobEvent
-from workers import mlflow_process, tracking
+from workers import metrics_spool, mlflow_process, mlflow_retry, tracking
 from workers.checkpoints import store_for
 from workers.data import TrainingData
 from workers.progress import Progress
@@ -56,7 +56,7 @@ class AttemptContext:
     client: MlflowClient
     progress: Progress
     run: tracking.RunRef | None = None
-    buffer: tracking.MetricsBuffer | None = None
+    buffer: metrics_spool.MetricsBuffer | None = None
 
 
 class Phases:
@@ -159,25 +159,27 @@ def start_or_resume(
     attempt: Attempt,
     settings: Settings,
     session_factory: sessionmaker[Session],
-) -> tuple[tracking.RunRef, tracking.MetricsBuffer, Checkpoint | None]:
+) -> tuple[tracking.RunRef, metrics_spool.MetricsBuffer, Checkpoint | None]:
     """The job's run (an earlier attempt's, continued), a metrics buffer that skips the steps
     the run already has, and the checkpoint to resume from (None: start at epoch 0)."""
     wait = settings.mlflow_wait_seconds
     tries = itertools.count()
-    run = tracking.wait_for(
+    run = mlflow_retry.wait_for(
         lambda: start_tracking(client, attempt, session_factory, retry=next(tries) > 0),
         wait,
         "start run",
     )
     training = attempt.spec.training
-    logged = tracking.Logged()
+    logged = metrics_spool.Logged()
     if attempt.number > 1:  # an earlier attempt's run, recorded in SQL or found by its tag
-        logged = tracking.wait_for(
-            lambda: tracking.logged_steps(client, run.run_id, training.log_every, training.epochs),
+        logged = mlflow_retry.wait_for(
+            lambda: metrics_spool.logged_steps(
+                client, run.run_id, training.log_every, training.epochs
+            ),
             wait,
             "read logged steps",
         )
-    buffer = tracking.MetricsBuffer(
+    buffer = metrics_spool.MetricsBuffer(
         client,
         run.run_id,
         settings.metrics_flush_seconds,
@@ -189,7 +191,7 @@ def start_or_resume(
         stall_seconds=settings.mlflow_timeout_seconds,
     )
     checkpoints = store_for(settings)
-    resume = tracking.wait_for(  # in MLflow's artifacts, with GRADQ_CHECKPOINT_STORE=mlflow
+    resume = mlflow_retry.wait_for(  # in MLflow's artifacts, with GRADQ_CHECKPOINT_STORE=mlflow
         lambda: checkpoints.load_latest(attempt.job_id), wait, "read the newest checkpoint"
     )
     if resume is not None:

@@ -1,13 +1,12 @@
 """One worker's cores shared among its pool processes: each child's BLAS gets
 cores ÷ concurrency threads. Left alone, OpenBLAS gives every child a thread per core, and two
-children training at once on two cores ran a [64, 32] network on digits ~8× slower than one
-alone (1,500 epochs: 16-20 s against ~2 s), their threads spinning against each other."""
+children training at once run many times slower than one alone, their threads spinning
+against each other (docs/benchmarks.md, the pool-threads section)."""
 
 import functools
 import itertools
 import os
 
-from celery.signals import celeryd_init, worker_process_init
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from models.blas import ONE_THREAD_GEMM_WORK
@@ -15,14 +14,14 @@ from models.blas import ONE_THREAD_GEMM_WORK
 _concurrency = 1
 
 
-@celeryd_init.connect
-def _remember_concurrency(options: dict, **_) -> None:
+def remember_concurrency(options: dict) -> None:
+    """The pool's size, from the worker's options (its main process, at start)."""
     global _concurrency
     _concurrency = max(1, int(options.get("concurrency") or os.cpu_count() or 1))
 
 
-@worker_process_init.connect
-def _limit_blas_threads(**_) -> None:
+def limit_for_pool_child() -> None:
+    """This pool child's share of the cores as its BLAS threads."""
     threadpool_limits(limits=threads_per_child(os.cpu_count() or 1, _concurrency), user_api="blas")
 
 
@@ -56,8 +55,7 @@ def for_training(layer_dims: list[int], batch_size: int):
 
 @functools.cache
 def _controller() -> ThreadpoolController:
-    """The thread pools loaded in this process, found once: ``threadpool_limits`` looks for
-    them at every call, 2-10 ms in a worker (MLflow, SQLAlchemy and Celery loaded) where
-    limiting through a controller made once took ~0.05 ms (by hand). NumPy's BLAS, the one
-    training uses, is loaded before the first job."""
+    """The thread pools loaded in this process, found once: ``threadpool_limits`` looks for them at
+    every call, slow in a worker with MLflow, SQLAlchemy and Celery loaded (docs/benchmarks.md,
+    'Measured by hand'). NumPy's BLAS, the one training uses, is loaded before the first job."""
     return ThreadpoolController()

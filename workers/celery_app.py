@@ -12,9 +12,7 @@ import os
 import sys
 
 from celery import Celery
-from celery.signals import after_setup_task_logger, celeryd_init
 
-import logs
 from settings import Settings, get_settings, turn_off_mlflow_telemetry
 
 RECONCILE_TASK = "gradq.reconcile"
@@ -28,7 +26,7 @@ turn_off_mlflow_telemetry()  # a worker started by hand (compose, the docs) too
 def configure_mlflow_client(settings: Settings) -> None:
     """Bound every MLflow HTTP call: by default the client retries for minutes with
     backoff, blocking whatever waits on it. gradq retries on its own terms instead
-    (tracking.wait_for), and metrics never wait: they are spooled."""
+    (mlflow_retry.wait_for), and metrics never wait: they are spooled."""
     timeout = str(math.ceil(settings.mlflow_timeout_seconds))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -53,23 +51,6 @@ def skip_absent_databricks_probes(names: tuple[str, ...] = DATABRICKS_PROBES) ->
     for name in absent:
         sys.modules[name] = None
     return absent
-
-
-@after_setup_task_logger.connect
-def _log_format(**_) -> None:
-    """GRADQ_LOG_FORMAT, once Celery has set up its loggers (the root one hijacked, then the
-    task loggers'): their handlers, inherited by the pool's children, write it."""
-    logs.configure(get_settings().log_format)
-
-
-@celeryd_init.connect
-def _json_from_the_start(instance, **_) -> None:
-    """With JSON logs, from the worker's first line: its start-up banner, printed rather than
-    logged, is left out (as `celery --quiet` does), and what it warns before Celery sets up its
-    loggers (running as root, say) is logged as JSON."""
-    if get_settings().log_format == "json":
-        instance.quiet = True
-        logs.configure("json")
 
 
 def make_app(settings: Settings) -> Celery:
@@ -116,5 +97,5 @@ configure_mlflow_client(get_settings())
 skip_absent_databricks_probes()
 app = make_app(get_settings())
 
-# Worker signal handlers, connected before the worker sends its first signal (celeryd_init).
-from workers import blas_threads, heap, shutdown  # noqa: E402, F401
+# What a worker process does at start, connected before it sends its first signal.
+from workers import process_start  # noqa: E402, F401

@@ -17,7 +17,7 @@ history at each save, and a resume downloads at most log2(saves) + 1 segments.
 
 A file is uploaded whole before anything names it: the checkpoint after its segments, the
 merged segment before the ones it replaces are deleted. HTTP errors are raised as MLflow's
-client raises them (workers/tracking.py's ``unreachable`` tells the ones worth waiting for).
+client raises them (workers/mlflow_retry.py's ``unreachable`` tells the ones worth waiting for).
 """
 
 import hashlib

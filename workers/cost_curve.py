@@ -1,9 +1,9 @@
 """cost_curve.png: a run's cost per epoch, and its accuracies on a second axis.
 
-Building a figure (axes, ticks, labels, legend) took about 40% of drawing one (~80 ms in all),
-and every run draws the same figure with other numbers. So a worker builds it once per set of
-curves and, for each run, only gives it the run's points and title before saving it; the
-image is the same as from a figure built for that run alone (tests/workers/test_cost_curve.py).
+Building a figure (axes, ticks, labels, legend) is a large part of drawing one (docs/benchmarks.md,
+'Measured by hand'), and every run draws the same figure with other numbers. So a worker builds it
+once per set of curves and, for each run, only gives it the run's points and title before saving it;
+the image is the same as from a figure built for that run alone (tests/workers/test_cost_curve.py).
 """
 
 import threading
@@ -39,9 +39,9 @@ def plot_cost_curve(history: dict[str, list[float]], path: Path, title: str) -> 
         cost_axis.relim()
         cost_axis.autoscale_view()
         # A fixed title height: left to itself, each axes measures every tick label to place
-        # its title above them (~10 ms), and nothing is drawn above these axes.
+        # its title above them, and nothing is drawn above these axes.
         cost_axis.set_title(title, y=1.0, parse_math=False)  # a "$" in a run's name is text
-        # zlib's fastest level: ~6 ms less of a ~50-70 ms plot for a file 9% larger (by hand).
+        # zlib's fastest level: a plot a little larger, drawn faster.
         figure.savefig(path, pil_kwargs={"compress_level": 1})
 
 
@@ -61,11 +61,11 @@ def _new_figure(names: tuple[str, ...]) -> tuple[Figure, list[Line2D]]:
     cost_axis.set_ylabel("cost")
     accuracy_axis.set_ylabel("accuracy")
     accuracy_axis.set_ylim(0, 1.02)
-    # At most ~5 ticks an axis: each tick is a line and a text to lay out (~20 ms less).
+    # At most ~5 ticks an axis: each tick is a line and a text to lay out.
     for axis in (cost_axis.xaxis, cost_axis.yaxis, accuracy_axis.yaxis):
         steps = [1, 2, 2.5, 5, 10]
         axis.set_major_locator(MaxNLocator(nbins=5, steps=steps, integer=axis is cost_axis.xaxis))
     cost_axis.legend(handles=lines, loc="center right")
-    # Fixed margins: tight_layout measured ~70 ms, more than the rest of the plot.
+    # Fixed margins: tight_layout costs more than the rest of the plot.
     figure.subplots_adjust(left=0.11, right=0.89, bottom=0.14, top=0.91)
     return figure, lines

@@ -19,7 +19,7 @@ from models.datasets import inspect_dataset
 from settings import Settings
 from store import dataset_artifacts
 from store.stale_files import remove_stale
-from workers import tracking
+from workers import mlflow_retry
 
 FETCHING = ".fetching"
 
@@ -34,7 +34,7 @@ def fetch_dataset(name: str, sha256: str, found: Path, settings: Settings) -> No
     fetching = root / FETCHING / uuid.uuid4().hex
     fetching.mkdir(parents=True)
     try:
-        fetched = tracking.wait_for(
+        fetched = mlflow_retry.wait_for(
             lambda: dataset_artifacts.download(name, sha256, fetching, settings),
             settings.mlflow_wait_seconds,
             f"fetch dataset {name!r}",

@@ -1,8 +1,8 @@
 """The objects a worker process creates as it starts, kept out of the garbage collector's way.
 
 A worker's processes import MLflow, SQLAlchemy, Celery, matplotlib and NumPy: ~250,000 objects
-that live as long as the process. Python's full collection walks every tracked object, and
-with these it took 100-270 ms (by hand, docs/benchmarks.md), a pause of whatever the process
+that live as long as the process. Python's full collection walks every tracked object, a
+long pause with these (docs/benchmarks.md, 'Measured by hand'), of whatever the process
 was doing: the training loop, the helper's last metric sends that a finished job waits for,
 or the main process's handling of the broker. ``gc.freeze()`` moves them into a permanent
 generation that collections skip (the standard library's advice for long-lived objects made at
@@ -12,20 +12,8 @@ walks only those.
 
 import gc
 
-from celery.signals import worker_init, worker_process_init
-
 
 def freeze_startup_objects() -> None:
     """Collect start-up's garbage (frozen objects are never freed), then freeze the rest."""
     gc.collect()
     gc.freeze()
-
-
-@worker_init.connect
-def _freeze_in_main_process(**_) -> None:
-    freeze_startup_objects()  # before the pool's children are forked: they start frozen
-
-
-@worker_process_init.connect
-def _freeze_in_pool_child(**_) -> None:
-    freeze_startup_objects()  # what the child made since the fork

@@ -1,18 +1,16 @@
 """The MLflow calls made while a job trains, sent by a process of their own.
 
-While the network trains, a worker sends its metrics every second and the run's first artifacts
-(25 files, which the helper also writes: workers/artifacts.py). Sent from threads of the
-training process, every HTTP request hands the GIL to and fro with the training loop at each of
-its socket waits: measured by hand, an upload cost the training ~2.7 ms from a thread and ~0.9
-ms from another process, and a 600-epoch job trained 0.3 s faster with its sends moved out
-(docs/benchmarks.md). So these calls go over a pipe, one message each (a whole folder of
-artifacts included), to a helper process that owns an MlflowClient and calls the same
-functions.
+While the network trains, a worker sends its metrics every second and the run's first artifacts (25
+files, which the helper also writes: workers/artifacts.py). Sent from threads of the training
+process, every HTTP request hands the GIL to and fro with the training loop at each of its socket
+waits, and costs the training more than from another process (docs/benchmarks.md, 'Measured by
+hand'). So these calls go over a pipe, one message each (a whole folder of artifacts included), to a
+helper process that owns an MlflowClient and calls the same functions.
 
 The helper is a new Python process (``python -m workers.mlflow_process``), not a fork: a
 forked child would share the parent's pooled HTTP connections. It starts with the first call
 (a worker's pool child starts it when the child starts) and again after it died. An error
-comes back as what ``tracking.unreachable`` needs to tell "try again" from "refused": a
+comes back as what ``mlflow_retry.unreachable`` needs to tell "try again" from "refused": a
 ConnectionError, or the MlflowException with its code.
 """
 
@@ -26,14 +24,13 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from celery.signals import worker_process_init
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.tracking import MlflowClient
 
 import logs
 from settings import Settings, get_settings
-from workers import artifacts, heap, tracking
+from workers import artifacts, heap, metrics_spool, mlflow_retry
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +47,8 @@ class MlflowProcess:
         self._process: subprocess.Popen | None = None
         self._pipe: Connection | None = None
 
-    def log_metrics(self, run_id: str, rows: Sequence[tracking.MetricRow]) -> None:
-        """``tracking.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
+    def log_metrics(self, run_id: str, rows: Sequence[metrics_spool.MetricRow]) -> None:
+        """``metrics_spool.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
         self._call("log_metrics", run_id, rows)
 
     def log_artifacts(self, run_id: str, folder: str) -> None:
@@ -136,7 +133,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     heap.freeze_startup_objects()
     calls = {
-        "log_metrics": tracking.log_metrics,
+        "log_metrics": metrics_spool.log_metrics,
         "log_artifacts": MlflowClient.log_artifacts,
         "log_artifact": MlflowClient.log_artifact,
         "write_first_artifacts": artifacts.write_and_upload_first_part,
@@ -158,7 +155,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
 
 def _as_answer(error: Exception) -> tuple[str, str, str]:
     message = f"{type(error).__name__}: {error}"
-    if tracking.unreachable(error):
+    if mlflow_retry.unreachable(error):
         return ("unreachable", "", message)
     if isinstance(error, MlflowException):
         return ("refused", error.error_code, str(error.message))
@@ -195,9 +192,8 @@ def for_settings(settings: Settings) -> MlflowProcess:
         return _shared[key]
 
 
-@worker_process_init.connect
-def _start_in_pool_child(**_) -> None:
-    """A pool child starts its helper at once: its imports (~1 s) are done before a job."""
+def start_for_pool_child() -> None:
+    """A pool child starts its helper at once: its imports are done before a job."""
     for_settings(get_settings()).start()
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 import store.jobs
 from store.db import in_transaction_retrying
-from workers import tracking
+from workers import metrics_spool, tracking
 from workers.attempt import AttemptContext
 from workers.progress import Progress
 
@@ -99,7 +99,7 @@ def close_tracking(context: AttemptContext, outcome: str, error: str | None) -> 
         if undelivered:
             log.warning("run %s: %d metric values not delivered", run.run_id, undelivered)
             incomplete = store.jobs.undelivered_values(undelivered)
-            client.set_tag(run.run_id, tracking.METRICS_INCOMPLETE_TAG, incomplete)
+            client.set_tag(run.run_id, metrics_spool.METRICS_INCOMPLETE_TAG, incomplete)
         if error:
             client.set_tag(run.run_id, "gradq.error", error[:5000])
         tracking.end_run(client, run.run_id, outcome)

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class Spool(Protocol):
-    """What the heartbeat reports of the metrics buffer (tracking.MetricsBuffer)."""
+    """What the heartbeat reports of the metrics buffer (metrics_spool.MetricsBuffer)."""
 
     @property
     def spooled(self) -> int: ...
@@ -30,16 +30,13 @@ class Progress:
     or waits for MLflow too, so a live worker keeps its job however long those take; a dead
     one stops beating and the reconciler takes the job back.
 
-    A beat is one statement, built once, on a connection that the heartbeat keeps in autocommit:
-    one round trip to the database, where a transaction took five (pool ping, BEGIN, UPDATE,
-    SELECT, COMMIT) and built its statements anew. The thread holds the GIL while it runs
-    Python, and on a 2-vCPU virtual machine a beat after 0.2 s of sleep or of NumPy work took
-    6-25 ms of CPU where the same beat repeated at once took 0.2-1.7 ms. Measured by hand on a
-    digits job, beats every 0.5 s slowed its training 2.6% that way and 0.3% this way
-    (docs/benchmarks.md). A heartbeat that finds a cancel or a handoff requested, or the lease
-    taken by another worker, makes ``should_stop`` true; so does a SIGTERM to this process
-    (shutdown.py). The training loop's callback only stores two numbers.
-    """
+    A beat is one statement, built once, on a connection that the heartbeat keeps in autocommit: one
+    round trip to the database, where a transaction took five (pool ping, BEGIN, UPDATE, SELECT,
+    COMMIT) and built its statements anew. The thread holds the GIL while it runs Python, so a
+    cheaper beat is training's time back (docs/benchmarks.md, 'Measured by hand'). A heartbeat that
+    finds a cancel or a handoff requested, or the lease taken by another worker, makes
+    ``should_stop`` true; so does a SIGTERM to this process (shutdown.py). The training loop's
+    callback only stores two numbers."""
 
     def __init__(
         self,

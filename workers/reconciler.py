@@ -23,7 +23,7 @@ from settings import Settings
 from store import recovery
 from store.db import transaction
 from store.jobs import METRICS_INCOMPLETE
-from workers import tracking
+from workers import metrics_spool, mlflow_retry, tracking
 from workers.checkpoints import store_for
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,10 @@ def close_open_runs(factory: sessionmaker[Session], mlflow: MlflowClient) -> lis
                 mlflow.set_tag(run.mlflow_run_id, "gradq.error", run.error[:5000])
             if run.metrics_incomplete:
                 incomplete = run.metrics_incomplete.removeprefix(METRICS_INCOMPLETE)
-                mlflow.set_tag(run.mlflow_run_id, tracking.METRICS_INCOMPLETE_TAG, incomplete)
+                mlflow.set_tag(run.mlflow_run_id, metrics_spool.METRICS_INCOMPLETE_TAG, incomplete)
             tracking.end_run(mlflow, run.mlflow_run_id, run.status)
         except Exception as error:
-            if tracking.unreachable(error):
+            if mlflow_retry.unreachable(error):
                 log.warning("MLflow run %s not closed yet: %s", run.mlflow_run_id, error)
                 break  # MLflow is down: the rest wait for the next pass too
             # An answer that will not change (the run was deleted, or never existed): nothing
@@ -110,5 +110,5 @@ def schedule_runs(run_ids: list[str | None], mlflow: MlflowClient) -> None:
             tracking.mark_scheduled(mlflow, run_id)
         except Exception as error:
             log.warning("MLflow run %s not marked SCHEDULED: %s", run_id, error)
-            if tracking.unreachable(error):
+            if mlflow_retry.unreachable(error):
                 return

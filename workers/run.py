@@ -27,7 +27,7 @@ from settings import Settings
 from store.network_shape import network_shape
 from store.spec import JobSpec
 from store.tables import FINAL_STATUSES
-from workers import artifacts, blas_threads, mlflow_process, tracking
+from workers import artifacts, blas_threads, metrics_spool, mlflow_process, mlflow_retry, tracking
 from workers.attempt import AttemptContext, claim, log_data_to_run, start_or_resume
 from workers.background import in_background
 from workers.checkpoints import CheckpointWriter, store_for
@@ -80,7 +80,7 @@ def run_job(
         outcome, metrics, error = train_and_record(context, data, net, resume)
         if outcome == "succeeded":
             with phase("mlflow end"):  # a success whose metrics did not all reach MLflow is not one
-                tracking.wait_for(
+                mlflow_retry.wait_for(
                     context.buffer.close, settings.mlflow_wait_seconds, "send metrics"
                 )
     except GradientCheckStopped:
@@ -102,7 +102,7 @@ def run_job(
 
 def started_run(
     starting: futures.Future,
-) -> tuple[tracking.RunRef | None, tracking.MetricsBuffer | None]:
+) -> tuple[tracking.RunRef | None, metrics_spool.MetricsBuffer | None]:
     """The run and buffer that ``start_or_resume`` made in the background, once it is done;
     (None, None) if it failed."""
     try:
@@ -124,7 +124,7 @@ def train_and_record(
     # Params, and the artifacts' first part, go up while the network trains.
     params = in_background(
         "log params",
-        tracking.wait_for,
+        mlflow_retry.wait_for,
         lambda: log_data_to_run(context.client, run.run_id, attempt, data),
         settings.mlflow_wait_seconds,
         "log params",
@@ -181,21 +181,12 @@ def train_network(
             net,
             data.X_train,
             data.Y_train,
-            optimizer=training.optimizer,
-            learning_rate=training.learning_rate,
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            l2=training.l2,
             X_val=data.X_val,
             Y_val=data.Y_val,
-            seed=training.seed,
-            decay_rate=training.decay_rate,
-            decay_every=training.decay_every,
             callbacks=[context.buffer, progress, writer],
             should_stop=progress.should_stop,
-            checkpoint_every=training.checkpoint_every,
             resume_from=resume,
-            engine=training.engine,
+            **training.train_options(),
         )
 
 
@@ -237,7 +228,7 @@ def record_trained(
         params.result(timeout=settings.mlflow_wait_seconds + 4 * settings.mlflow_timeout_seconds)
     with phase("mlflow artifacts"):
         title = attempt.spec.name or attempt.spec.experiment
-        tracking.wait_for(
+        mlflow_retry.wait_for(
             lambda: uploads.finish(net, history, title),
             settings.mlflow_wait_seconds,
             "log artifacts",

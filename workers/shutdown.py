@@ -16,7 +16,6 @@ import signal
 import threading
 
 from billiard.process import current_process
-from celery.signals import worker_process_init, worker_shutting_down
 
 from settings import get_settings
 from store.db import make_engine, make_session_factory, transaction
@@ -31,9 +30,8 @@ def _on_sigterm(_signum, _frame) -> None:
     requested.set()
 
 
-@worker_process_init.connect
-def _fresh_child(**_) -> None:
-    requested.clear()  # a fresh child of a pool that a forked parent may have flagged
+def forget_requests() -> None:
+    requested.clear()
 
 
 def catch_sigterm_in_pool_child() -> None:
@@ -46,10 +44,10 @@ def catch_sigterm_in_pool_child() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-@worker_shutting_down.connect
-def _hand_back_running_jobs(sender: str, **_) -> None:
-    # Called inside the main process's signal handler: the database work goes to a thread.
-    threading.Thread(target=_request_handoff, args=(sender,), name="handoff").start()
+def hand_back_running_jobs(hostname: str) -> None:
+    """Ask the running jobs of worker ``hostname`` to hand back. Called inside the main
+    process's signal handler: the database work goes to a thread."""
+    threading.Thread(target=_request_handoff, args=(hostname,), name="handoff").start()
 
 
 def _request_handoff(hostname: str) -> None:

@@ -4,7 +4,7 @@ import logging
 import os
 from functools import lru_cache
 
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import task_postrun, task_prerun
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,18 +13,11 @@ from settings import get_settings
 from store.db import make_engine, make_session_factory, transaction
 from store.jobs import mark_undispatched
 from store.task_names import TRAIN_TASK
-from workers import artifacts, reconciler, shutdown
+from workers import reconciler, shutdown
 from workers.celery_app import RECONCILE_TASK, app
 from workers.run import run_job
 
 log = logging.getLogger(__name__)
-
-
-@worker_process_init.connect
-def _remove_orphaned_artifacts(**_) -> None:
-    """A new pool child (one replaces a child that died) clears what dead ones left in /tmp."""
-    for folder in artifacts.remove_orphaned_folders():
-        log.info("removed %s, left by a worker process that died", folder)
 
 
 @lru_cache

@@ -163,6 +163,5 @@ def uninterrupted_weights(spec: dict) -> dict[str, np.ndarray]:
         dataset = ds
 
     net = build_network(full, Data)
-    train(net, X, Y, optimizer=training.optimizer, learning_rate=training.learning_rate,
-          epochs=training.epochs, X_val=X_val, Y_val=Y_val, seed=training.seed)  # fmt: skip
+    train(net, X, Y, X_val=X_val, Y_val=Y_val, **training.train_options())
     return net.params

@@ -4,7 +4,6 @@ products, bit-identical resume, stop requests and divergence in that form."""
 import numpy as np
 import pytest
 
-import models.training
 from models import Checkpoint, DivergenceError, Network, TrainingStopped, train
 from models.gram import GramFirstLayer, gram_form_applies
 
@@ -23,10 +22,6 @@ def wide_data(seed=0):
 
 def net(dims):
     return Network(dims, "relu", "sigmoid", seed=1, dtype="float64")
-
-
-def plain(monkeypatch):
-    monkeypatch.setattr(models.training, "gram_form_applies", lambda *args: False)
 
 
 def test_it_applies_to_few_wide_examples_whatever_the_epochs():
@@ -56,14 +51,13 @@ def test_it_is_used_for_full_batch_gd_only(monkeypatch):
 
 
 @pytest.mark.parametrize("dims", [[N_X, 1], [N_X, 8, 3, 1]])
-def test_history_and_weights_equal_the_plain_products(dims, monkeypatch):
+def test_history_and_weights_equal_the_plain_engines(dims):
     X, Y, X_val, Y_val = wide_data()
     options = {"epochs": EPOCHS, "X_val": X_val, "Y_val": Y_val, **GD}
     gram_net = net(dims)
     gram_history = train(gram_net, X, Y, **options)
-    plain(monkeypatch)
     plain_net = net(dims)
-    plain_history = train(plain_net, X, Y, **options)
+    plain_history = train(plain_net, X, Y, engine="plain", **options)
     assert gram_history.keys() == plain_history.keys()
     for name, values in plain_history.items():
         np.testing.assert_allclose(gram_history[name], values, rtol=1e-10, atol=1e-12)
@@ -78,7 +72,7 @@ def test_logistic_regression_in_gram_form_still_starts_at_ln_2():
     assert abs(history["cost"][0] - np.log(2)) < 1e-12
 
 
-def test_resume_in_gram_form_is_bit_identical_and_its_checkpoint_holds_w1(monkeypatch):
+def test_resume_in_gram_form_is_bit_identical_and_its_checkpoint_holds_w1():
     X, Y, X_val, Y_val = wide_data()
     options = {"epochs": EPOCHS, "X_val": X_val, "Y_val": Y_val, **GD}
     whole = net([N_X, 8, 3, 1])
@@ -101,10 +95,9 @@ def test_resume_in_gram_form_is_bit_identical_and_its_checkpoint_holds_w1(monkey
     for name, value in whole.params.items():
         assert np.array_equal(resumed.params[name], value), name
 
-    # The checkpoint's W1 is the network's weights at epoch 120, as the plain loop has them.
-    plain(monkeypatch)
+    # The checkpoint's W1 is the network's weights at epoch 120, as the plain engine has them.
     at_120 = net([N_X, 8, 3, 1])
-    train(at_120, X, Y, **{**options, "epochs": 120})
+    train(at_120, X, Y, engine="plain", **{**options, "epochs": 120})
     np.testing.assert_allclose(checkpoint.params["W1"], at_120.params["W1"], rtol=1e-10)
 
 
@@ -175,22 +168,21 @@ def test_gradient_norm_from_g_is_the_norm_of_the_formed_gradient():
     np.testing.assert_allclose(gram.weights(), network.params["W1"] - 0.5 * dZ1 @ rows)
 
 
-def test_in_float32_it_is_as_accurate_as_the_plain_products(monkeypatch):
+def test_in_float32_it_is_as_accurate_as_the_plain_engine():
     """Pixel-like inputs (not centred): against a float64 run, the float32 Gram form strays no
-    further than the float32 plain loop does."""
+    further than the float32 plain engine does."""
     rng = np.random.default_rng(5)
     rows = rng.random((100, 3072))
     X, Y = rows.T, (rows[:, :50].mean(axis=1) > 0.5).astype(np.int64)[None, :]
     options = {"epochs": 200, "optimizer": "gd", "learning_rate": 0.01}
 
-    def run(dtype):
+    def run(dtype, engine="fast"):
         network = Network([3072, 8, 1], seed=3, dtype=dtype)
-        history = train(network, X, Y, **options)
+        history = train(network, X, Y, engine=engine, **options)
         return np.array(history["cost"] + history["grad_norm.W1"]), network.params["W1"]
 
     gram_history, gram_W1 = run("float32")
-    plain(monkeypatch)
-    plain_history, plain_W1 = run("float32")
+    plain_history, plain_W1 = run("float32", engine="plain")
     exact_history, exact_W1 = run("float64")
     history_error = np.abs(gram_history - exact_history).max()
     assert history_error <= 2 * np.abs(plain_history - exact_history).max() + 1e-7

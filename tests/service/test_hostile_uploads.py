@@ -3,7 +3,6 @@ never a row or a file left behind, never a byte of an outside file or a server p
 answer."""
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from tests.hostile_files import (
     virtual,
     zip_of,
 )
+from tests.leftovers import left_and_fresh
 from tests.service.test_datasets import stored_datasets, upload
 
 SECRET = b"GRADQ_API_TOKENS=hunter2-the-secret\n"
@@ -178,17 +178,12 @@ def test_a_dataset_name_no_upload_can_have_is_a_404_on_both_databases(client):
 def test_staging_left_by_a_crashed_upload_is_removed_at_start_and_a_fresh_one_kept(make_client):
     first = make_client()
     staging = first.app.state.settings.datasets_folder / ".staging"
-    old, fresh = staging / "crashed", staging / "under-way"
-    for folder in (old, fresh):
-        (folder / "images").mkdir(parents=True)
-        (folder / "images" / "0.png").write_bytes(b"x")
-    an_hour_ago = time.time() - 3700
-    os.utime(old, (an_hour_ago, an_hour_ago))
+    old, fresh = left_and_fresh(staging, "0.png")
 
     make_client(home=first.app.state.settings.home)  # another start on the same data root
 
     assert not old.exists()
-    assert (fresh / "images" / "0.png").exists()
+    assert (fresh / "part" / "0.png").exists()
 
 
 def test_a_zip_of_more_entries_than_the_limit_is_refused_from_its_end_record(

@@ -21,7 +21,7 @@ from tests.workers.test_checkpoints import (
     data,
     network,
 )
-from workers import tracking
+from workers import mlflow_retry
 from workers.checkpoint_artifacts import ROOT, ArtifactCheckpointStore
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -218,7 +218,7 @@ def test_an_mlflow_that_cannot_be_reached_is_an_error_worth_waiting_for_not_no_c
 
     with pytest.raises(Exception) as raised:
         store.load_latest(JOB)
-    assert tracking.unreachable(raised.value)
+    assert mlflow_retry.unreachable(raised.value)
 
 
 def test_a_job_id_that_is_not_lowercase_hex_is_refused(mlflow_server):

@@ -1,12 +1,11 @@
 """The worker's processes freeze the objects made at start-up: the collector skips them, and
 still collects what comes later."""
 
+import inspect
 import subprocess
 import sys
 
 from celery.signals import worker_init, worker_process_init
-
-from workers import heap
 
 FREEZE_THEN_MAKE_A_CYCLE = """
 import gc
@@ -35,7 +34,9 @@ def test_start_up_objects_are_frozen_and_later_cycles_still_collected():
 def test_the_worker_s_main_process_and_pool_children_freeze_at_start():
     from workers import celery_app  # what a worker loads: it must connect the handlers
 
-    assert celery_app.heap is heap
+    start = celery_app.process_start
     receivers = lambda signal: [ref() for _, ref in signal.receivers]  # noqa: E731
-    assert heap._freeze_in_main_process in receivers(worker_init)
-    assert heap._freeze_in_pool_child in receivers(worker_process_init)
+    assert start.main_process_started in receivers(worker_init)
+    assert start.pool_child_started in receivers(worker_process_init)
+    steps = inspect.getsource(start.pool_child_started).splitlines()
+    assert "heap.freeze_startup_objects()" in steps[-1]  # last: after what the steps made

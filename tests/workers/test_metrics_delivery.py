@@ -18,7 +18,7 @@ from tests.faults.servers import RestartableMlflow
 from tests.processes import start_mlflow_server
 from tests.servers import unique_name
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, statuses, with_experiment
-from workers import reconciler, run, tracking
+from workers import metrics_spool, reconciler, run
 
 OWNER = "test-worker/1"
 KEYS = [f"metric_{i}" for i in range(10)]
@@ -39,7 +39,7 @@ def values_in_mlflow(client: MlflowClient, run_id: str) -> int:
     return sum(len(client.get_metric_history(run_id, key)) for key in keys)
 
 
-def add_epochs(buffer: tracking.MetricsBuffer, epochs: range) -> None:
+def add_epochs(buffer: metrics_spool.MetricsBuffer, epochs: range) -> None:
     for epoch in epochs:
         buffer.on_epoch_end(epoch, {key: epoch / 7 for key in KEYS})
 
@@ -47,7 +47,7 @@ def add_epochs(buffer: tracking.MetricsBuffer, epochs: range) -> None:
 def test_a_full_buffer_waits_for_an_answering_mlflow_instead_of_dropping(mlflow_client, run_id):
     # 5000 values made as fast as a loop can, into a buffer of 1000 that sends once an hour
     # unless told: the old buffer dropped 4000 of them and said nothing.
-    buffer = tracking.MetricsBuffer(mlflow_client, run_id, 3600, max_values=1000)
+    buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, 3600, max_values=1000)
 
     add_epochs(buffer, range(500))
     buffer.close()
@@ -68,7 +68,7 @@ def pausable_mlflow(tmp_path_factory):
 def test_a_paused_mlflow_that_answers_late_gets_every_value(pausable_mlflow):
     client = MlflowClient(pausable_mlflow.url)
     run_id = client.create_run(client.create_experiment(unique_name("paused"))).info.run_id
-    buffer = tracking.MetricsBuffer(client, run_id, 0.05, max_values=1000, stall_seconds=30)
+    buffer = metrics_spool.MetricsBuffer(client, run_id, 0.05, max_values=1000, stall_seconds=30)
     add_epochs(buffer, range(50))
 
     os.killpg(pausable_mlflow.popen.pid, signal.SIGSTOP)  # requests hang, unanswered
@@ -86,7 +86,7 @@ def test_a_buffer_whose_mlflow_does_not_answer_drops_past_its_bound_and_counts_t
     mlflow_client, run_id, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    buffer = tracking.MetricsBuffer(
+    buffer = metrics_spool.MetricsBuffer(
         MlflowClient("http://127.0.0.1:9"), run_id, 0.02, max_values=1000
     )
 
@@ -99,7 +99,7 @@ def test_a_buffer_whose_mlflow_does_not_answer_drops_past_its_bound_and_counts_t
 
 
 def test_only_multiples_of_log_every_and_the_last_epoch_are_sent(mlflow_client, run_id):
-    buffer = tracking.MetricsBuffer(mlflow_client, run_id, 3600, log_every=10, epochs=95)
+    buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, 3600, log_every=10, epochs=95)
 
     buffer.add_history({key: [0.5] * 60 for key in KEYS})  # a resumed run's first 60 epochs
     add_epochs(buffer, range(60, 95))
@@ -111,16 +111,16 @@ def test_only_multiples_of_log_every_and_the_last_epoch_are_sent(mlflow_client, 
 def test_steps_an_earlier_attempt_dropped_are_sent_by_the_next_and_no_step_twice(
     mlflow_client, run_id
 ):
-    earlier = tracking.MetricsBuffer(mlflow_client, run_id, 3600, log_every=2, epochs=20)
+    earlier = metrics_spool.MetricsBuffer(mlflow_client, run_id, 3600, log_every=2, epochs=20)
     for epoch in range(20):
         if epoch not in (4, 6, 7):  # dropped while MLflow was away
             earlier.on_epoch_end(epoch, {"cost": 1.0 / (epoch + 1), "final.cost": 0.1})
     earlier.close()
 
-    logged = tracking.logged_steps(mlflow_client, run_id, log_every=2, epochs=20)
+    logged = metrics_spool.logged_steps(mlflow_client, run_id, log_every=2, epochs=20)
     assert logged.missing == {"cost": frozenset({4, 6})}  # 7 was never to be logged
     history = {"cost": [1.0 / (epoch + 1) for epoch in range(20)]}
-    later = tracking.MetricsBuffer(
+    later = metrics_spool.MetricsBuffer(
         mlflow_client, run_id, 3600, logged=logged, log_every=2, epochs=20
     )
     later.add_history(history)

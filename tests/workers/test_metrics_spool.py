@@ -10,7 +10,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from tests.servers import unique_name
-from workers import tracking
+from workers import metrics_spool, mlflow_retry
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
@@ -32,7 +32,7 @@ def steps(client, run_id: str, key: str) -> list[int]:
 
 
 def test_steps_an_earlier_attempt_logged_are_not_sent_again(mlflow_client, run_id):
-    buffer = tracking.MetricsBuffer(mlflow_client, run_id, 3600, logged={"cost": 4})
+    buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, 3600, logged={"cost": 4})
     for epoch in range(8):
         buffer.on_epoch_end(epoch, {"cost": 1.0 / (epoch + 1), "train_accuracy": 0.5})
 
@@ -50,7 +50,7 @@ def test_a_checkpoints_history_queues_only_the_steps_above_those_logged(mlflow_c
     }
     logged = {"cost": 2, "train_accuracy": 3}
     new_values = 2 + 1 + 5  # a spool this small drops whatever else gets queued
-    buffer = tracking.MetricsBuffer(
+    buffer = metrics_spool.MetricsBuffer(
         mlflow_client, run_id, 3600, logged=logged, max_values=new_values
     )
 
@@ -67,7 +67,7 @@ def test_a_checkpoints_history_queues_only_the_steps_above_those_logged(mlflow_c
 def test_while_mlflow_is_down_the_spool_keeps_its_bound_and_counts_what_it_drops(
     mlflow_client, run_id, unreachable_client
 ):
-    buffer = tracking.MetricsBuffer(unreachable_client, run_id, 0.02, max_values=1000)
+    buffer = metrics_spool.MetricsBuffer(unreachable_client, run_id, 0.02, max_values=1000)
     for epoch in range(600):  # 1200 values: the last 100 epochs do not fit
         buffer.on_epoch_end(epoch, {"cost": 0.5, "train_accuracy": 0.5})
         if epoch % 100 == 0:
@@ -84,7 +84,7 @@ def test_while_mlflow_is_down_the_spool_keeps_its_bound_and_counts_what_it_drops
 
 
 def test_a_discarded_buffer_sends_nothing_more(mlflow_client, run_id, unreachable_client):
-    buffer = tracking.MetricsBuffer(unreachable_client, run_id, 3600)
+    buffer = metrics_spool.MetricsBuffer(unreachable_client, run_id, 3600)
     buffer.add(0, {"cost": 0.7})
     with pytest.raises(MlflowException):
         buffer.flush()  # step 0 waits to be sent again
@@ -118,7 +118,7 @@ def test_wait_for_returns_as_soon_as_an_unavailable_mlflow_answers():
     call = Flaky(MlflowException("x"), failures=2)
     started = time.monotonic()
 
-    assert tracking.wait_for(call, seconds=30, what="test") == 42
+    assert mlflow_retry.wait_for(call, seconds=30, what="test") == 42
 
     assert call.calls == 3
     assert time.monotonic() - started < 5  # pauses of 0.2 s and 0.4 s, not the 30 s
@@ -130,7 +130,7 @@ def test_wait_for_raises_at_once_when_mlflow_answers_not_found():
     call = Flaky(missing, failures=1)
 
     with pytest.raises(MlflowException, match="no such run"):
-        tracking.wait_for(call, seconds=30, what="test")
+        mlflow_retry.wait_for(call, seconds=30, what="test")
 
     assert call.calls == 1
 
@@ -143,7 +143,7 @@ def test_wait_for_raises_at_once_for_a_run_the_server_does_not_know(mlflow_clien
         return mlflow_client.get_run("0" * 32)
 
     with pytest.raises(MlflowException) as raised:
-        tracking.wait_for(read_missing_run, seconds=30, what="test")
+        mlflow_retry.wait_for(read_missing_run, seconds=30, what="test")
 
     assert raised.value.get_http_status_code() == 404
     assert len(calls) == 1
@@ -155,7 +155,7 @@ def test_wait_for_gives_up_after_about_its_seconds_while_mlflow_stays_down():
     started = time.monotonic()
 
     with pytest.raises(MlflowException, match="x"):
-        tracking.wait_for(call, seconds=seconds, what="test")
+        mlflow_retry.wait_for(call, seconds=seconds, what="test")
 
     elapsed = time.monotonic() - started
     assert call.calls > 1
@@ -170,6 +170,6 @@ def test_wait_for_tries_an_unreachable_tracking_server_again(unreachable_client)
         return unreachable_client.get_experiment("0")
 
     with pytest.raises(MlflowException):
-        tracking.wait_for(read_experiment, seconds=1, what="test")
+        mlflow_retry.wait_for(read_experiment, seconds=1, what="test")
 
     assert len(calls) > 1

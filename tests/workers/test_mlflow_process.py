@@ -16,7 +16,7 @@ from models import Network
 from settings import Settings
 from store.spec import JobSpec
 from tests.servers import free_port, unique_name
-from workers import mlflow_process, tracking
+from workers import mlflow_process, mlflow_retry, tracking
 from workers.artifacts import FirstPart
 from workers.mlflow_process import MlflowProcess
 
@@ -81,7 +81,7 @@ def test_an_answer_that_refuses_comes_back_as_mlflows_error_not_to_be_retried(he
         helper.log_metrics("0" * 32, ROWS)
 
     assert raised.value.get_http_status_code() == 404
-    assert not tracking.unreachable(raised.value)
+    assert not mlflow_retry.unreachable(raised.value)
 
 
 def test_an_unreachable_server_is_an_error_the_worker_retries():
@@ -92,7 +92,7 @@ def test_an_unreachable_server_is_an_error_the_worker_retries():
     finally:
         helper.close()
 
-    assert tracking.unreachable(raised.value)
+    assert mlflow_retry.unreachable(raised.value)
 
 
 def test_a_helper_that_died_between_calls_is_replaced_by_the_next(helper, mlflow_client, run_id):
@@ -128,7 +128,7 @@ def test_a_helper_that_dies_during_a_call_is_an_error_the_worker_retries(silent_
         helper.close()
 
     assert "EOFError" in str(raised.value) or "ConnectionResetError" in str(raised.value)
-    assert tracking.unreachable(raised.value)
+    assert mlflow_retry.unreachable(raised.value)
 
 
 def test_a_call_not_answered_in_time_kills_the_helper(silent_server):
@@ -140,7 +140,7 @@ def test_a_call_not_answered_in_time_kills_the_helper(silent_server):
     finally:
         helper.close()
 
-    assert tracking.unreachable(raised.value)
+    assert mlflow_retry.unreachable(raised.value)
     assert process.poll() is not None
 
 

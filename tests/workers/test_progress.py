@@ -142,7 +142,7 @@ def test_each_beat_records_how_many_metric_values_the_spool_holds(session_factor
 
 
 def test_a_metrics_buffer_counts_the_values_it_holds_for_mlflow():
-    from workers.tracking import MetricsBuffer
+    from workers.metrics_spool import MetricsBuffer
 
     def refuse(run_id, rows):
         raise ConnectionError("MLflow is down")

@@ -4,9 +4,7 @@ checks it and trains on it; a tampered copy, or an MLflow that is down at upload
 with a clear reason and leaves nothing behind."""
 
 import io
-import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +18,7 @@ from service.app import create_app
 from store import dataset_artifacts
 from store.db import transaction
 from store.tables import Dataset
+from tests.leftovers import left_and_fresh
 from tests.servers import free_port
 from tests.service.test_datasets import h5_bytes
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
@@ -299,14 +298,9 @@ def test_a_fetch_removes_what_killed_fetches_left_but_not_one_under_way(hosts, s
     with api_client(api) as client:
         assert upload(client, "leftovers", UPLOADS["npz"]).status_code == 201
     fetching = worker.datasets_folder / FETCHING
-    abandoned, under_way = fetching / "a", fetching / "b"
-    for folder in (abandoned, under_way):
-        (folder / "part").mkdir(parents=True)
-        (folder / "part" / "x.npz").write_bytes(b"half a copy")
-    two_hours_ago = time.time() - 7200
-    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    left_and_fresh(fetching, "x.npz")
 
     status, job_id = train_on("leftovers", worker, session_factory)
 
     assert status == "succeeded", get_job(session_factory, job_id).error
-    assert sorted(p.name for p in fetching.iterdir()) == ["b"]
+    assert sorted(p.name for p in fetching.iterdir()) == ["under-way"]

@@ -14,7 +14,7 @@ from store.db import make_engine, make_session_factory, transaction
 from store.tables import Job
 from tests.servers import unique_name
 from tests.workers.helpers import FACES_LOGREG, create_job, with_experiment
-from workers import tracking
+from workers import metrics_spool, mlflow_retry, tracking
 from workers.progress import Progress
 
 
@@ -41,16 +41,16 @@ def log_batch_calls(mlflow_client) -> list[dict[str, int]]:
 
 @pytest.fixture
 def metric_batches(monkeypatch) -> list[int]:
-    """How many metrics each of the buffer's log_batch calls (``tracking.log_metrics``)
+    """How many metrics each of the buffer's log_batch calls (``metrics_spool.log_metrics``)
     carried; the calls still reach the real server."""
     calls = []
-    real = tracking.log_metrics
+    real = metrics_spool.log_metrics
 
     def spy(client, run_id, rows):
         calls.append(len(rows))
         return real(client, run_id, rows)
 
-    monkeypatch.setattr(tracking, "log_metrics", spy)
+    monkeypatch.setattr(metrics_spool, "log_metrics", spy)
     return calls
 
 
@@ -68,7 +68,7 @@ def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
     settings = Settings(home=tmp_path, progress_seconds=3600)
     epochs = 5000
     progress = Progress(session_factory, job_id, "me", settings).start()  # beats once at start
-    buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
+    buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
 
     # The per-epoch cost (<= 0.1 ms) is measured by bench/, not asserted here: timings in unit
     # tests fail on a loaded machine.
@@ -85,8 +85,8 @@ def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
     with transaction(session_factory) as session:
         job = session.get(Job, job_id)
         assert (job.progress_epoch, job.latest_cost) == (epochs, 1.0 / epochs)
-    assert len(metric_batches) == math.ceil(2 * epochs / tracking.MAX_METRICS_PER_BATCH)
-    assert max(metric_batches) <= tracking.MAX_METRICS_PER_BATCH
+    assert len(metric_batches) == math.ceil(2 * epochs / metrics_spool.MAX_METRICS_PER_BATCH)
+    assert max(metric_batches) <= metrics_spool.MAX_METRICS_PER_BATCH
     assert steps(mlflow_client, run_id, "cost") == list(range(epochs))
     assert steps(mlflow_client, run_id, "train_accuracy") == list(range(epochs))
 
@@ -94,7 +94,7 @@ def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
 def test_the_background_thread_sends_metrics_while_training_runs(
     mlflow_client, run_id, metric_batches
 ):
-    buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=0.1)
+    buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, flush_seconds=0.1)
     for epoch in range(10):
         buffer.on_epoch_end(epoch, {"cost": 0.5})
 
@@ -112,13 +112,13 @@ def test_the_background_thread_sends_metrics_while_training_runs(
 def test_metrics_of_a_failed_call_are_sent_again_by_the_next_flush(
     mlflow_client, run_id, monkeypatch
 ):
-    buffer = tracking.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
+    buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
     buffer.add(0, {"cost": 0.7})
-    real = tracking.log_metrics
-    monkeypatch.setattr(tracking, "log_metrics", _raise_mlflow_outage)
+    real = metrics_spool.log_metrics
+    monkeypatch.setattr(metrics_spool, "log_metrics", _raise_mlflow_outage)
     with pytest.raises(MlflowException):
         buffer.flush()
-    monkeypatch.setattr(tracking, "log_metrics", real)
+    monkeypatch.setattr(metrics_spool, "log_metrics", real)
     buffer.add(1, {"cost": 0.6})
 
     buffer.close()
@@ -153,7 +153,7 @@ def test_metrics_sent_as_rest_json_are_stored_as_mlflows_client_stores_them(
 ):
     by_client = tracking.start_run(mlflow_client, experiment="unused", run_name="c", tags={})
 
-    tracking.log_metrics(mlflow_client, run_id, ROWS)
+    metrics_spool.log_metrics(mlflow_client, run_id, ROWS)
     mlflow_client.log_batch(by_client.run_id, metrics=[Metric(*row) for row in ROWS])
 
     assert len(log_batch_calls) == 1  # the client's own call only: the buffer's went by REST
@@ -164,17 +164,17 @@ def test_metrics_sent_as_rest_json_are_stored_as_mlflows_client_stores_them(
 
 def test_an_error_the_server_answers_is_raised_as_mlflows_client_raises_it(mlflow_client):
     with pytest.raises(MlflowException, match="not found") as raised:
-        tracking.log_metrics(mlflow_client, "0" * 32, ROWS)
+        metrics_spool.log_metrics(mlflow_client, "0" * 32, ROWS)
 
     assert raised.value.get_http_status_code() == 404
-    assert not tracking.unreachable(raised.value)  # an answer: wait_for does not try again
+    assert not mlflow_retry.unreachable(raised.value)  # an answer: wait_for does not try again
 
 
 def test_a_local_tracking_store_gets_the_metrics_through_mlflows_client(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run_id = client.create_run(client.create_experiment("local")).info.run_id
 
-    tracking.log_metrics(client, run_id, ROWS)
+    metrics_spool.log_metrics(client, run_id, ROWS)
 
     assert [m.value for m in client.get_metric_history(run_id, "cost")] == [
         0.6931471805599453,
