@@ -190,10 +190,12 @@ def start_or_resume(
         epochs=training.epochs,
         stall_seconds=settings.mlflow_timeout_seconds,
     )
-    checkpoints = store_for(settings)
-    resume = mlflow_retry.wait_for(  # in MLflow's artifacts, with GRADQ_CHECKPOINT_STORE=mlflow
-        lambda: checkpoints.load_latest(attempt.job_id), wait, "read the newest checkpoint"
-    )
+    resume = None
+    if attempt.number > 1:  # only an earlier attempt writes checkpoints: none to look for
+        checkpoints = store_for(settings)
+        resume = mlflow_retry.wait_for(  # in MLflow's artifacts with GRADQ_CHECKPOINT_STORE=mlflow
+            lambda: checkpoints.load_latest(attempt.job_id), wait, "read the newest checkpoint"
+        )
     if resume is not None:
         # Steps the last attempt computed but may not have delivered before it stopped.
         buffer.add_history(resume.history)

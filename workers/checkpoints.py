@@ -299,8 +299,10 @@ class CheckpointWriter:
         job_id: str,
         owner: str,
         lease_lost: Callable[[], bool] = lambda: False,
+        epochs: int | None = None,
     ):
         self.checkpoints = checkpoints
+        self.epochs = epochs
         self.session_factory = session_factory
         self.job_id = job_id
         self.owner = owner
@@ -311,7 +313,11 @@ class CheckpointWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gradq-checkpoints")
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Have ``checkpoint`` (a copy the loop no longer touches) written soon."""
+        """Have ``checkpoint`` (a copy the loop no longer touches) written soon; not the one
+        after the last of the job's ``epochs``, which nothing would resume from: the job ends
+        with its outcome (a worker lost before that retrains from the checkpoint before)."""
+        if checkpoint.epoch == self.epochs:
+            return
         with self._lock:
             self._newest = checkpoint
         self._thread.submit(self._write_newest)

@@ -148,6 +148,7 @@ def train_and_record(
         attempt.job_id,
         attempt.owner,
         lambda: context.progress.lease_lost,
+        epochs=attempt.spec.training.epochs,
     )
     try:
         # The writer is closed once the attempt is over: the last epoch's checkpoint is

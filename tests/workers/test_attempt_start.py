@@ -54,3 +54,18 @@ def test_a_first_attempt_records_nothing_more(settings, session_factory, mlflow_
     buffer.close()
 
     assert [detail for *_, detail in statuses(session_factory, job_id)[1:] if detail] == []
+
+
+def test_a_first_attempt_does_not_look_for_checkpoints(settings, session_factory, mlflow_client):
+    """Only an earlier attempt writes them; one planted here is not read."""
+    job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
+    saver = Saver(store_for(settings), job_id)
+    X, Y = data()
+    train(network(), X, Y, epochs=3, checkpoint_every=3, callbacks=[saver], **SETTINGS)
+
+    _, buffer, resume = start_or_resume(
+        mlflow_client, attempt(job_id, 1, session_factory), settings, session_factory
+    )
+    buffer.close()
+
+    assert resume is None and store_for(settings).load_latest(job_id).epoch == 3

@@ -130,3 +130,16 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_and_a_hand_back_still_sav
     blocked.unlink()
     assert writer.save(checkpoint(150))  # the hand-back's, written by the caller after close()
     assert get_job(session_factory, job_id).checkpoint_epoch == 150
+
+
+def test_the_checkpoint_after_the_last_epoch_is_not_written(tmp_path, session_factory):
+    job_id = running_job(session_factory)
+    disk = CheckpointStore(tmp_path / "checkpoints")
+    writer = CheckpointWriter(disk, session_factory, job_id, OWNER, epochs=300)
+
+    for epoch in (100, 200, 300):
+        writer.on_checkpoint(checkpoint(epoch))
+    writer.close()
+
+    assert disk.load_latest(job_id).epoch == writer.saved_epoch == 200
+    assert writer.save(checkpoint(300))  # a hand-back at the last epoch still saves its own
