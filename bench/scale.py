@@ -29,7 +29,7 @@ from job_phases import job_phases  # bench/job_phases.py
 from sections import write_section
 
 from tests.compose.compose_stack import compose_stack
-from workers.blas_threads import threads_per_child
+from workers.blas_threads import one_thread_suffices, threads_per_child
 
 SPEC = {
     "experiment": "scale",
@@ -37,6 +37,7 @@ SPEC = {
     "model": {"hidden_layers": [64, 32], "hidden_activation": "relu", "output": "softmax"},
     "training": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 200, "batch_size": 64},
 }
+LAYER_DIMS = [64, 64, 32, 10]  # digits: 8 × 8 inputs, 10 classes
 
 
 def machine() -> str:
@@ -92,7 +93,8 @@ def report(rows: list[dict], jobs: int) -> str:
     lines = [
         f"{jobs} jobs (digits, [64, 32], Adam, 200 epochs) on the real compose stack, "
         f"{machine()}; each worker container sees {cores} cores and gives its one pool child "
-        f"{threads_per_child(cores, 1)} BLAS threads.",
+        f"{threads_per_child(cores, 1)} BLAS threads, of which this job's training uses "
+        f"{1 if one_thread_suffices(LAYER_DIMS, SPEC['training']['batch_size']) else 'all'}.",
         "",
         "| workers | makespan | jobs/min | median job | median training | median fixed cost "
         "| fixed cost, one job at a time | failed |",
