@@ -19,6 +19,22 @@ def attempt(job_id: str, number: int, session_factory) -> Attempt:
     return Attempt(job_id, number, OWNER, spec, None)
 
 
+def plant_checkpoint(settings, job_id: str, epochs: int) -> None:
+    """A checkpoint after ``epochs`` epochs, as a lost worker leaves it in the store."""
+    saver = Saver(store_for(settings), job_id)
+    X, Y = data()
+    train(network(), X, Y, epochs=epochs, checkpoint_every=3, callbacks=[saver], **SETTINGS)
+
+
+def start(number: int, job_id: str, settings, session_factory, mlflow_client):
+    """Attempt ``number``'s start; the checkpoint it resumes from."""
+    _, buffer, resume = start_or_resume(
+        mlflow_client, attempt(job_id, number, session_factory), settings, session_factory
+    )
+    buffer.close()
+    return resume
+
+
 @pytest.mark.parametrize("store", ["local", "mlflow"])
 @pytest.mark.parametrize("checkpoint", [True, False])
 def test_a_later_attempt_records_where_it_started(
@@ -27,14 +43,9 @@ def test_a_later_attempt_records_where_it_started(
     settings = settings.model_copy(update={"checkpoint_store": store})
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
     if checkpoint:  # one a lost worker wrote where this one reads
-        saver = Saver(store_for(settings), job_id)
-        X, Y = data()
-        train(network(), X, Y, epochs=6, checkpoint_every=3, callbacks=[saver], **SETTINGS)
+        plant_checkpoint(settings, job_id, 6)
 
-    _, buffer, resume = start_or_resume(
-        mlflow_client, attempt(job_id, 2, session_factory), settings, session_factory
-    )
-    buffer.close()
+    resume = start(2, job_id, settings, session_factory, mlflow_client)
 
     started = [detail for *_, detail in statuses(session_factory, job_id)[1:] if detail]
     if checkpoint:
@@ -48,10 +59,7 @@ def test_a_later_attempt_records_where_it_started(
 def test_a_first_attempt_records_nothing_more(settings, session_factory, mlflow_client):
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
 
-    _, buffer, _ = start_or_resume(
-        mlflow_client, attempt(job_id, 1, session_factory), settings, session_factory
-    )
-    buffer.close()
+    start(1, job_id, settings, session_factory, mlflow_client)
 
     assert [detail for *_, detail in statuses(session_factory, job_id)[1:] if detail] == []
 
@@ -59,13 +67,8 @@ def test_a_first_attempt_records_nothing_more(settings, session_factory, mlflow_
 def test_a_first_attempt_does_not_look_for_checkpoints(settings, session_factory, mlflow_client):
     """Only an earlier attempt writes them; one planted here is not read."""
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG))
-    saver = Saver(store_for(settings), job_id)
-    X, Y = data()
-    train(network(), X, Y, epochs=3, checkpoint_every=3, callbacks=[saver], **SETTINGS)
+    plant_checkpoint(settings, job_id, 3)
 
-    _, buffer, resume = start_or_resume(
-        mlflow_client, attempt(job_id, 1, session_factory), settings, session_factory
-    )
-    buffer.close()
+    resume = start(1, job_id, settings, session_factory, mlflow_client)
 
     assert resume is None and store_for(settings).load_latest(job_id).epoch == 3
