@@ -215,7 +215,7 @@ class Network:
         X = self._inputs(X)
         out = np.empty((self.layer_dims[-1], X.shape[1]), self.dtype)
         for columns in self._scoring_columns(X.shape[1], batch_size):
-            out[:, columns], _ = plain.forward(self._params, X[:, columns], *self._names)
+            out[:, columns], _ = plain.forward(self._params, X[:, columns], *self.activation_names)
         return out
 
     def cost(
@@ -228,7 +228,7 @@ class Network:
             raise ValueError(f"Y must have {m} columns, got shape {Y.shape}")
         costs = []  # (columns, mean cost over them)
         for columns in self._scoring_columns(m, batch_size):
-            A, _ = plain.forward(self._params, X[:, columns], *self._names)
+            A, _ = plain.forward(self._params, X[:, columns], *self.activation_names)
             cost = plain.cost(A, self.targets(Y[:, columns]), self.output.name)
             costs.append((columns.stop - columns.start, cost))
         if len(costs) <= 1:  # one batch: its mean as it is, as a single pass gave it
@@ -242,7 +242,7 @@ class Network:
         X, Y = self._inputs(X), self.targets(Y)
         if Y.shape[1] != X.shape[1]:
             raise ValueError(f"Y must have {X.shape[1]} columns, got shape {Y.shape}")
-        A, cache = plain.forward(self._params, X, *self._names)
+        A, cache = plain.forward(self._params, X, *self.activation_names)
         return plain.backward(self._params, cache, A, Y, self.hidden_activation.name, l2)
 
     def predict(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
@@ -272,7 +272,7 @@ class Network:
         return (slice(start, min(start + size, m)) for start in range(0, m, size))
 
     @property
-    def _names(self) -> tuple[str, str]:
+    def activation_names(self) -> tuple[str, str]:
         """The hidden activation's and the output's names, as models/plain.py takes them."""
         return self.hidden_activation.name, self.output.name
 

@@ -12,6 +12,7 @@ batches, each taken before its own update), ``val_accuracy`` and ``grad_norm.W<l
 gradient of the epoch's first batch) likewise.
 """
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from models.network import (
     scoring_batch,
     write_one_hot,
 )
-from models.optimizers import GradientDescent, decayed_learning_rate, make_optimizer
+from models.optimizers import OPTIMIZERS, GradientDescent, decayed_learning_rate, make_optimizer
 from models.serialization import Checkpoint
 
 
@@ -232,13 +233,8 @@ def _predict(
 ) -> np.ndarray:
     """net.predict(X, batch), with W[1] X from the Gram form when training uses it; the plain
     engine's forward pass for the plain engine."""
-    if engine == "plain":
-        predicted = np.empty((1, X.shape[1]), np.int64)
-        for start in range(0, X.shape[1], batch):
-            columns = slice(start, start + batch)
-            A, _ = plain.forward(net.params, X[:, columns], *_plain_names(net))
-            predicted[:, columns] = net.classify(A)
-        return predicted
+    if engine == "plain":  # Network.forward is the plain wing's
+        return net.classify(net.forward(X, batch))
     if gram is None:
         return net.predict(X, batch)
     predicted = np.empty((1, X.shape[1]), np.int64)
@@ -349,7 +345,7 @@ def _train_one_epoch(net, batches, update, rate, l2, rng, gram=None) -> dict[str
 def _train_one_epoch_plain(net, batches, update, rate, l2, rng, gram=None) -> dict[str, float]:
     """One epoch of the plain engine: the seed's forward, cost, backward and update per batch
     (models/plain.py); the same metrics as the fast engine's."""
-    g, output = _plain_names(net)
+    g, output = net.activation_names
     cost_sum, correct, grad_norms = 0.0, 0, None
     for A0, Y, labels, _workspace in batches.epoch(rng):
         b = A0.shape[1]
@@ -366,10 +362,6 @@ def _train_one_epoch_plain(net, batches, update, rate, l2, rng, gram=None) -> di
     return {"cost": cost_sum / batches.m, "train_accuracy": correct / batches.m, **grad_norms}
 
 
-def _plain_names(net: Network) -> tuple[str, str]:
-    return net.hidden_activation.name, net.output.name
-
-
 ENGINES = ("fast", "plain")
 
 
@@ -378,10 +370,16 @@ class PlainUpdate:
     same names (a checkpoint of either engine resumes in the other)."""
 
     def __init__(self, name: str, params: dict[str, np.ndarray], **options):
-        make_optimizer(name, params, **options)  # the same names and options refused
+        if name not in OPTIMIZERS:
+            make_optimizer(name, params)  # refused, naming the known ones
+        inspect.signature(OPTIMIZERS[name]).bind(params, **options)  # unknown options refused
         self.name, self.options, self.t = name, options, 0
-        self.velocity = {k: np.zeros_like(p) for k, p in params.items()}
-        self.moments = {f"{x}_{k}": np.zeros_like(p) for k, p in params.items() for x in "mv"}
+        # Only the state this rule keeps: velocities for momentum, moments for Adam.
+        zeros = lambda prefixes: {  # noqa: E731
+            f"{x}{k}": np.zeros_like(p) for k, p in params.items() for x in prefixes
+        }
+        self.velocity = zeros([""]) if name == "momentum" else {}
+        self.moments = zeros(["m_", "v_"]) if name == "adam" else {}
 
     def step(self, params, grads, learning_rate: float) -> None:
         if self.name in ("gd", "sgd"):
