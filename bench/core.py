@@ -144,7 +144,7 @@ def matmul_floor_run(rows, dims, batch) -> Run:
     sizes = batch_sizes(m, batch)
     rng = np.random.default_rng(0)
     W1, W2, W3 = (rng.random((b, a), dtype=np.float32) - 0.5 for a, b in itertools.pairwise(dims))
-    from models.network import Workspace
+    from models.fast.workspace import Workspace
 
     def buffers_for(b):
         # The activations and gradients in gradq's own layouts (its Workspace), which decide

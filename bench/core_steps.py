@@ -2,8 +2,8 @@
 
 ``.venv/bin/python bench/core_steps.py`` runs one epoch of the MLP case of bench/core.py
 (784-256-128-10, ReLU/softmax, SGD, batch 128, 60,000 float32 samples) three times, with a
-``perf_counter`` around each step of the loop (the same calls as ``models.training``'s, written
-out layer by layer), and prints the milliseconds of the last epoch by step.
+``perf_counter`` around each step of the loop (the same calls as ``models/fast/engine.py``'s,
+written out layer by layer), and prints the milliseconds of the last epoch by step.
 """
 
 import collections
@@ -15,8 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import Network
+from models.batches import Batches
+from models.fast.workspace import Workspace
 from models.optimizers import GradientDescent
-from models.training import Batches
 
 
 def weight_step(ws, layer, W, dZ, A_prev, dW, descend: bool) -> None:
@@ -39,7 +40,13 @@ def timed_epoch(net: Network, batches: Batches, seed: int) -> collections.Counte
         spent[step] += now - clock
         clock = now
 
-    for index, (A0, Y, labels, ws) in enumerate(batches.epoch(np.random.default_rng(seed))):
+    workspaces = {}  # by batch size, their gradients shared, as the fast engine keeps them
+    for index, (A0, Y, labels) in enumerate(batches.epoch(np.random.default_rng(seed))):
+        b = A0.shape[1]
+        if b not in workspaces:
+            shared = next((w.grads for w in workspaces.values()), None)
+            workspaces[b] = Workspace(net.layer_dims, b, net.dtype, grads=shared)
+        ws = workspaces[b]
         lap("gather the batch's rows")
         Z1, Z2, Z3, g = ws.Z(1), ws.Z(2), ws.Z(3), ws.grads
         ws.forward_product(1, Z1, P["W1"], A0, P["b1"])

@@ -8,7 +8,7 @@ Conventions, followed by every module here:
   A[l] = g(Z[l]), A[0] = X, for l = 1 .. L. Parameters are named "W1", "b1", ...; their
   gradients "dW1", "db1", ....
 - The convention is for the math and the API, not for memory: training stores examples one
-  per row and batches rows (see models/training.py), because that is what the hardware wants.
+  per row and batches rows (see models/batches.py), because that is what the hardware wants.
 - float32 by default, float64 on request; gradient checks always run in float64.
 - Same spec and seed, same numbers, bit for bit, on one machine.
 """

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from models import plain
 from models.losses import l2_cost
-from models.network import Network, Workspace
+from models.network import Network
 
 
 def gradient_check(
@@ -38,14 +39,14 @@ def gradient_check(
     net64 = net.astype("float64")
     X = np.asarray(X, dtype=np.float64)
     analytic = net64.gradients(X, Y, l2)  # checks the shapes of X and Y first
-    # One workspace and one set of targets for the 2 costs per entry: net64.cost would
-    # allocate both every time (~40% of a check of a small network).
-    targets = net64.targets(Y)
-    workspace = Workspace(net64.layer_dims, X.shape[1], np.float64, backward=False)
+    # The plain wing's forward pass, as for the gradients, with the cost taken from the logits
+    # Z[L] (models/losses.py): exact where σ rounds to 0 or 1, which plain.cost clips.
+    targets, (g, output) = net64.targets(Y), net64.activation_names
 
     def cost() -> float:
-        net64.propagate_forward(X, workspace, targets)
-        return workspace.cost + l2_cost(net64.params, l2, X.shape[1])
+        _, cache = plain.forward(net64.params, X, g, output)
+        Z_out = cache[-1][1]  # (n[L], m)
+        return net64.output.cost(Z_out, targets) + l2_cost(net64.params, l2, X.shape[1])
 
     rng = np.random.default_rng(seed)
     sizes = {name: theta.size for name, theta in net64.params.items()}

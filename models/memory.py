@@ -2,14 +2,14 @@
 
 The estimate follows what the code allocates, in bytes; s is the dtype's itemsize (4 or 8),
 P the number of parameters, n[0..L] the layer widths (n[0] = n_x, n[L] = k outputs), b the
-training batch (m_train when full-batch), c a scoring batch (models/network.py scoring_batch):
+training batch (m_train when full-batch), c a scoring batch (models/batches.py scoring_batch):
 
 - data: the loaded set X (m + m_test, n_x), its train/validation copies (m, n_x), labels;
 - params: W and b, P·s; the initializer draws each W in float64 first (2 × 8 × its size);
 - training: the workspace of a batch (A, Z_out, A_out, dZ: Σ n[l]·b·s twice, and the
   gradients P·s, shared with a shorter last batch's workspace), the batch's rows and targets,
   the per-batch temporaries of the widest layer, the optimizer's state (momentum P·s, Adam
-  3·P·s with its scratch), the Gram form's m × m products when it applies (models/gram.py),
+  3·P·s with its scratch), the Gram form's m × m products when it applies (models/fast/gram.py),
   the validation pass (a forward-only workspace of c columns), the history (per value: two
   float64 slots of a growing array and the Python float of the returned list), and up to
   three checkpoint copies of the parameters and optimizer state (the one being written, the
@@ -29,8 +29,8 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.gram import CHUNK, gram_form_applies
-from models.network import scoring_batch
+from models.batches import scoring_batch
+from models.fast.gram import CHUNK, gram_form_applies
 
 FLOAT64 = 8
 INT64 = 8
@@ -105,7 +105,7 @@ class JobShape:
 
     @property
     def gram_form(self) -> bool:
-        """Whether training runs its first layer in the Gram form (models/training.py)."""
+        """Whether training runs its first layer in the Gram form (models/fast/engine.py)."""
         full_batch_descent = self.optimizer in ("gd", "sgd") and self.batch == self.m_train
         return (
             full_batch_descent
@@ -205,7 +205,7 @@ def _checkpoint(job: JobShape) -> int:
 
 
 def _gram(job: JobShape) -> int:
-    """The Gram form (models/gram.py): G = XᵀX, P₀ and C in float64, W[1]₀, the cross products
+    """The Gram form (models/fast/gram.py): G = XᵀX, P₀ and C in float64, W[1]₀, the cross products
     with the validation set, and the largest temporaries of its setup and epochs."""
     if not job.gram_form:
         return 0

@@ -5,7 +5,7 @@ Each optimizer updates the parameters in place from the gradients of one batch:
 "b1": (n[1], 1), ...} and grads of the same shapes under "dW1", "db1", ..., multiplied by
 ``grads_scale``. The gradients may be overwritten. ``gradient_scale(learning_rate)`` says
 which scale the optimizer would like back propagation to apply for free (see
-Network.propagate_backward): gradient descent asks for its learning rate, so its update is a
+models/fast/propagation.py): gradient descent asks for its learning rate, so its update is a
 single ``θ -= dθ``.
 Its state (velocities, moments, step count) round-trips through ``state()`` /
 ``load_state()`` so that a resumed run continues bit for bit.

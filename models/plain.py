@@ -2,7 +2,7 @@
 
 One example per column, layers l = 1 .. L, A[0] = X: (n[0], m), and for each layer
 W[l]: (n[l], n[l-1]), b[l]: (n[l], 1). No buffers, no BLAS calls, no tricks: this is the
-reference that the fast engine (models/network.py, models/training.py, models/gram.py) is held
+reference that the fast engine (models/fast/) is held
 to, to 1e-10 in float64 (tests/models/test_engines.py), and what ``gradient_check`` trusts.
 
     forward     Z[l] = W[l] A[l-1] + b[l]          A[l] = g(Z[l]), A[L] = σ(Z[L]) or softmax

@@ -9,7 +9,7 @@ import os
 
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from models.blas import ONE_THREAD_GEMM_WORK
+from models.fast.blas import ONE_THREAD_GEMM_WORK
 
 _concurrency = 1
 

@@ -12,7 +12,7 @@ def final_metrics(
     net: Network, data: TrainingData, l2: float, batch_size: int | None = None
 ) -> dict[str, float | None]:
     """The trained network's cost and accuracies (after the last update), each set scored in
-    batches of at most the training batch (models/network.py scoring_batch)."""
+    batches of at most the training batch (models/batches.py scoring_batch)."""
     metrics: dict[str, float | None] = {
         "cost": net.cost(data.X_train, data.Y_train, l2=l2, batch_size=batch_size),
         "train_accuracy": accuracy(net, data.X_train, data.Y_train, batch_size),

@@ -1,11 +1,11 @@
-"""models/blas.py: C += α A B in one gemm call of NumPy's own OpenBLAS, and its fallback."""
+"""models/fast/blas.py: C += α A B in one gemm call of NumPy's own OpenBLAS, and its fallback."""
 
 import numpy as np
 import pytest
 import threadpoolctl
 
-import models.blas as blas
-from models.blas import AddProduct, add_product, fused_available
+import models.fast.blas as blas
+from models.fast.blas import AddProduct, add_product, fused_available
 
 
 def operand(rng, shape, dtype, order):

@@ -2,11 +2,16 @@
 in float64, the same cost curve and the same weights to 1e-10 relative, on every model,
 optimizer and batch mode, the Gram form and the fused steps included."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from models import Network, gradient_check, plain, train
-from models.gram import gram_form_applies
+from models.fast.gram import gram_form_applies
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 MODELS = {  # hidden layer sizes, hidden activation, output
     "logistic regression": ([], "relu", "sigmoid"),
@@ -145,3 +150,20 @@ def test_a_checkpoint_of_one_engine_resumes_in_the_other():
 
     assert_close(history["cost"], whole["cost"], "cost")
     assert_close(resumed.params["W1"], net.params["W1"], "W1")
+
+
+@pytest.mark.parametrize("module", ["plain.py", "plain_engine.py", "training.py"])
+def test_the_plain_wing_and_the_loop_never_import_the_fast_wing_but_through_its_engine(module):
+    """The plain wing imports NumPy and the shared modules only; the training loop picks an
+    engine once (models/training.py ENGINES) and names no part of the fast wing but it."""
+    tree = ast.parse((MODELS_DIR / module).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    fast = {name for name in imported if name and name.startswith("models.fast")}
+    assert fast == ({"models.fast.engine"} if module == "training.py" else set())
+    if module == "plain.py":
+        assert imported == {"numpy"}

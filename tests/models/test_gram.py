@@ -1,11 +1,11 @@
-"""The first layer's Gram form (models/gram.py): when it applies, the same numbers as the plain
+"""The first layer's Gram form (models/fast/gram.py): when it applies, the same numbers as the plain
 products, bit-identical resume, stop requests and divergence in that form."""
 
 import numpy as np
 import pytest
 
 from models import Checkpoint, DivergenceError, Network, TrainingStopped, train
-from models.gram import GramFirstLayer, gram_form_applies
+from models.fast.gram import GramFirstLayer, gram_form_applies
 
 N_X, M, EPOCHS = 400, 40, 300
 GD = {"optimizer": "gd", "learning_rate": 0.05}

@@ -43,7 +43,7 @@ def one_pass_predictions(net, X):
 
 
 def test_the_scoring_batch_is_the_training_batch_at_most_the_cap():
-    from models.network import MAX_SCORING_BATCH, scoring_batch
+    from models.batches import MAX_SCORING_BATCH, scoring_batch
 
     assert scoring_batch(50_000) == MAX_SCORING_BATCH
     assert scoring_batch(50_000, 64) == 64

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-import models.blas
+import models.fast.blas
 from models import Checkpoint, DivergenceError, Network, TrainingStopped, train
-from models.training import Batches
+from models.batches import Batches
 
 
 def blobs(m=120, n_x=6, k=3, seed=0):
@@ -275,7 +275,7 @@ def test_a_row_stored_dataset_is_trained_without_copying_it():
 
 
 def test_a_full_batch_is_the_same_arrays_every_epoch():
-    """One A0 view and workspace for all epochs, so prepared products are made once."""
+    """One A0 view for all epochs, so the fast engine's prepared products are made once."""
     X, Y = blobs()
     batches, rng = Batches(softmax_net(), X, Y, None), np.random.default_rng(0)
     first, second = next(batches.epoch(rng)), next(batches.epoch(rng))
@@ -321,21 +321,21 @@ def test_labels_outside_the_outputs_classes_are_refused():
 
 @pytest.mark.parametrize("batch_size", [45, 32, 7])
 def test_steps_fused_into_the_weight_products_train_as_separate_steps_do(batch_size, monkeypatch):
-    """sgd takes its weight steps inside gemm (models/blas.py) after each epoch's first batch;
+    """sgd takes its weight steps inside gemm (models/fast/blas.py) after each epoch's first batch;
     without that gemm (NumPy on another BLAS) the same training gives the same numbers."""
     X, Y = blobs(m=90)
     settings = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": batch_size}
-    gemm, calls = models.blas._gemm(np.dtype("float64")), []
+    gemm, calls = models.fast.blas._gemm(np.dtype("float64")), []
     if gemm is None:
         pytest.skip("NumPy's own OpenBLAS is not reachable here: add_product always falls back")
-    monkeypatch.setattr("models.blas._gemm", lambda dtype: lambda *a: calls.append(gemm(*a)))
+    monkeypatch.setattr("models.fast.blas._gemm", lambda dtype: lambda *a: calls.append(gemm(*a)))
     fused_net = softmax_net()
     fused = train(fused_net, X, Y, epochs=12, **settings)
     batches = -(-90 // batch_size)
     # Every W, every batch but each epoch's first. These layers' forward products are too small
     # for the one-gemm route (Workspace.forward_product): the calls are the weight steps'.
     assert len(calls) == 12 * (batches - 1) * 3
-    monkeypatch.setattr("models.blas._gemm", lambda dtype: None)
+    monkeypatch.setattr("models.fast.blas._gemm", lambda dtype: None)
     separate_net = softmax_net()
     separate = train(separate_net, X, Y, epochs=12, **settings)
 

@@ -1,5 +1,5 @@
 """C ← C + α A B in one BLAS call: a weight gradient's product and gradient descent's update
-fused, as gemm is built to do (gemm computes C ← α A B + β C). models/network.py also
+fused, as gemm is built to do (gemm computes C ← α A B + β C). models/fast/workspace.py also
 takes its bigger forward products this way, onto Z filled with b.
 
 ``np.matmul(dZ, A.T, out=dW)`` calls gemm with β = 0, which first zeroes dW; ``W -= dW`` then
