@@ -206,7 +206,7 @@ def queue_latency(bench: Bench, jobs: int) -> dict:
 
 class TimedCallbacks:
     """The worker's two callbacks, called as the training loop calls them, each epoch's pair
-    of calls timed. Heartbeats are written by Progress's own thread, not in these calls."""
+    of calls timed. Heartbeats are written by Heartbeat's own thread, not in these calls."""
 
     def __init__(self, buffer, progress):
         self.buffer, self.progress, self.plain = buffer, progress, []
@@ -219,13 +219,13 @@ class TimedCallbacks:
 
 
 def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -> TimedCallbacks:
-    """The callbacks run_job gives train: a MetricsBuffer on a new MLflow run, and a Progress
+    """The callbacks run_job gives train: a MetricsBuffer on a new MLflow run, and a Heartbeat
     on a new job row claimed by this process."""
     from mlflow.tracking import MlflowClient
 
     import store.jobs
     from workers import tracking
-    from workers.progress import Progress
+    from workers.heartbeat import Heartbeat
 
     with transaction(sessions) as session:
         job, _ = store.jobs.create_job(session, spec=SUBMIT_SPEC, experiment="bench-callbacks",
@@ -235,7 +235,7 @@ def tracked_callbacks(bench: Bench, sessions, settings: Settings, epochs: int) -
     client = MlflowClient(bench.url["mlflow"])
     run = tracking.start_run(client, experiment="bench-callbacks", run_name=job.id, tags={})
     buffer = metrics_spool.MetricsBuffer(client, run.run_id, settings.metrics_flush_seconds)
-    return TimedCallbacks(buffer, Progress(sessions, job.id, "bench", settings).start())
+    return TimedCallbacks(buffer, Heartbeat(sessions, job.id, "bench", settings).start())
 
 
 def callback_cost(bench: Bench, epochs: int, repeats: int) -> dict:
@@ -434,13 +434,13 @@ def tracking_lines(c: dict, t: dict) -> tuple[list[str], list[str]]:
     lines = [
         "", "### Tracking", "",
         f"(a) Faces logistic regression, {epochs} epochs in this process, without and with the "
-        "worker's `MetricsBuffer` + `Progress` (a new run on the MLflow server, a running job's "
+        "worker's `MetricsBuffer` + `Heartbeat` (a new run on the MLflow server, a running job's "
         f"row in PostgreSQL), {len(c['with'])} times each, alternated:", "",
         "| | median | per epoch |", "|---|---:|---:|",
         *(f"| training loop {kind} the callbacks | {loop[kind]:.3f} s | "
           f"{1e6 * loop[kind] / epochs:.1f} µs |" for kind in loop),
         f"| the callbacks, timed around each epoch's calls | | mean {1e6 * timed.mean():.1f} µs |",
-        f"| … by percentile (heartbeats: Progress's thread) | | p50 "
+        f"| … by percentile (heartbeats: Heartbeat's thread) | | p50 "
         f"{pct(c['plain'], 50, 1e6):.1f} µs, p99 {pct(c['plain'], 99, 1e6):.1f} µs |",
         f"| then `MetricsBuffer.close()`: the metrics not sent yet | "
         f"{statistics.median(c['close']):.2f} s | |", "",

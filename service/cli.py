@@ -10,7 +10,8 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
 from settings import get_settings
@@ -124,7 +125,7 @@ def follow(http: httpx.Client, job: dict) -> dict:
         TextColumn("cost {task.fields[cost]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    with ProgressBars(*columns, console=console) as progress:
         bar = progress.add_task(job["status"], total=job["progress"]["epochs"], cost="-")
         while job["status"] not in FINAL:
             time.sleep(0.5)

@@ -14,7 +14,7 @@ from store.tables import Job, JobEvent
 FINAL_METRICS = ("cost", "train_accuracy", "val_accuracy")
 
 
-class Progress(BaseModel):
+class JobProgress(BaseModel):
     epoch: int | None
     epochs: int
     cost: float | None
@@ -34,7 +34,7 @@ class JobOut(BaseModel):
     name: str | None
     status: str
     attempts: int
-    progress: Progress
+    progress: JobProgress
     metrics: dict[str, float | None]
     spec: dict[str, Any]
     sweep_id: str | None
@@ -127,7 +127,7 @@ def job_out(job: Job, settings: Settings) -> JobOut:
         name=job.name,
         status=job.status,
         attempts=job.attempts,
-        progress=Progress(
+        progress=JobProgress(
             epoch=job.progress_epoch, epochs=job.epochs, cost=finite_or_none(job.latest_cost)
         ),
         metrics={key: finite_or_none(final.get(key)) for key in FINAL_METRICS},

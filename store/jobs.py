@@ -270,7 +270,7 @@ def heartbeat(
 
 # One statement, one round trip, built once: a worker beats every progress_seconds from a
 # thread of the training process, holding the GIL for every line of Python it runs
-# (workers/progress.py says what a beat cost).
+# (workers/heartbeat.py says what a beat cost).
 _BEAT = (
     update(Job)
     .where(

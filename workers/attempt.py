@@ -21,7 +21,7 @@ from store.tables import Job, JobEvent
 from workers import metrics_spool, mlflow_process, mlflow_retry, tracking
 from workers.checkpoints import store_for
 from workers.data import TrainingData
-from workers.progress import Progress
+from workers.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class AttemptContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     client: MlflowClient
-    progress: Progress
+    heartbeat: Heartbeat
     run: tracking.RunRef | None = None
     buffer: metrics_spool.MetricsBuffer | None = None
 

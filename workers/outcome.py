@@ -10,7 +10,7 @@ import store.jobs
 from store.db import in_transaction_retrying
 from workers import metrics_spool, tracking
 from workers.attempt import AttemptContext
-from workers.progress import Progress
+from workers.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def record_outcome(
     return outcome
 
 
-def stopped_before_training(progress: Progress) -> tuple[str, None, str | None]:
+def stopped_before_training(heartbeat: Heartbeat) -> tuple[str, None, str | None]:
     """(outcome, metrics, error) of an attempt stopped during its gradient check."""
-    reason = progress.stop_reason() or "cancelled"
+    reason = heartbeat.stop_reason() or "cancelled"
     if reason == "handoff":
         return "queued", None, "handed back before training: worker stopping"
     return reason, None, None

@@ -33,9 +33,9 @@ from workers.background import in_background
 from workers.checkpoints import CheckpointWriter, store_for
 from workers.data import TrainingData, load_training_data
 from workers.final_metrics import final_metrics, mlflow_final_metrics
+from workers.heartbeat import Heartbeat
 from workers.initial_check import initial_gradient_check
 from workers.outcome import record_outcome, stopped_before_training
-from workers.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ def run_job(
         return None
     logs.set_attempt(attempt.number)
     started = time.perf_counter()
-    progress = Progress(session_factory, job_id, owner, settings).start()
+    heartbeat = Heartbeat(session_factory, job_id, owner, settings).start()
     client = MlflowClient(settings.mlflow_tracking_uri)
-    context = AttemptContext(attempt, settings, session_factory, client, progress)
+    context = AttemptContext(attempt, settings, session_factory, client, heartbeat)
     phase = attempt.phases
     try:
         # The run is made (a round trip to MLflow) while this thread loads the data and checks
@@ -68,14 +68,14 @@ def run_job(
             net = build_network(attempt.spec, data)
             with phase("gradient check"):
                 check = initial_gradient_check(
-                    net, data, attempt.spec.training.l2, progress.should_stop
+                    net, data, attempt.spec.training.l2, heartbeat.should_stop
                 )
         except Exception:
             context.run, context.buffer = started_run(starting)  # ended as the job ends below
             raise
         with phase("mlflow run"):  # what is left of it
             context.run, context.buffer, resume = starting.result()
-        progress.spool = context.buffer  # its depth goes to SQL with each beat (/metrics)
+        heartbeat.spool = context.buffer  # its depth goes to SQL with each beat (/metrics)
         context.buffer.add(0, {"gradient_check": check})  # not sent again by a resumed run
         outcome, metrics, error = train_and_record(context, data, net, resume)
         if outcome == "succeeded":
@@ -84,16 +84,16 @@ def run_job(
                     context.buffer.close, settings.mlflow_wait_seconds, "send metrics"
                 )
     except GradientCheckStopped:
-        outcome, metrics, error = stopped_before_training(progress)
+        outcome, metrics, error = stopped_before_training(heartbeat)
     except Exception as exc:
         log.exception("job %s failed", job_id)
         outcome, metrics, error = "failed", None, f"{type(exc).__name__}: {exc}"
     # The heartbeat goes on until the outcome is in SQL: closing the run may wait on MLflow.
     try:
-        progress.beat()  # the last epoch's progress
+        heartbeat.beat()  # the last epoch's progress
         status = record_outcome(context, outcome, metrics, error)
     finally:
-        progress.close(final_beat=False)
+        heartbeat.close(final_beat=False)
     if status in FINAL_STATUSES:  # not when another worker holds the job now
         store_for(settings).discard(job_id)
     log.info("job %s %s in %.3f s: %s", job_id, status, time.perf_counter() - started, phase)
@@ -147,7 +147,7 @@ def train_and_record(
         context.session_factory,
         attempt.job_id,
         attempt.owner,
-        lambda: context.progress.lease_lost,
+        lambda: context.heartbeat.lease_lost,
         epochs=attempt.spec.training.epochs,
     )
     try:
@@ -175,7 +175,7 @@ def train_network(
     writer: CheckpointWriter,
 ) -> dict[str, list[float]]:
     """models.train on the job's spec, its metrics, heartbeat and checkpoints as callbacks."""
-    training, progress = context.attempt.spec.training, context.progress
+    training, heartbeat = context.attempt.spec.training, context.heartbeat
     batch = training.batch_size or data.m_train
     with context.attempt.phases("training"), blas_threads.for_training(net.layer_dims, batch):
         return train(
@@ -184,8 +184,8 @@ def train_network(
             data.Y_train,
             X_val=data.X_val,
             Y_val=data.Y_val,
-            callbacks=[context.buffer, progress, writer],
-            should_stop=progress.should_stop,
+            callbacks=[context.buffer, heartbeat, writer],
+            should_stop=heartbeat.should_stop,
             resume_from=resume,
             **training.train_options(),
         )
@@ -195,7 +195,7 @@ def stopped_training(
     context: AttemptContext, stopped: TrainingStopped, writer: CheckpointWriter
 ) -> Ended:
     """A stop between epochs: a cancel, or a hand-back with its checkpoint written."""
-    reason = context.progress.stop_reason()
+    reason = context.heartbeat.stop_reason()
     if reason != "handoff":
         return reason, None, None
     writer.close()  # the checkpoint pending, if any, first: the stop's must be the newest

@@ -15,7 +15,7 @@ from store.tables import Job
 from tests.servers import unique_name
 from tests.workers.helpers import FACES_LOGREG, create_job, with_experiment
 from workers import metrics_spool, mlflow_retry, tracking
-from workers.progress import Progress
+from workers.heartbeat import Heartbeat
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
         store.jobs.claim(session, job_id, "me", lease_seconds=60)
     settings = Settings(home=tmp_path, progress_seconds=3600)
     epochs = 5000
-    progress = Progress(session_factory, job_id, "me", settings).start()  # beats once at start
+    heartbeat = Heartbeat(session_factory, job_id, "me", settings).start()  # beats once at start
     buffer = metrics_spool.MetricsBuffer(mlflow_client, run_id, flush_seconds=3600)
 
     # The per-epoch cost (<= 0.1 ms) is measured by bench/, not asserted here: timings in unit
@@ -75,13 +75,13 @@ def test_epoch_callbacks_batch_their_metrics_and_beat_only_when_due(
     for epoch in range(epochs):
         metrics = {"cost": 1.0 / (epoch + 1), "train_accuracy": 0.5}  # train() makes a new dict
         buffer.on_epoch_end(epoch, metrics)
-        progress.on_epoch_end(epoch, metrics)
+        heartbeat.on_epoch_end(epoch, metrics)
     buffer.close()
-    beats_while_training = progress.beats
-    progress.close()
+    beats_while_training = heartbeat.beats
+    heartbeat.close()
 
     assert beats_while_training == 1  # epochs only store numbers; the thread was not due
-    assert progress.beats == 2  # the last progress, written on close
+    assert heartbeat.beats == 2  # the last progress, written on close
     with transaction(session_factory) as session:
         job = session.get(Job, job_id)
         assert (job.progress_epoch, job.latest_cost) == (epochs, 1.0 / epochs)

@@ -12,7 +12,7 @@ from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
 from store.tables import Job
 from tests.workers.helpers import FACES_LOGREG, create_job, with_experiment
-from workers.progress import Progress
+from workers.heartbeat import Heartbeat
 
 
 def test_a_heartbeat_that_fails_for_a_lease_counts_the_lease_as_lost(tmp_path):
@@ -21,16 +21,16 @@ def test_a_heartbeat_that_fails_for_a_lease_counts_the_lease_as_lost(tmp_path):
         make_engine("postgresql+psycopg2://nobody@127.0.0.1:9/none?connect_timeout=1")
     )
     settings = Settings(home=tmp_path, lease_seconds=1.0, progress_seconds=0.1)
-    progress = Progress(unreachable, "0" * 32, "me/1", settings).start()
+    heartbeat = Heartbeat(unreachable, "0" * 32, "me/1", settings).start()
     try:
-        assert progress.stop_reason() is None  # a missed beat or two is no lost lease
+        assert heartbeat.stop_reason() is None  # a missed beat or two is no lost lease
         deadline = time.monotonic() + 10
-        while progress.stop_reason() is None and time.monotonic() < deadline:
+        while heartbeat.stop_reason() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert progress.stop_reason() == "lost"
-        assert progress.beats == 0
+        assert heartbeat.stop_reason() == "lost"
+        assert heartbeat.beats == 0
     finally:
-        progress.close(final_beat=False)
+        heartbeat.close(final_beat=False)
 
 
 def claimed_job(session_factory) -> str:
@@ -47,16 +47,16 @@ def test_beats_are_one_statement_each_on_one_kept_connection(session_factory, tm
     event.listen(engine, "checkout", lambda *args: checkouts.append(1))
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     # A period long enough that only the explicit beats below happen.
-    progress = Progress(
+    heartbeat = Heartbeat(
         session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=3600)
     )
-    progress.start()
+    heartbeat.start()
     for epoch in range(3):
-        progress.on_epoch_end(epoch, {"cost": 1.0 / (epoch + 1)})
-        progress.beat()
-    progress.close()
+        heartbeat.on_epoch_end(epoch, {"cost": 1.0 / (epoch + 1)})
+        heartbeat.beat()
+    heartbeat.close()
 
-    assert progress.beats == 5  # start, three, close
+    assert heartbeat.beats == 5  # start, three, close
     assert len(checkouts) == 1
     beats = [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
     assert len(beats) == len(statements) == 5  # no BEGIN, SELECT or COMMIT around them
@@ -71,10 +71,10 @@ def test_a_beat_after_the_kept_connection_died_reconnects(postgres_url, tmp_path
     job_id = claimed_job(session_factory)
     # A period well within the lease (a failed beat must not count as a lost lease), and
     # longer than the test: only the explicit beats happen.
-    progress = Progress(
+    heartbeat = Heartbeat(
         session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=30)
     )
-    progress.start()  # opens the connection the heartbeat keeps
+    heartbeat.start()  # opens the connection the heartbeat keeps
     try:
         # Autocommit: in a transaction, pg_stat_activity would be read once, at its start.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as other:
@@ -90,32 +90,32 @@ def test_a_beat_after_the_kept_connection_died_reconnects(postgres_url, tmp_path
             deadline = time.monotonic() + 10  # pg_terminate_backend only signals
             while other.exec_driver_sql(others).scalar_one() and time.monotonic() < deadline:
                 time.sleep(0.01)
-        progress.beat()  # fails, and drops the dead connection
-        assert progress.beats == 1 and progress.stop_reason() is None
-        progress.beat()
-        assert progress.beats == 2 and progress.stop_reason() is None
+        heartbeat.beat()  # fails, and drops the dead connection
+        assert heartbeat.beats == 1 and heartbeat.stop_reason() is None
+        heartbeat.beat()
+        assert heartbeat.beats == 2 and heartbeat.stop_reason() is None
     finally:
-        progress.close()
+        heartbeat.close()
         engine.dispose()
 
 
 def test_a_beat_reports_a_cancel_and_a_lease_taken_over(session_factory, tmp_path):
     job_id = claimed_job(session_factory)
-    progress = Progress(
+    heartbeat = Heartbeat(
         session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=3600)
     )
-    progress.start()
+    heartbeat.start()
     try:
         with transaction(session_factory) as session:
             store.jobs.request_cancel(session, job_id)
-        progress.beat()
-        assert progress.stop_reason() == "cancelled"
+        heartbeat.beat()
+        assert heartbeat.stop_reason() == "cancelled"
         with transaction(session_factory) as session:
             session.get(Job, job_id).lease_owner = "someone else"
-        progress.beat()
-        assert progress.stop_reason() == "lost"
+        heartbeat.beat()
+        assert heartbeat.stop_reason() == "lost"
     finally:
-        progress.close(final_beat=False)
+        heartbeat.close(final_beat=False)
 
 
 class FakeSpool:
@@ -126,19 +126,19 @@ class FakeSpool:
 
 def test_each_beat_records_how_many_metric_values_the_spool_holds(session_factory, tmp_path):
     job_id = claimed_job(session_factory)
-    progress = Progress(
+    heartbeat = Heartbeat(
         session_factory, job_id, "me/1", Settings(home=tmp_path, progress_seconds=3600)
     ).start()
     with session_factory() as session:
         assert session.get(Job, job_id).metrics_unsent is None  # no buffer yet
     spool = FakeSpool()
-    progress.spool = spool
+    heartbeat.spool = spool
     for depth in (120, 45):
         spool.spooled = depth
-        progress.beat()
+        heartbeat.beat()
         with session_factory() as session:
             assert session.get(Job, job_id).metrics_unsent == depth
-    progress.close(final_beat=False)
+    heartbeat.close(final_beat=False)
 
 
 def test_a_metrics_buffer_counts_the_values_it_holds_for_mlflow():

@@ -23,7 +23,7 @@ class Spool(Protocol):
     def spooled(self) -> int: ...
 
 
-class Progress:
+class Heartbeat:
     """The job's heartbeat, written by a thread of its own for the whole attempt: every
     ``settings.progress_seconds`` it records the epochs done and the latest cost that the
     training loop reported, and extends the lease. It beats while the attempt loads its data
@@ -63,7 +63,7 @@ class Progress:
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
-    def start(self) -> "Progress":
+    def start(self) -> "Heartbeat":
         self.beat()
         self._thread.start()
         return self
