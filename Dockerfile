@@ -17,6 +17,8 @@ COPY models /src/models
 COPY service /src/service
 COPY workers /src/workers
 COPY store /src/store
+COPY contract /src/contract
+COPY broker /src/broker
 COPY migrations /src/migrations
 RUN /opt/gradq/bin/pip install --no-deps /src \
     && find /opt/gradq -name '__pycache__' -prune -exec rm -rf {} +

@@ -183,10 +183,10 @@ class Settings(BaseSettings):
 
     @property
     def celery_broker_transport(self) -> str | None:
-        """kombu's transport class where the URL's own will not do (store/filesystem_broker.py:
+        """kombu's transport class where the URL's own will not do (broker/filesystem.py:
         messages written atomically); None: the URL's scheme decides."""
         if self.celery_broker_url.startswith("filesystem://"):
-            return "store.filesystem_broker:Transport"
+            return "broker.filesystem:Transport"
         return None
 
     def broker_transport_options(self) -> dict:

@@ -4,9 +4,9 @@ import math
 import statistics
 import time
 
+from contract.spec import JobSpec
 from models import train
 from settings import Settings
-from store.spec import JobSpec
 
 LONG_SPEC = {  # its epochs are set at run time, for TRAIN_SECONDS of training alone
     "experiment": "bench-tracking",

@@ -37,9 +37,9 @@ from alone import LONG_SPEC, TRAIN_SECONDS, epochs_for, train_alone, with_epochs
 from job_servers import job_servers  # bench/job_servers.py
 
 import store.jobs
+from contract.spec import JobSpec
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from store.spec import JobSpec
 from workers import mlflow_process
 from workers.celery_app import skip_absent_databricks_probes
 from workers.heap import freeze_startup_objects

@@ -50,9 +50,9 @@ from core import busy_cpu_seconds  # bench/core.py
 from http_load import load, submissions_of
 from sections import write_section
 
+from contract.spec import JobSpec
 from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
-from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, Job, JobEvent
 from workers import metrics_spool
 from workers.heap import freeze_startup_objects

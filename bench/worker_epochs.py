@@ -24,9 +24,9 @@ _spec.loader.exec_module(bench_service)
 
 import store.jobs  # noqa: E402  (bench_service put the repository root on sys.path)
 import workers.run  # noqa: E402
+from contract.spec import JobSpec  # noqa: E402
 from settings import Settings  # noqa: E402
 from store.db import make_engine, make_session_factory, transaction  # noqa: E402
-from store.spec import JobSpec  # noqa: E402
 
 
 class EpochStamps:

@@ -6,8 +6,8 @@ import os
 
 import redis
 
+from contract.task_names import TRAIN_QUEUE
 from settings import Settings
-from store.task_names import TRAIN_QUEUE
 
 log = logging.getLogger("gradq.service")
 
@@ -30,7 +30,7 @@ def broker_depth(settings: Settings) -> int | None:
 
 
 def _filesystem_depth(folder: str) -> int:
-    # Named as store/filesystem_broker.py writes them; a message being written is hidden.
+    # Named as broker/filesystem.py writes them; a message being written is hidden.
     suffix = f".{TRAIN_QUEUE}.msg"
     with os.scandir(folder) as entries:
         return sum(1 for e in entries if e.name.endswith(suffix) and not e.name.startswith("."))

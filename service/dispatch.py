@@ -8,8 +8,8 @@ import logging
 
 from celery import Celery
 
+from contract.task_names import TRAIN_TASK
 from settings import Settings
-from store.task_names import TRAIN_TASK
 
 log = logging.getLogger("gradq.service")
 

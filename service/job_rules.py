@@ -5,6 +5,9 @@ import hashlib
 import itertools
 import json
 
+from contract.metric_budget import logged_values, smallest_log_every
+from contract.network_shape import SpecRuleError, network_shape
+from contract.spec import JobSpec
 from models import BUILTIN_DATASETS
 from models.datasets.limits import float_bytes
 from models.memory import JobShape, estimate_job_memory, largest_batch_that_fits
@@ -12,9 +15,6 @@ from models.units import human_bytes
 from service.catalog import DatasetInfo
 from service.errors import invalid
 from settings import Settings
-from store.metric_budget import logged_values, smallest_log_every
-from store.network_shape import SpecRuleError, network_shape
-from store.spec import JobSpec
 
 
 def complete_spec(spec: JobSpec, dataset: DatasetInfo | None, settings: Settings) -> JobSpec:
@@ -105,7 +105,7 @@ def _check_memory(job: JobShape, limit: int) -> None:
 
 def _log_every(spec: JobSpec, job: JobShape, budget: int) -> int:
     """training.log_every as given, or the smallest that keeps the run within ``budget``
-    metric values (store/metric_budget.py); 422 when the one given logs more."""
+    metric values (contract/metric_budget.py); 422 when the one given logs more."""
     epochs, per_epoch = spec.training.epochs, job.values_per_epoch
     needed = smallest_log_every(epochs, per_epoch, budget)
     given = spec.training.log_every

@@ -7,7 +7,7 @@ A copy lives at gradq/datasets/<name>/<sha256>: named by its content, so a copy 
 upload left behind when its row could not be written is never mistaken for another's.
 
 MLflow is imported inside the functions: importing it costs the API seconds and ~100 MB
-(store/mlflow_names.py), and only these calls need it.
+(contract/mlflow_names.py), and only these calls need it.
 """
 
 import math

@@ -25,8 +25,8 @@ import mlflow.pyfunc
 from mlflow.tracking import MlflowClient
 
 import models
+from contract.spec import JobSpec
 from models import Network, save_weights
-from store.spec import JobSpec
 from workers import network_doc
 from workers.cost_curve import plot_cost_curve
 

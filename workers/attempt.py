@@ -13,10 +13,10 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
 import store.jobs
+from contract.spec import JobSpec, flatten
 from models.serialization import Checkpoint
 from settings import Settings
 from store.db import transaction
-from store.spec import JobSpec, flatten
 from store.tables import Job, JobEvent
 from workers import metrics_spool, mlflow_process, mlflow_retry, tracking
 from workers.checkpoints import store_for

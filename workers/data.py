@@ -8,12 +8,12 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 import store.datasets
+from contract.spec import JobSpec
 from models import BUILTIN_DATASETS, Dataset, DatasetError, load_dataset, train_val_split
 from models.datasets import DatasetLimits
 from models.datasets.dataset import check_two_classes_present
 from settings import Settings
 from store.db import transaction
-from store.spec import JobSpec
 from workers.dataset_cache import fetch_dataset
 
 

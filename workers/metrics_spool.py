@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request_safe
 
-from store.metric_budget import logs_epoch
+from contract.metric_budget import logs_epoch
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class MetricsBuffer:
     MLflow answers (its last send succeeded and the one under way is not past
     ``stall_seconds``), and drops the values only while it does not; ``undelivered`` counts
     what never reached MLflow. With ``log_every``, the per-epoch metrics of an epoch that is
-    not a multiple of it (nor the last of ``epochs``) are not sent (store/metric_budget.py).
+    not a multiple of it (nor the last of ``epochs``) are not sent (contract/metric_budget.py).
     """
 
     def __init__(

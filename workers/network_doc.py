@@ -3,8 +3,8 @@
 # The equations are written in the course's notation: σ, α, β are meant.
 # ruff: noqa: RUF001
 
+from contract.spec import JobSpec
 from models import Network
-from store.spec import JobSpec
 
 ACTIVATION_FORMULAS = {
     "relu": "relu(z) = max(0, z)",

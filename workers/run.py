@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
 import logs
+from contract.network_shape import network_shape
+from contract.spec import JobSpec
 from models import (
     DivergenceError,
     GradientCheckStopped,
@@ -24,8 +26,6 @@ from models import (
 )
 from models.serialization import Checkpoint
 from settings import Settings
-from store.network_shape import network_shape
-from store.spec import JobSpec
 from store.tables import FINAL_STATUSES
 from workers import artifacts, blas_threads, metrics_spool, mlflow_process, mlflow_retry, tracking
 from workers.attempt import AttemptContext, claim, log_data_to_run, start_or_resume

@@ -9,10 +9,10 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
 import logs
+from contract.task_names import TRAIN_TASK
 from settings import get_settings
 from store.db import make_engine, make_session_factory, transaction
 from store.jobs import mark_undispatched
-from store.task_names import TRAIN_TASK
 from workers import reconciler, shutdown
 from workers.celery_app import RECONCILE_TASK, app
 from workers.run import run_job

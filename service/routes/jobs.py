@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from contract.spec import JobSpec
 from service import telemetry
 from service.catalog import find_dataset
 from service.deps import SessionDep, SettingsDep
@@ -26,7 +27,6 @@ from service.schemas import (
 )
 from service.security import FINGERPRINT_STATE
 from store import jobs as job_rows
-from store.spec import JobSpec
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
 from store.text import SqlText, is_storable
 

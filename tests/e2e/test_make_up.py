@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import store.jobs
+from contract.spec import JobSpec
 from store.db import make_engine, make_session_factory, transaction
-from store.spec import JobSpec
 from tests.processes import REPO
 from tests.servers import free_port
 

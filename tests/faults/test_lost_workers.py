@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from celery import Celery
 
+from contract.spec import JobSpec
 from models import load_dataset, load_weights, train, train_val_split
-from store.spec import JobSpec
 from store.tables import utcnow
 from tests.faults.harness import FAST_SETTINGS, kill_job_process, mlp_spec
 from workers.run import build_network

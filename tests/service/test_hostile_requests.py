@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from store.spec import MAX_TAGS
+from contract.spec import MAX_TAGS
 from store.tables import Job
 
 FACES = {"dataset": {"name": "faces"}, "training": {"epochs": 10}}

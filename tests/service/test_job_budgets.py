@@ -131,7 +131,7 @@ def test_a_run_past_the_metric_budget_logs_every_kth_epoch_within_it(make_client
     response = client.post("/v1/jobs", json=spec)
 
     assert response.status_code == 202, response.text
-    from store.metric_budget import logged_values
+    from contract.metric_budget import logged_values
 
     log_every = response.json()["spec"]["training"]["log_every"]
     per_epoch = 3 + 1 + 51  # cost, train and val accuracy, learning rate, 51 gradient norms

@@ -3,8 +3,8 @@
 import math
 
 import store.jobs
+from contract.spec import JobSpec
 from store.db import transaction
-from store.spec import JobSpec
 from store.tables import Job
 from tests.servers import unique_name
 

@@ -4,8 +4,8 @@ server: the weights go up while the plot is drawn, and a call that failed can be
 import numpy as np
 import pytest
 
+from contract.spec import JobSpec
 from models import Network, load_weights
-from store.spec import JobSpec
 from tests.workers.helpers import artifact_paths
 from workers import tracking
 from workers.artifacts import RunArtifacts

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from mlflow.exceptions import MlflowException
 
+from contract.spec import JobSpec
 from models import Network
 from settings import Settings
-from store.spec import JobSpec
 from tests.servers import free_port, unique_name
 from workers import mlflow_process, mlflow_retry, tracking
 from workers.artifacts import FirstPart

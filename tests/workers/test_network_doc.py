@@ -2,8 +2,8 @@
 
 # ruff: noqa: RUF001 (the course's α and σ are meant)
 
+from contract.spec import JobSpec
 from models import Network
-from store.spec import JobSpec
 from workers.network_doc import render
 
 

@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 
+from contract.spec import JobSpec
 from models import Network
-from store.spec import JobSpec
 from workers import tracking
 from workers.artifacts import TEMP_PREFIX, RunArtifacts, remove_orphaned_folders
 

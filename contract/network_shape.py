@@ -3,8 +3,8 @@ worker builds its network by, written once (DESIGN.md section 4)."""
 
 from dataclasses import dataclass
 
+from contract.spec import ModelSpec
 from models.initializers import DEFAULT_INIT
-from store.spec import ModelSpec
 
 
 class SpecRuleError(ValueError):

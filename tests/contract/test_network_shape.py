@@ -1,11 +1,11 @@
 """One contract across the seam: the API completes a spec and the worker builds its network by
-the same rules (store/network_shape.py), and sends and runs the task by the same name."""
+the same rules (contract/network_shape.py), and sends and runs the task by the same name."""
 
 import pytest
 
-from store.network_shape import SpecRuleError, network_shape
-from store.spec import ModelSpec
-from store.task_names import TRAIN_TASK
+from contract.network_shape import SpecRuleError, network_shape
+from contract.spec import ModelSpec
+from contract.task_names import TRAIN_TASK
 
 
 @pytest.mark.parametrize(
@@ -42,11 +42,11 @@ def test_a_broken_rule_names_its_field(model, classes, field, reason):
 
 
 def test_the_api_completes_a_spec_as_the_worker_builds_it():
+    from contract.spec import JobSpec
     from models import load_dataset
     from service.catalog import describe_builtin
     from service.job_rules import complete_spec
     from settings import Settings
-    from store.spec import JobSpec
     from workers.run import build_network
 
     spec = JobSpec.model_validate({"dataset": {"name": "digits"}, "model": {"hidden_layers": [9]}})

@@ -1,4 +1,4 @@
-"""gradq's copy of MLflow's tag-key rules (store/mlflow_names.py) accepts exactly the keys
+"""gradq's copy of MLflow's tag-key rules (contract/mlflow_names.py) accepts exactly the keys
 MLflow's own validators accept, less the reserved prefixes."""
 
 import string
@@ -11,8 +11,8 @@ from mlflow.utils import mlflow_tags
 from mlflow.utils import validation as mlflow_validation
 from pydantic import ValidationError
 
-from store import mlflow_names
-from store.spec import JobSpec
+from contract import mlflow_names
+from contract.spec import JobSpec
 
 KEY_CHARACTERS = st.sampled_from(string.ascii_letters + string.digits + "/_.- :!?\\\t\n\x00é语")
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from store.mlflow_names import MAX_TAG_VALUE_LENGTH, check_tag_key
+from contract.mlflow_names import MAX_TAG_VALUE_LENGTH, check_tag_key
 from store.text import SqlText
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu"]
