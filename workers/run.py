@@ -30,7 +30,8 @@ from store.tables import FINAL_STATUSES
 from workers import artifacts, blas_threads, metrics_spool, mlflow_process, mlflow_retry, tracking
 from workers.attempt import AttemptContext, claim, log_data_to_run, start_or_resume
 from workers.background import in_background
-from workers.checkpoints import CheckpointWriter, store_for
+from workers.checkpoints import store_for
+from workers.checkpoints.writer import CheckpointWriter
 from workers.data import TrainingData, load_training_data
 from workers.final_metrics import final_metrics, mlflow_final_metrics
 from workers.heartbeat import Heartbeat

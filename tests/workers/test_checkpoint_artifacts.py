@@ -22,7 +22,7 @@ from tests.workers.test_checkpoints import (
     network,
 )
 from workers import mlflow_retry
-from workers.checkpoint_artifacts import ROOT, ArtifactCheckpointStore
+from workers.checkpoints.artifacts import ROOT, ArtifactCheckpointStore
 
 JOB = "0123456789abcdef0123456789abcdef"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import Checkpoint
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints.local import CheckpointStore
 
 JOB = "0123456789abcdef0123456789abcdef"
 NAMES = ("cost", "grad_norm.W1", "learning_rate", "train_accuracy", "val_accuracy")

@@ -10,7 +10,8 @@ import store.jobs
 from models import Checkpoint
 from store.db import transaction
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
-from workers.checkpoints import CheckpointStore, CheckpointWriter
+from workers.checkpoints.local import CheckpointStore
+from workers.checkpoints.writer import CheckpointWriter
 
 OWNER = "test-worker/1"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models import Checkpoint, Network, train
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints.local import CheckpointStore
 
 JOB = "0123456789abcdef0123456789abcdef"
 SETTINGS = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "seed": 5}

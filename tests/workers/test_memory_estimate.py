@@ -11,7 +11,7 @@ import pytest
 from models import Dataset, Network, save_weights, train, train_val_split
 from models.memory import JobShape, estimate_job_memory
 from models.units import human_bytes
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints.local import CheckpointStore
 from workers.data import TrainingData
 from workers.final_metrics import final_metrics
 from workers.initial_check import initial_gradient_check

@@ -24,7 +24,7 @@ from tests.servers import REDIS_URL, need, unique_name
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, with_experiment
 from workers import tasks
 from workers.celery_app import make_app
-from workers.checkpoints import CheckpointStore
+from workers.checkpoints.local import CheckpointStore
 from workers.reconciler import Pass, reconcile
 
 OWNER = "lost@host/1"

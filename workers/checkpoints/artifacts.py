@@ -1,6 +1,6 @@
 """Checkpoints in the MLflow tracking server's served artifacts (GRADQ_CHECKPOINT_STORE=mlflow):
 the store that workers on hosts sharing no disk all reach over HTTP, with the guarantees of the
-local folder (workers/checkpoints.py): a checkpoint is named by the sha256 of its bytes, so a
+local folder (workers/checkpoints/local.py): a checkpoint is named by the sha256 of its bytes, so a
 damaged or half-written one is skipped for the one before; resume is bit-exact.
 
 Below ``gradq/checkpoints/``:
@@ -34,15 +34,8 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request, http_request_safe, verify_rest_response
 
 from models.serialization import Checkpoint
-from workers.checkpoints import (
-    KEEP,
-    Saved,
-    check_columns,
-    decode_history,
-    encode_history,
-    history_rows,
-    write_hashed,
-)
+from workers.checkpoints import KEEP, Saved, write_hashed
+from workers.checkpoints.history import check_columns, decode_history, encode_history, history_rows
 
 log = logging.getLogger(__name__)
 
