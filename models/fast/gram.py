@@ -56,8 +56,7 @@ class GramFirstLayer:
         else:
             self.base = np.array(state["gram_W1_base"], dtype=W1.dtype)
             self.C = np.array(state["gram_C"], dtype=np.float64)
-        self.gram = _product64(rows, rows.T)
-        self.base_product = _product64(self.base, rows.T)
+        self.gram, self.base_product = _gram_and_base_product(rows, self.base)
         self._validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def product(self, out: np.ndarray) -> np.ndarray:
@@ -103,6 +102,20 @@ class GramFirstLayer:
 
     def state(self) -> dict[str, np.ndarray]:
         return {"gram_W1_base": self.base, "gram_C": self.C}
+
+
+def _gram_and_base_product(rows: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """G = XᵀX: (m, m) and P₀ = W[1]₀ X: (n[1], m) in float64, for rows = Xᵀ: (m, n_x) and
+    base = W[1]₀: (n[1], n_x), in one pass over X: each CHUNK of its columns converted once
+    for both (converting each operand apart took longer than the products)."""
+    m, n_1 = rows.shape[0], base.shape[0]
+    gram, base_product = np.zeros((m, m)), np.zeros((n_1, m))
+    for start in range(0, rows.shape[1], CHUNK):
+        part = slice(start, start + CHUNK)
+        X_part = rows[:, part].astype(np.float64)  # (m, CHUNK)
+        gram += X_part @ X_part.T
+        base_product += base[:, part].astype(np.float64) @ X_part.T
+    return gram, base_product
 
 
 def _product64(A: np.ndarray, B: np.ndarray) -> np.ndarray:
