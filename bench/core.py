@@ -384,7 +384,7 @@ def report(args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender")
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs per contender")
     # A repeat of the MLP case takes seconds, and a shared machine's slow spells last several
     # of them: more repeats than the full-batch cases get, so a spell moves the median less.
     parser.add_argument("--mlp-repeats", type=int, default=15, help="timed runs, MLP case")
