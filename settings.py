@@ -65,6 +65,7 @@ class Settings(BaseSettings):
         description="Bearer tokens, comma-separated (or a JSON list); none configured: no auth.",
     )
     max_epochs: int = Field(100_000, ge=1)
+    max_sweep_trials: int = Field(500, ge=1, description="Trials one sweep may make.")
     max_parameters: int = Field(50_000_000, ge=1, description="A network's parameter budget.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     # What reading one dataset may allocate, decoded (the API's upload check and every

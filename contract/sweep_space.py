@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contract.spec import JobSpec, ModelSpec, TrainingSpec
+from store.text import is_storable
 
 RANDOM_AXES = ("uniform", "log_uniform", "int", "choice")
 MAX_AXIS_VALUES = 1000  # values of one grid or choice axis
@@ -69,6 +70,8 @@ def expand_space(
 
 
 def _check_path(path: str) -> None:
+    if not is_storable(path):  # not even quoted in an answer: no text holds it
+        raise SpaceError("space", "a field name holds a character no text can hold")
     section, _, name = path.partition(".")
     fields = {"model": ModelSpec.model_fields, "training": TrainingSpec.model_fields}
     if section not in fields or name not in fields[section]:

@@ -13,7 +13,7 @@ from service.dispatch import make_celery_client
 from service.errors import error_responses, install_error_handlers
 from service.job_metrics import JobMetrics
 from service.limits import BodySizeLimit
-from service.routes import datasets, health, jobs
+from service.routes import datasets, health, jobs, sweeps
 from service.routes.datasets import STAGING
 from service.security import BearerTokenAuth
 from service.telemetry import RequestMetrics
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics_registry.register(JobMetrics(app.state.session_factory, settings))
     install_error_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(sweeps.router)
     # The dataset routes' errors, documented here for the router as a whole.
     app.include_router(
         datasets.router, responses=error_responses(400, 401, 404, 409, 413, 422, 503)

@@ -136,7 +136,7 @@ def job_out(job: Job, settings: Settings) -> JobOut:
         mlflow_run_id=job.mlflow_run_id,
         mlflow_url=mlflow_url(job, settings),
         mlflow_experiment_url=mlflow_experiment_url(job, settings),
-        error=_public(job.error, settings),
+        error=public_text(job.error, settings),
         cancel_requested=job.cancel_requested,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -144,14 +144,14 @@ def job_out(job: Job, settings: Settings) -> JobOut:
     )
 
 
-def _public(text: str | None, settings: Settings) -> str | None:
+def public_text(text: str | None, settings: Settings) -> str | None:
     """A worker's error as every token holder may read it: no server path, no secret."""
     return None if text is None else redact(text, settings)
 
 
 def _event_out(event: JobEvent, settings: Settings) -> JobEventOut:
     out = JobEventOut.model_validate(event, from_attributes=True)
-    return out.model_copy(update={"detail": _public(out.detail, settings)})
+    return out.model_copy(update={"detail": public_text(out.detail, settings)})
 
 
 def job_detail_out(job: Job, events: list[JobEvent], settings: Settings) -> JobDetailOut:

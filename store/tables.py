@@ -1,4 +1,4 @@
-"""The tables: jobs, job_events, datasets. Alembic owns the schema (migrations/)."""
+"""The tables: jobs, job_events, datasets, sweeps. Alembic owns the schema (migrations/)."""
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -145,3 +145,24 @@ class Dataset(Base):
     image_shape: Mapped[list[int]] = mapped_column(JSON)
     size_bytes: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """A search over job spec fields (DESIGN.md section 5): its trials are jobs with its id as
+    their sweep_id. Its status is read off its trials' (store/sweeps.py)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(255))
+    request: Mapped[dict[str, Any]]  # as validated: base, space, objective, trials, seed
+    objective_metric: Mapped[str] = mapped_column(String(64))
+    objective_goal: Mapped[str] = mapped_column(String(8))  # "max" or "min"
+    trial_count: Mapped[int]
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    token_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)

@@ -3,8 +3,7 @@
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from sqlalchemy.exc import SQLAlchemyError
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from contract.spec import JobSpec
@@ -26,29 +25,23 @@ from service.schemas import (
     job_out,
 )
 from service.security import FINGERPRINT_STATE
+from service.submission import (
+    IdempotencyKey,
+    idempotency_conflict,
+    mark_undispatched,
+    over_quota,
+)
 from store import jobs as job_rows
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
 from store.text import SqlText, is_storable
 
 log = logging.getLogger("gradq.service")
-# A client over its token's cap waits for some of its jobs to finish: seconds, not milliseconds.
-QUOTA_RETRY_AFTER_SECONDS = 30
 router = APIRouter(
     prefix="/v1/jobs",
     tags=["jobs"],
     route_class=JSONBodyRoute,
     responses=error_responses(401, 422, 503),
 )
-
-IdempotencyKey = Annotated[
-    SqlText | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Retrying with the same key and body returns the same job.",
-    ),
-]
 
 
 @router.post(
@@ -84,51 +77,23 @@ def submit_job(
                 token_fingerprint=fingerprint,
             )
         except job_rows.IdempotencyConflictError as error:
-            raise APIError(
-                409,
-                "idempotency_conflict",
-                "Idempotency-Key was already used with a different request body",
-                "Idempotency-Key",
-            ) from error
+            raise idempotency_conflict() from error
         # Counted after the insert, in the same transaction: a replay (created False) is
         # answered its job whatever the count.
         if created and cap and job_rows.active_jobs_of(session, fingerprint) > cap:
             session.rollback()
-            raise _over_quota(cap)
+            raise over_quota(cap)
         session.commit()
         if created:
             telemetry.JOBS_SUBMITTED.inc()
             if not send_train(request.app.state.celery, job.id):
-                _mark_undispatched(session, job.id)
+                mark_undispatched(session, job.id)
     return Response(
         job_out(job, settings).model_dump_json(),
         status_code=202,
         media_type="application/json",
         headers={"Location": f"/v1/jobs/{job.id}"},
     )
-
-
-def _over_quota(cap: int) -> APIError:
-    return APIError(
-        429,
-        "too_many_jobs",
-        f"this API token already has {cap} jobs queued or running "
-        "(GRADQ_MAX_QUEUED_JOBS_PER_TOKEN); retry when some have finished",
-        "Authorization",
-        headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
-    )
-
-
-def _mark_undispatched(session: Session, job_id: str) -> None:
-    """Clear dispatched_at after a failed send, so the reconciler sends the job soon. The job
-    is committed: if this write fails too, the request still answers 202 (an error would make
-    a client without an Idempotency-Key submit it twice), and the reconciler sends the job
-    anyway once it is stale."""
-    try:
-        job_rows.mark_undispatched(session, job_id)
-        session.commit()
-    except SQLAlchemyError:
-        log.exception("job %s: not marked undispatched; the reconciler sends it when stale", job_id)
 
 
 @router.get("", response_model=JobPage)

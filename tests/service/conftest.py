@@ -71,7 +71,7 @@ def postgres_url(service_postgres_database) -> str:
     costs half a second each and would make this folder slow."""
     engine = create_engine(service_postgres_database)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE job_events, jobs, datasets"))
+        connection.execute(text("TRUNCATE job_events, jobs, datasets, sweeps"))
     engine.dispose()
     return service_postgres_database
 

@@ -1,0 +1,96 @@
+"""The sweep resource (DESIGN.md section 5): its status, its trials' counts, a table of its
+trials (the values each varied, its objective) and its best job, built from rows."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.schemas import finite_or_none
+from store.sweeps import sweep_status
+from store.tables import JOB_STATUSES, Job, Sweep
+
+
+class TrialOut(BaseModel):
+    job_id: str
+    status: str
+    params: dict[str, Any]  # the varied fields' values, by path
+    objective: float | None  # the final metric the sweep ranks by (succeeded trials)
+    error: str | None
+
+
+class SweepSummary(BaseModel):
+    id: str
+    experiment: str
+    status: str
+    objective: dict[str, str]
+    trial_count: int
+    counts: dict[str, int]
+    cancel_requested: bool
+    created_at: datetime
+
+
+class SweepOut(SweepSummary):
+    best_job: str | None
+    best_value: float | None
+    trials: list[TrialOut]
+    request: dict[str, Any]
+
+
+class SweepList(BaseModel):
+    sweeps: list[SweepSummary]
+
+
+def sweep_summary(sweep: Sweep, statuses: list[str]) -> SweepSummary:
+    counts = dict.fromkeys(JOB_STATUSES, 0)
+    for status in statuses:
+        counts[status] += 1
+    return SweepSummary(
+        id=sweep.id,
+        experiment=sweep.experiment,
+        status=sweep_status(sweep, statuses),
+        objective={"metric": sweep.objective_metric, "goal": sweep.objective_goal},
+        trial_count=sweep.trial_count,
+        counts=counts,
+        cancel_requested=sweep.cancel_requested,
+        created_at=sweep.created_at,
+    )
+
+
+def sweep_out(sweep: Sweep, trials: list[Job], error_text) -> SweepOut:
+    """``error_text(job)``: a trial's error as the API may show it (redacted)."""
+    paths = list(sweep.request["space"])
+    rows = [
+        TrialOut(
+            job_id=trial.id,
+            status=trial.status,
+            params={path: _value_at(trial.spec, path) for path in paths},
+            objective=_objective(trial, sweep.objective_metric),
+            error=error_text(trial),
+        )
+        for trial in trials
+    ]
+    ranked = [row for row in rows if row.objective is not None]
+    best = None
+    if ranked:
+        pick = max if sweep.objective_goal == "max" else min
+        best = pick(ranked, key=lambda row: row.objective)
+    summary = sweep_summary(sweep, [trial.status for trial in trials])
+    return SweepOut(
+        **summary.model_dump(),
+        best_job=best.job_id if best else None,
+        best_value=best.objective if best else None,
+        trials=rows,
+        request=sweep.request,
+    )
+
+
+def _objective(trial: Job, metric: str) -> float | None:
+    if trial.status != "succeeded":
+        return None
+    return finite_or_none((trial.metrics or {}).get(metric))
+
+
+def _value_at(spec: dict[str, Any], path: str) -> Any:
+    section, _, name = path.partition(".")
+    return spec.get(section, {}).get(name)

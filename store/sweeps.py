@@ -1,0 +1,123 @@
+"""Queries on sweeps: create one with its trials (jobs with its id as sweep_id) in one
+transaction, read a sweep and its trials, cancel them."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store import jobs
+from store.tables import FINAL_STATUSES, Job, Sweep, utcnow
+
+
+class SweepIdempotencyConflictError(Exception):
+    """The Idempotency-Key was used for another sweep request."""
+
+
+@dataclass
+class NewSweep:
+    sweep: Sweep
+    trials: list[Job]
+    created: bool  # False: an earlier request with the same key and body made it
+
+
+def create_sweep(
+    session: Session,
+    *,
+    request: dict[str, Any],
+    trial_specs: list[dict[str, Any]],
+    objective: tuple[str, str],
+    idempotency_key: str | None,
+    request_sha256: str,
+    token_fingerprint: str | None,
+) -> NewSweep:
+    """Insert the sweep and one queued job per trial spec (each dispatching: the caller sends
+    them after its commit). A key already used for the same request: that sweep, not created
+    again; for another request: SweepIdempotencyConflictError."""
+    if idempotency_key is not None:
+        existing = session.scalar(select(Sweep).where(Sweep.idempotency_key == idempotency_key))
+        if existing is not None:
+            if existing.request_sha256 != request_sha256:
+                raise SweepIdempotencyConflictError(idempotency_key)
+            return NewSweep(existing, trials_of(session, existing.id), created=False)
+    sweep = Sweep(
+        id=uuid.uuid4().hex,
+        experiment=trial_specs[0]["experiment"],
+        request=request,
+        objective_metric=objective[0],
+        objective_goal=objective[1],
+        trial_count=len(trial_specs),
+        cancel_requested=False,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        token_fingerprint=token_fingerprint,
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():  # a concurrent request with the same key fails here
+            session.add(sweep)
+    except IntegrityError:
+        existing = session.scalar(select(Sweep).where(Sweep.idempotency_key == idempotency_key))
+        if existing is None or existing.request_sha256 != request_sha256:
+            raise SweepIdempotencyConflictError(idempotency_key) from None
+        return NewSweep(existing, trials_of(session, existing.id), created=False)
+    trials = [
+        jobs.create_job(
+            session,
+            spec=spec,
+            experiment=spec["experiment"],
+            name=spec["name"],
+            dataset=spec["dataset"]["name"],
+            epochs=spec["training"]["epochs"],
+            sweep_id=sweep.id,
+            dispatching=True,
+            token_fingerprint=token_fingerprint,
+        )[0]
+        for spec in trial_specs
+    ]
+    return NewSweep(sweep, trials, created=True)
+
+
+def trials_of(session: Session, sweep_id: str) -> list[Job]:
+    """The sweep's jobs in the order the space made them."""
+    query = select(Job).where(Job.sweep_id == sweep_id).order_by(Job.created_at, Job.id)
+    return list(session.scalars(query))
+
+
+def trial_statuses(session: Session, sweep_ids: list[str]) -> dict[str, list[str]]:
+    """{sweep id: its trials' statuses}, in one query."""
+    found: dict[str, list[str]] = {}
+    query = select(Job.sweep_id, Job.status).where(Job.sweep_id.in_(sweep_ids))
+    for sweep_id, status in session.execute(query):
+        found.setdefault(sweep_id, []).append(status)
+    return found
+
+
+def list_sweeps(session: Session, limit: int) -> list[Sweep]:
+    query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def request_cancel(session: Session, sweep: Sweep) -> list[Job]:
+    """Cancel every trial not yet finished (queued ones now, running ones at their next
+    epoch); returns the trials as they are then."""
+    sweep.cancel_requested = True
+    for trial in trials_of(session, sweep.id):
+        if trial.status not in FINAL_STATUSES:
+            jobs.request_cancel(session, trial.id)
+    session.flush()
+    return trials_of(session, sweep.id)
+
+
+def sweep_status(sweep: Sweep, trial_statuses: list[str]) -> str:
+    """queued (no trial started), running, or, once every trial has ended: cancelled (when
+    asked), succeeded (a trial did) or failed."""
+    statuses = set(trial_statuses)
+    if statuses <= set(FINAL_STATUSES):
+        if sweep.cancel_requested:
+            return "cancelled"
+        return "succeeded" if "succeeded" in statuses else "failed"
+    return "queued" if statuses <= {"queued"} else "running"

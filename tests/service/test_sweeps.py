@@ -1,0 +1,149 @@
+"""POST /v1/sweeps and the sweep resource: a space expanded into trials stored and sent as
+jobs in one go, reproducible random search, idempotency, the trials table and best job,
+cancellation, and every bad request a 422 naming its field with nothing stored or sent."""
+
+import pytest
+from sqlalchemy import func, select
+
+from store import jobs as job_rows
+from store.db import transaction
+from store.tables import Job, Sweep
+
+GRID = {
+    "base": {"experiment": "faces-lr", "dataset": {"name": "faces"}, "training": {"epochs": 20}},
+    "space": {"training.learning_rate": [0.001, 0.01, 0.1]},
+}
+RANDOM = {
+    "base": {"dataset": {"name": "digits"}, "model": {"hidden_layers": [8]}},
+    "space": {
+        "training.learning_rate": {"log_uniform": [0.001, 0.5]},
+        "model.hidden_activation": {"choice": ["relu", "tanh"]},
+    },
+    "trials": 6,
+    "seed": 11,
+}
+
+
+def count(rows, table) -> int:
+    with rows() as session:
+        return session.scalar(select(func.count()).select_from(table))
+
+
+def finish(rows, job_id: str, status: str, **metrics) -> None:
+    """A trial ended as a worker ends it: claimed, then finished with its final metrics."""
+    with transaction(rows) as session:
+        job_rows.claim(session, job_id, "test-worker", 60)
+    with transaction(rows) as session:
+        job_rows.finish(session, job_id, "test-worker", status, metrics=metrics or None)
+
+
+def test_a_grid_sweep_stores_and_sends_one_job_per_point(client, rows, redis_queue):
+    response = client.post("/v1/sweeps", json=GRID)
+
+    assert response.status_code == 202, response.text
+    sweep = response.json()
+    assert response.headers["location"] == f"/v1/sweeps/{sweep['id']}"
+    assert sweep["status"] == "queued" and sweep["trial_count"] == 3
+    assert sweep["counts"]["queued"] == 3
+    assert sweep["objective"] == {"metric": "val_accuracy", "goal": "max"}
+    rates = [trial["params"] for trial in sweep["trials"]]
+    assert rates == [{"training.learning_rate": r} for r in (0.001, 0.01, 0.1)]
+    ids = [trial["job_id"] for trial in sweep["trials"]]
+    assert sorted(redis_queue.messages()) == sorted(("gradq.train", [i]) for i in ids)
+    with rows() as session:
+        stored = session.scalars(select(Job).where(Job.sweep_id == sweep["id"])).all()
+        assert sorted(job.id for job in stored) == sorted(ids)
+        assert {job.spec["training"]["epochs"] for job in stored} == {20}  # the base's
+        assert {job.spec["model"]["init"] for job in stored} == {"zeros"}  # completed
+        assert {job.experiment for job in stored} == {"faces-lr"}
+    listed = client.get("/v1/jobs", params={"sweep_id": sweep["id"]}).json()["jobs"]
+    assert sorted(job["id"] for job in listed) == sorted(ids)
+
+
+def test_a_random_sweep_is_the_same_trials_from_the_same_seed_and_repeats_none(client):
+    first = client.post("/v1/sweeps", json=RANDOM).json()
+    again = client.post("/v1/sweeps", json=RANDOM).json()
+    other = client.post("/v1/sweeps", json=RANDOM | {"seed": 12}).json()
+
+    params = [trial["params"] for trial in first["trials"]]
+    assert len(params) == 6 and first["id"] != again["id"]
+    assert params == [trial["params"] for trial in again["trials"]]
+    assert params != [trial["params"] for trial in other["trials"]]
+    assert len({tuple(sorted(p.items())) for p in params}) == 6
+
+
+def test_the_same_idempotency_key_gives_the_same_sweep_and_another_body_a_409(client, rows):
+    headers = {"Idempotency-Key": "sweep-1"}
+    first = client.post("/v1/sweeps", json=GRID, headers=headers)
+    again = client.post("/v1/sweeps", json=GRID, headers=headers)
+    other = client.post("/v1/sweeps", json=RANDOM, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["trials"] == first.json()["trials"]
+    assert other.status_code == 409 and other.json()["error"]["field"] == "Idempotency-Key"
+    assert count(rows, Sweep) == 1 and count(rows, Job) == 3
+
+
+def test_the_sweep_ranks_its_succeeded_trials_and_names_the_best(client, rows):
+    sweep = client.post("/v1/sweeps", json=GRID).json()
+    low, mid, high = (trial["job_id"] for trial in sweep["trials"])
+    finish(rows, low, "succeeded", cost=0.6, val_accuracy=0.70)
+    finish(rows, mid, "succeeded", cost=0.3, val_accuracy=0.85)
+
+    running = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    finish(rows, high, "failed")
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+
+    assert running["status"] == "running" and running["best_job"] == mid
+    assert running["best_value"] == 0.85
+    assert [t["objective"] for t in running["trials"]] == [0.70, 0.85, None]
+    assert done["status"] == "succeeded"
+    assert done["counts"] | {} == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1,
+                                   "cancelled": 0}  # fmt: skip
+    by_cost = client.post("/v1/sweeps", json=GRID | {"objective": {"metric": "cost"}}).json()
+    assert by_cost["objective"] == {"metric": "cost", "goal": "min"}
+
+
+def test_cancelling_a_sweep_cancels_its_queued_trials(client):
+    sweep = client.post("/v1/sweeps", json=GRID).json()
+
+    cancelled = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
+
+    assert cancelled.status_code == 202
+    body = cancelled.json()
+    assert body["status"] == "cancelled" and body["counts"]["cancelled"] == 3
+    listed = client.get("/v1/sweeps").json()["sweeps"]
+    assert [(s["id"], s["status"]) for s in listed] == [(sweep["id"], "cancelled")]
+    assert client.get("/v1/sweeps/" + "0" * 32).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"space": {}}, "space", "at least one field"),
+        ({"space": {"training.lr": [0.1]}}, "space.training.lr", "not a field"),
+        ({"space": {"training.learning_rate": [0.1, -1]}}, "space.training.learning_rate",
+         "greater than 0"),
+        ({"space": {"training.epochs": [10, 10**9]}}, "space.training.epochs", "maximum"),
+        ({"space": {"training.seed": {"int": [0, 10**6]}}, "trials": 9}, "trials", "more than 8"),
+        ({"space": {"training.seed": {"int": [0, 10]}}}, "trials", "give trials"),
+        ({"base": {"dataset": {"name": "no-such"}}}, "base.dataset.name", "unknown dataset"),
+        ({"base": {"dataset": {"name": "faces"}, "training": {"l3": 1}}}, "base.training.l3",
+         "Extra inputs"),
+        ({"halving": {"eta": 3}}, "halving", "None"),
+        ({"objective": {"metric": "loss"}}, "objective.metric", "val_accuracy"),
+    ],
+)  # fmt: skip
+def test_a_bad_sweep_is_422_naming_the_field_and_stores_and_sends_nothing(
+    make_client, redis_queue, rows, change, field, reason
+):
+    client = make_client(broker_url=redis_queue.url, max_sweep_trials=8)
+
+    response = client.post("/v1/sweeps", json=GRID | change)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and reason in error["message"]
+    assert count(rows, Sweep) == 0 and count(rows, Job) == 0
+    assert redis_queue.messages() == []
