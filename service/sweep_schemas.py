@@ -16,6 +16,8 @@ class TrialOut(BaseModel):
     status: str
     params: dict[str, Any]  # the varied fields' values, by path
     objective: float | None  # the final metric the sweep ranks by (succeeded trials)
+    best_value: float | None  # the objective's best over the trial's epochs and its end
+    best_epoch: int | None  # when it was measured (epochs count from 0; the end is `epochs`)
     error: str | None
 
 
@@ -66,6 +68,8 @@ def sweep_out(sweep: Sweep, trials: list[Job], error_text) -> SweepOut:
             status=trial.status,
             params={path: _value_at(trial.spec, path) for path in paths},
             objective=_objective(trial, sweep.objective_metric),
+            best_value=_best(trial, f"best_{sweep.objective_metric}"),
+            best_epoch=_best(trial, f"best_{sweep.objective_metric}_epoch"),
             error=error_text(trial),
         )
         for trial in trials
@@ -89,6 +93,10 @@ def _objective(trial: Job, metric: str) -> float | None:
     if trial.status != "succeeded":
         return None
     return finite_or_none((trial.metrics or {}).get(metric))
+
+
+def _best(trial: Job, key: str):
+    return finite_or_none((trial.metrics or {}).get(key)) if trial.status == "succeeded" else None
 
 
 def _value_at(spec: dict[str, Any], path: str) -> Any:

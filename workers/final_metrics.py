@@ -1,4 +1,5 @@
-"""A trained network's final cost and accuracies, and their MLflow names."""
+"""A trained network's final cost and accuracies, their MLflow names, and each ranked metric's
+best over the run."""
 
 import math
 
@@ -36,3 +37,24 @@ def mlflow_final_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
 def accuracy(net: Network, X: np.ndarray, Y: np.ndarray, batch_size: int | None = None) -> float:
     """The fraction of the columns of X: (n_x, m) classified as Y: (1, m) says."""
     return float(np.mean(net.predict(X, batch_size) == Y)) if X.shape[1] else math.nan
+
+
+BEST_OF = {"cost": min, "train_accuracy": max, "val_accuracy": max}
+
+
+def best_metrics(
+    history: dict[str, list[float]], final: dict[str, float | None]
+) -> dict[str, float | int]:
+    """Each ranked metric's best value over the run and the epoch it was measured at:
+    ``best_val_accuracy`` and ``best_val_accuracy_epoch``, and so on. Epoch e's value is the
+    network at the start of epoch e; the final metrics count as the epoch after the last one,
+    network after the last update. The first best wins a tie; non-finite values never win."""
+    best = {}
+    for name, pick in BEST_OF.items():
+        values = [*history.get(name, []), final.get(name)]
+        candidates = [(v, e) for e, v in enumerate(values) if v is not None and math.isfinite(v)]
+        if candidates:
+            value = pick(v for v, _ in candidates)
+            epoch = next(e for v, e in candidates if v == value)
+            best[f"best_{name}"], best[f"best_{name}_epoch"] = value, epoch
+    return best

@@ -33,7 +33,7 @@ from workers.background import in_background
 from workers.checkpoints import store_for
 from workers.checkpoints.writer import CheckpointWriter
 from workers.data import TrainingData, load_training_data
-from workers.final_metrics import final_metrics, mlflow_final_metrics
+from workers.final_metrics import best_metrics, final_metrics, mlflow_final_metrics
 from workers.heartbeat import Heartbeat
 from workers.initial_check import initial_gradient_check
 from workers.outcome import record_outcome, stopped_before_training
@@ -235,7 +235,8 @@ def record_trained(
             settings.mlflow_wait_seconds,
             "log artifacts",
         )
-    return "succeeded", {**metrics, "training_seconds": round(seconds, 6)}, None
+    best = best_metrics(history, metrics)  # for a sweep's trials table
+    return "succeeded", {**metrics, **best, "training_seconds": round(seconds, 6)}, None
 
 
 def build_network(spec: JobSpec, data: TrainingData) -> Network:

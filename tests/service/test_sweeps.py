@@ -89,7 +89,8 @@ def test_the_sweep_ranks_its_succeeded_trials_and_names_the_best(client, rows):
     sweep = client.post("/v1/sweeps", json=GRID).json()
     low, mid, high = (trial["job_id"] for trial in sweep["trials"])
     finish(rows, low, "succeeded", cost=0.6, val_accuracy=0.70)
-    finish(rows, mid, "succeeded", cost=0.3, val_accuracy=0.85)
+    finish(rows, mid, "succeeded", cost=0.3, val_accuracy=0.85, best_val_accuracy=0.9,
+           best_val_accuracy_epoch=14)  # fmt: skip
 
     running = client.get(f"/v1/sweeps/{sweep['id']}").json()
     finish(rows, high, "failed")
@@ -98,6 +99,10 @@ def test_the_sweep_ranks_its_succeeded_trials_and_names_the_best(client, rows):
     assert running["status"] == "running" and running["best_job"] == mid
     assert running["best_value"] == 0.85
     assert [t["objective"] for t in running["trials"]] == [0.70, 0.85, None]
+    assert [(t["best_value"], t["best_epoch"]) for t in running["trials"]][1:] == [
+        (0.9, 14),
+        (None, None),
+    ]
     assert done["status"] == "succeeded"
     assert done["counts"] | {} == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1,
                                    "cancelled": 0}  # fmt: skip

@@ -101,7 +101,11 @@ def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
     cost = history(mlflow_client, run.info.run_id, "cost")
     assert [step for step, _ in cost] == list(range(epochs))  # once per epoch, no duplicates
     assert len(history(mlflow_client, run.info.run_id, "grad_norm.W1")) == epochs
-    assert len(history(mlflow_client, run.info.run_id, "val_accuracy")) == epochs
+    val_accuracy = [value for _, value in history(mlflow_client, run.info.run_id, "val_accuracy")]
+    assert len(val_accuracy) == epochs
+    curve = [*val_accuracy, job.metrics["val_accuracy"]]  # each epoch's start, then the end
+    assert job.metrics["best_val_accuracy"] == max(curve)  # for a sweep's trials table
+    assert job.metrics["best_val_accuracy_epoch"] == curve.index(max(curve))
     [(step, check)] = history(mlflow_client, run.info.run_id, "gradient_check")
     assert step == 0 and check < 1e-6
     assert run.data.metrics["final.val_accuracy"] == pytest.approx(job.metrics["val_accuracy"])
