@@ -8,59 +8,6 @@ import numpy as np
 from models import plain
 from models.batches import Batches
 from models.optimizers import OPTIMIZERS, make_optimizer
-from models.serialization import Checkpoint
-
-
-class PlainEngine:
-    """Trains ``net`` in place on ``batches``; the same interface as models/fast/engine.py."""
-
-    def __init__(
-        self,
-        net,
-        batches: Batches,
-        optimizer: str,
-        optimizer_options: dict,
-        l2: float,
-        resume_from: Checkpoint | None,
-    ):
-        self.net, self.batches, self.l2 = net, batches, l2
-        self.update = PlainUpdate(optimizer, net.params, **optimizer_options)
-        if resume_from is not None:
-            self.update.load_state(resume_from.optimizer_state)
-
-    def train_epoch(self, rate: float, rng: np.random.Generator) -> dict[str, float]:
-        net, l2 = self.net, self.l2
-        g, output = net.activation_names
-        cost_sum, correct, grad_norms = 0.0, 0, None
-        for A0, Y, labels in self.batches.epoch(rng):
-            b = A0.shape[1]
-            A, cache = plain.forward(net.params, A0, g, output)
-            cost_sum += b * plain.cost(A, Y, output, net.params, l2)
-            correct += int(np.count_nonzero(net.classify(A)[0] == labels))
-            grads = plain.backward(net.params, cache, A, Y, g, l2)
-            if grad_norms is None:  # the epoch's first batch, as the fast engine reports
-                grad_norms = {
-                    f"grad_norm.W{layer}": float(np.linalg.norm(grads[f"dW{layer}"]))
-                    for layer in range(1, net.num_layers + 1)
-                }
-            self.update.step(net.params, grads, rate)
-        m = self.batches.m
-        return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms}
-
-    def predict(self, X: np.ndarray, batch: int) -> np.ndarray:
-        return self.net.classify(self.net.forward(X, batch))  # Network.forward is plain's
-
-    def params(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.net.params.items()}
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {k: np.copy(v) for k, v in self.update.state().items()}
-
-    def live_arrays(self) -> list[np.ndarray]:
-        return list(self.net.params.values())
-
-    def finish(self) -> None:
-        pass  # the live weights are the trained ones
 
 
 class PlainUpdate:
@@ -103,3 +50,47 @@ class PlainUpdate:
                 self.velocity[name[2:]] = np.array(state[name])
             else:
                 self.moments[name] = np.array(state[name])
+
+
+class PlainEngine:
+    """Trains ``net`` in place on ``batches`` with ``update`` (a PlainUpdate, made by
+    ``make_update``); the same interface as models/fast/engine.py."""
+
+    make_update = PlainUpdate
+
+    def __init__(self, net, batches: Batches, update, l2: float, resume_from=None):
+        self.net, self.batches, self.update, self.l2 = net, batches, update, l2
+
+    def train_epoch(self, rate: float, rng: np.random.Generator) -> dict[str, float]:
+        net, l2 = self.net, self.l2
+        g, output = net.activation_names
+        cost_sum, correct, grad_norms = 0.0, 0, None
+        for A0, Y, labels in self.batches.epoch(rng):
+            b = A0.shape[1]
+            A, cache = plain.forward(net.params, A0, g, output)
+            cost_sum += b * plain.cost(A, Y, output, net.params, l2)
+            correct += int(np.count_nonzero(net.classify(A)[0] == labels))
+            grads = plain.backward(net.params, cache, A, Y, g, l2)
+            if grad_norms is None:  # the epoch's first batch, as the fast engine reports
+                grad_norms = {
+                    f"grad_norm.W{layer}": float(np.linalg.norm(grads[f"dW{layer}"]))
+                    for layer in range(1, net.num_layers + 1)
+                }
+            self.update.step(net.params, grads, rate)
+        m = self.batches.m
+        return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms}
+
+    def predict(self, X: np.ndarray, batch: int) -> np.ndarray:
+        return self.net.classify(self.net.forward(X, batch))  # Network.forward is plain's
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.net.params.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: np.copy(v) for k, v in self.update.state().items()}
+
+    def live_arrays(self) -> list[np.ndarray]:
+        return list(self.net.params.values())
+
+    def finish(self) -> None:
+        pass  # the live weights are the trained ones

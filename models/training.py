@@ -50,8 +50,8 @@ class Callback(Protocol):
 
 
 class Engine(Protocol):
-    """What trains one epoch; made once per ``train`` call from (net, batches, optimizer,
-    optimizer_options, l2, resume_from)."""
+    """What trains one epoch; made once per ``train`` call from (net, batches, update, l2,
+    resume_from), ``update`` made by its class's ``make_update(optimizer, params, **options)``."""
 
     def train_epoch(self, rate: float, rng: np.random.Generator) -> dict[str, float]: ...
 
@@ -131,9 +131,10 @@ def train(
         rng.bit_generator.state = resume_from.rng_state
         history = History(resume_from.history)
         start = resume_from.epoch
-    trainer: Engine = ENGINES[engine](
-        net, batches, optimizer, optimizer_options or {}, l2, resume_from
-    )
+    update = ENGINES[engine].make_update(optimizer, net.params, **(optimizer_options or {}))
+    if resume_from is not None:
+        update.load_state(resume_from.optimizer_state)
+    trainer: Engine = ENGINES[engine](net, batches, update, l2, resume_from)
     val_batch = scoring_batch(batches.m, batches.size)  # what the validation pass costs, bounded
 
     def checkpoint(epochs_done: int) -> Checkpoint:

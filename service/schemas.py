@@ -162,15 +162,4 @@ def job_detail_out(job: Job, events: list[JobEvent], settings: Settings) -> JobD
 
 
 def dataset_out(info: DatasetInfo) -> DatasetOut:
-    return DatasetOut(
-        name=info.name,
-        kind=info.kind,
-        n_x=info.n_x,
-        m=info.m,
-        m_test=info.m_test,
-        classes=list(info.classes),
-        image_shape=list(info.image_shape),
-        sha256=info.sha256,
-        size_bytes=info.size_bytes,
-        created_at=info.created_at,
-    )
+    return DatasetOut.model_validate(info, from_attributes=True)  # tuples become lists

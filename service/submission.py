@@ -5,11 +5,14 @@ a failed send."""
 import logging
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import APIRouter, Header, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from service.errors import APIError
+from service.errors import APIError, error_responses
+from service.limits import JSONBodyRoute
+from service.security import FINGERPRINT_STATE
+from settings import Settings
 from store import jobs as job_rows
 from store.text import SqlText
 
@@ -26,6 +29,28 @@ IdempotencyKey = Annotated[
         description="Retrying with the same key and body returns the same job (or sweep).",
     ),
 ]
+
+
+# The answers a submission may get besides 202, 401, 422 and 503 (every route of its router).
+SUBMISSION_ERRORS = error_responses(409, 413, 415, 429)
+
+
+def submission_router(prefix: str, tag: str) -> APIRouter:
+    """A router whose routes take JSON bodies (JSONBodyRoute: their size limit, 415 for
+    another media type), with the answers every route of it may give documented."""
+    return APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        route_class=JSONBodyRoute,
+        responses=error_responses(401, 422, 503),
+    )
+
+
+def submitter(request: Request, settings: Settings) -> tuple[str | None, int]:
+    """The submitting token's fingerprint (None: no tokens configured) and its cap on active
+    jobs (0: none)."""
+    fingerprint = getattr(request.state, FINGERPRINT_STATE, None)
+    return fingerprint, settings.max_queued_jobs_per_token if fingerprint is not None else 0
 
 
 def idempotency_conflict() -> APIError:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import jobs
@@ -37,33 +37,21 @@ def create_sweep(
     """Insert the sweep and one queued job per trial spec (each dispatching: the caller sends
     them after its commit). A key already used for the same request: that sweep, not created
     again; for another request: SweepIdempotencyConflictError."""
-    if idempotency_key is not None:
-        existing = session.scalar(select(Sweep).where(Sweep.idempotency_key == idempotency_key))
-        if existing is not None:
-            if existing.request_sha256 != request_sha256:
-                raise SweepIdempotencyConflictError(idempotency_key)
-            return NewSweep(existing, trials_of(session, existing.id), created=False)
-    sweep = Sweep(
-        id=uuid.uuid4().hex,
-        experiment=trial_specs[0]["experiment"],
-        request=request,
-        objective_metric=objective[0],
-        objective_goal=objective[1],
-        trial_count=len(trial_specs),
-        cancel_requested=False,
-        idempotency_key=idempotency_key,
-        request_sha256=request_sha256,
-        token_fingerprint=token_fingerprint,
-        created_at=utcnow(),
-    )
-    try:
-        with session.begin_nested():  # a concurrent request with the same key fails here
-            session.add(sweep)
-    except IntegrityError:
+    values = {
+        "id": uuid.uuid4().hex, "experiment": trial_specs[0]["experiment"], "request": request,
+        "objective_metric": objective[0], "objective_goal": objective[1],
+        "trial_count": len(trial_specs), "cancel_requested": False,
+        "idempotency_key": idempotency_key, "request_sha256": request_sha256,
+        "token_fingerprint": token_fingerprint, "created_at": utcnow(),
+    }  # fmt: skip
+    # A concurrent request with the same key waits for this one's commit, then finds its row.
+    connection = session.connection()
+    if connection.execute(_INSERT_SWEEP[connection.dialect.name], values).first() is None:
         existing = session.scalar(select(Sweep).where(Sweep.idempotency_key == idempotency_key))
         if existing is None or existing.request_sha256 != request_sha256:
-            raise SweepIdempotencyConflictError(idempotency_key) from None
+            raise SweepIdempotencyConflictError(idempotency_key)
         return NewSweep(existing, trials_of(session, existing.id), created=False)
+    sweep = Sweep(**values)
     trials = [
         jobs.create_job(
             session,
@@ -79,6 +67,16 @@ def create_sweep(
         for spec in trial_specs
     ]
     return NewSweep(sweep, trials, created=True)
+
+
+# INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, as for jobs (a NULL key
+# never conflicts): no savepoint, which SQLite's driver would commit on its own.
+_INSERT_SWEEP = {
+    name: dialect_insert(Sweep.__table__)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(Sweep.__table__.c.id)
+    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 def trials_of(session: Session, sweep_id: str) -> list[Job]:

@@ -19,22 +19,13 @@ from models.serialization import Checkpoint
 
 
 class FastEngine:
-    """Trains ``net`` in place on ``batches`` with the optimizer ``optimizer`` (options as
-    models.optimizers takes them), continuing ``resume_from`` when given."""
+    """Trains ``net`` in place on ``batches`` with ``update`` (an optimizer of
+    models/optimizers.py, made by ``make_update``), continuing ``resume_from`` when given."""
 
-    def __init__(
-        self,
-        net,
-        batches: Batches,
-        optimizer: str,
-        optimizer_options: dict,
-        l2: float,
-        resume_from: Checkpoint | None,
-    ):
-        self.net, self.batches, self.l2 = net, batches, l2
-        self.update = make_optimizer(optimizer, net.params, **optimizer_options)
-        if resume_from is not None:
-            self.update.load_state(resume_from.optimizer_state)
+    make_update = staticmethod(make_optimizer)
+
+    def __init__(self, net, batches: Batches, update, l2: float, resume_from: Checkpoint | None):
+        self.net, self.batches, self.update, self.l2 = net, batches, update, l2
         self.gram = self._gram_first_layer(resume_from)
         self._workspaces: dict[int, Workspace] = {}  # by batch size
 

@@ -3,7 +3,7 @@
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from sqlalchemy.orm import Session
 
 from contract.spec import JobSpec
@@ -13,7 +13,6 @@ from service.deps import SessionDep, SettingsDep
 from service.dispatch import send_train
 from service.errors import APIError, ErrorOut, error_responses, invalid, not_found
 from service.job_rules import complete_spec, request_sha256
-from service.limits import JSONBodyRoute
 from service.mlflow_metrics import METRIC_KEYS, MlflowUnavailableError, metric_histories
 from service.redaction import redact
 from service.schemas import (
@@ -24,29 +23,24 @@ from service.schemas import (
     job_detail_out,
     job_out,
 )
-from service.security import FINGERPRINT_STATE
 from service.submission import (
+    SUBMISSION_ERRORS,
     IdempotencyKey,
     idempotency_conflict,
     mark_undispatched,
     over_quota,
+    submission_router,
+    submitter,
 )
 from store import jobs as job_rows
 from store.tables import FINAL_STATUSES, JOB_STATUSES, Job
 from store.text import SqlText, is_storable
 
 log = logging.getLogger("gradq.service")
-router = APIRouter(
-    prefix="/v1/jobs",
-    tags=["jobs"],
-    route_class=JSONBodyRoute,
-    responses=error_responses(401, 422, 503),
-)
+router = submission_router("/v1/jobs", "jobs")
 
 
-@router.post(
-    "", status_code=202, response_model=JobOut, responses=error_responses(409, 413, 415, 429)
-)
+@router.post("", status_code=202, response_model=JobOut, responses=SUBMISSION_ERRORS)
 def submit_job(
     spec: JobSpec,
     request: Request,
@@ -56,8 +50,7 @@ def submit_job(
     # The hot path (bench/service.py): the session is opened here rather than by SessionDep,
     # whose sync generator costs two more trips through the thread pool; the answer is
     # serialized once, by pydantic-core, rather than dumped, validated and encoded again.
-    fingerprint = getattr(request.state, FINGERPRINT_STATE, None)  # None: no tokens configured
-    cap = settings.max_queued_jobs_per_token if fingerprint is not None else 0
+    fingerprint, cap = submitter(request, settings)
     with request.app.state.session_factory() as session:
         filled = complete_spec(spec, find_dataset(session, spec.dataset.name), settings)
         document = filled.model_dump(mode="json")

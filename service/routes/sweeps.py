@@ -3,22 +3,19 @@ one transaction, then send each trial by task name), list, read, cancel."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from sqlalchemy.orm import Session
 
 from contract.spec import JobSpec
 from contract.sweep_space import SpaceError, expand_space
 from contract.sweep_spec import SweepSpec
-from service import telemetry
+from service import submission, telemetry
 from service.catalog import find_dataset
 from service.deps import SessionDep, SettingsDep
 from service.dispatch import send_train
 from service.errors import APIError, error_responses, invalid, not_found
 from service.job_rules import complete_spec, request_sha256
-from service.limits import JSONBodyRoute
 from service.schemas import public_text
-from service.security import FINGERPRINT_STATE
-from service.submission import IdempotencyKey, idempotency_conflict, mark_undispatched, over_quota
 from service.sweep_schemas import SweepList, SweepOut, sweep_out, sweep_summary
 from settings import Settings
 from store import jobs as job_rows
@@ -26,25 +23,17 @@ from store import sweeps as sweep_rows
 from store.tables import Sweep
 from store.text import is_storable
 
-router = APIRouter(
-    prefix="/v1/sweeps",
-    tags=["sweeps"],
-    route_class=JSONBodyRoute,
-    responses=error_responses(401, 422, 503),
-)
+router = submission.submission_router("/v1/sweeps", "sweeps")
 
 
-@router.post(
-    "", status_code=202, response_model=SweepOut, responses=error_responses(409, 413, 415, 429)
-)
+@router.post("", status_code=202, response_model=SweepOut, responses=submission.SUBMISSION_ERRORS)
 def submit_sweep(
     spec: SweepSpec,
     request: Request,
     settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: submission.IdempotencyKey = None,
 ) -> Response:
-    fingerprint = getattr(request.state, FINGERPRINT_STATE, None)  # None: no tokens configured
-    cap = settings.max_queued_jobs_per_token if fingerprint is not None else 0
+    fingerprint, cap = submission.submitter(request, settings)
     document = spec.model_dump(mode="json")
     with request.app.state.session_factory() as session:
         trial_specs = _trial_specs(session, spec, settings)
@@ -61,16 +50,16 @@ def submit_sweep(
                 token_fingerprint=fingerprint,
             )
         except sweep_rows.SweepIdempotencyConflictError as error:
-            raise idempotency_conflict() from error
+            raise submission.idempotency_conflict() from error
         if made.created and cap and job_rows.active_jobs_of(session, fingerprint) > cap:
             session.rollback()
-            raise over_quota(cap)
+            raise submission.over_quota(cap)
         session.commit()
         if made.created:
             telemetry.JOBS_SUBMITTED.inc(len(made.trials))
             for trial in made.trials:
                 if not send_train(request.app.state.celery, trial.id):
-                    mark_undispatched(session, trial.id)
+                    submission.mark_undispatched(session, trial.id)
         answer = sweep_out(made.sweep, made.trials, lambda job: public_text(job.error, settings))
     return Response(
         answer.model_dump_json(),

@@ -152,3 +152,17 @@ def test_a_bad_sweep_is_422_naming_the_field_and_stores_and_sends_nothing(
     assert error["field"] == field and reason in error["message"]
     assert count(rows, Sweep) == 0 and count(rows, Job) == 0
     assert redis_queue.messages() == []
+
+
+def test_a_sweep_whose_trials_would_put_its_token_over_its_cap_is_429_and_stores_nothing(
+    make_client, rows
+):
+    client = make_client(broker_url="", api_tokens=["tok1"], max_queued_jobs_per_token=4)
+    headers = {"Authorization": "Bearer tok1"}
+
+    first = client.post("/v1/sweeps", json=GRID, headers=headers)  # 3 trials of 4
+    second = client.post("/v1/sweeps", json=GRID, headers=headers)  # 6 of 4
+
+    assert first.status_code == 202
+    assert second.status_code == 429 and second.headers["retry-after"]
+    assert count(rows, Sweep) == 1 and count(rows, Job) == 3
