@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sections import write_section  # bench/ is on sys.path: scripts run from it
+from sections import publish  # bench/ is on sys.path: scripts run from it
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP_DIMS, MLP_M, BATCH, MLP_LR, CAT_M = [784, 256, 128, 10], 60_000, 128, 0.01, 209
@@ -392,10 +392,7 @@ def main() -> None:
     parser.add_argument("--full-epochs", type=int, help="full-batch epochs timed per repeat")
     parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
-    text = report(args)
-    print(text)
-    if args.write:
-        write_section(args.write, "core", text)
+    publish(report(args), args.write, "core")
 
 
 if __name__ == "__main__":

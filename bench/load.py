@@ -37,14 +37,8 @@ from sqlalchemy import create_engine, func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_stack import (  # bench/bench_stack.py
-    Bench,
-    cpu_seconds_by,
-    flush_redis,
-    machine,
-    start_servers,
-    start_workers,
-)
+import bench_stack  # bench/bench_stack.py
+from bench_stack import Bench
 from core import busy_cpu_seconds  # bench/core.py
 from http_load import LoadResult, load, submissions_of
 from job_phases import median_phases
@@ -114,9 +108,9 @@ class CpuMeter:
         self.parts = {name: process.popen.pid for name, process in bench.processes.items()}
 
     def read(self) -> dict[str, float]:
-        out = {name: cpu_seconds_by(lambda s, _, pid=pid: s == pid)
+        out = {name: bench_stack.cpu_seconds_by(lambda s, _, pid=pid: s == pid)
                for name, pid in self.parts.items()}  # fmt: skip
-        out["postgres + redis"] = cpu_seconds_by(lambda _, name: name in SERVERS)
+        out["postgres + redis"] = bench_stack.cpu_seconds_by(lambda _, name: name in SERVERS)
         out["load generator"] = time.process_time()
         out["machine"] = busy_cpu_seconds()
         out["wall"] = time.perf_counter()
@@ -205,16 +199,16 @@ def measure(args, stack: ExitStack, deadline: float) -> dict:
     if keys := redis.Redis.from_url(f"{REDIS_URL}/{args.redis_db}").dbsize():
         raise RuntimeError(f"Redis db {args.redis_db} holds {keys} keys: in use? --redis-db")
     progress("starting the servers")
-    bench = start_servers(stack, home, args.redis_db, api_env=API_ENV)
+    bench = bench_stack.start_servers(stack, home, args.redis_db, api_env=API_ENV)
     stack.callback(progress, "stopping the servers, dropping the databases")
-    out: dict = {"machine": machine(bench)}
+    out: dict = {"machine": bench_stack.machine(bench)}
     progress("saturation")
     out["saturation"] = saturation(bench, args.repeats, args.seconds)
     rate = statistics.median(out["saturation"]["gradq"]) / 2
     out["saturation_left_queued"] = redis.Redis.from_url(bench.broker).llen("celery")
-    flush_redis(bench.broker)  # the saturation's messages: nobody is to run those jobs
+    bench_stack.flush_redis(bench.broker)  # the saturation's messages: nobody is to run those jobs
     progress("starting the workers")
-    start_workers(bench, args.worker_concurrency, baseline=False, nice=args.worker_nice)
+    bench_stack.start_workers(bench, args.worker_concurrency, baseline=False, nice=args.worker_nice)
     warm_workers(bench, min(deadline, time.perf_counter() + 120))
     meter = CpuMeter(bench)
     progress(f"{args.count} submissions to gradq, then to the peer, at {rate:.0f}/s")

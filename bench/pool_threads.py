@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sections import write_section  # bench/ is on sys.path: scripts run from it
+from sections import publish  # bench/ is on sys.path: scripts run from it
 
 
 def train_digits(epochs: int, blas_threads: int | None) -> None:
@@ -94,10 +94,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
-    section = report(args)
-    print(section)
-    if args.write:
-        write_section(args.write, "pool-threads", section)
+    publish(report(args), args.write, "pool-threads")
 
 
 if __name__ == "__main__":

@@ -16,3 +16,10 @@ def write_section(path: Path, name: str, section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def publish(section: str, path: Path | None, name: str) -> None:
+    """Print the section, and put it in ``path`` (docs/benchmarks.md) when one is given."""
+    print(section)
+    if path is not None:
+        write_section(path, name, section)

@@ -48,7 +48,7 @@ from bench_stack import (
 )
 from core import busy_cpu_seconds  # bench/core.py
 from http_load import load, submissions_of
-from sections import write_section
+from sections import publish
 
 from contract.spec import JobSpec
 from settings import Settings
@@ -544,10 +544,7 @@ def main() -> None:
     # This process's start-up objects frozen, as the worker's are (workers/heap.py): a full
     # collection here took ~0.1-0.2 s, a stall of the load generator or of training alone.
     freeze_startup_objects()
-    section = report(args)
-    print(section)
-    if args.write:
-        write_section(args.write, "service", section)
+    publish(report(args), args.write, "service")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,21 @@ console = Console()
 
 FINAL = {"succeeded", "failed", "cancelled"}
 ApiOption = Annotated[str, typer.Option(envvar="GRADQ_API_URL", help="Base URL of the gradq API.")]
+KeyOption = Annotated[str | None, typer.Option(help="Idempotency-Key header.")]
 
 
 def client(api: str) -> httpx.Client:
     token = os.environ.get("GRADQ_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=api.rstrip("/"), headers=headers, timeout=30)
+
+
+def post_file(http: httpx.Client, path: str, body: Path, idempotency_key: str | None) -> dict:
+    """POST the JSON file ``body`` as it is (the API validates it) and return the answer."""
+    headers = {"Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return answer(http.post(path, content=body.read_bytes(), headers=headers))
 
 
 def answer(response: httpx.Response) -> dict:
@@ -97,19 +106,12 @@ def flower(ctx: typer.Context) -> None:
 def submit(
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A job spec JSON.")],
     watch: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,
-    idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
+    idempotency_key: KeyOption = None,
     api: ApiOption = "http://127.0.0.1:8000",
 ) -> None:
     """Submit a job spec; with --watch, show its progress until it ends."""
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     with client(api) as http:
-        job = answer(
-            http.post(
-                "/v1/jobs",
-                content=spec.read_bytes(),
-                headers={"Content-Type": "application/json", **headers},
-            )
-        )
+        job = post_file(http, "/v1/jobs", spec, idempotency_key)
         console.print(f"job {job['id']} {job['status']}")
         if watch:
             job = follow(http, job)
@@ -170,13 +172,13 @@ def jobs(
             job["name"] or "",
             job["status"],
             f"{progress['epoch'] or 0}/{progress['epochs']}",
-            _num(progress["cost"]),
-            _num(metrics.get("val_accuracy")),
+            number(progress["cost"]),
+            number(metrics.get("val_accuracy")),
         )
     console.print(table)
 
 
-def _num(value) -> str:
+def number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
@@ -216,3 +218,7 @@ def datasets_list(api: ApiOption = "http://127.0.0.1:8000") -> None:
     """List the built-in and uploaded datasets."""
     with client(api) as http:
         console.print_json(json.dumps(answer(http.get("/v1/datasets"))))
+
+
+# The sweep commands live in their own module, on this app.
+from service import sweep_cli  # noqa: E402, F401

@@ -3,7 +3,9 @@ real `celery worker`, real `mlflow server` processes, started with the very comm
 runs (service/stack.py), on the embedded default (SQLite, filesystem broker) and on Redis +
 PostgreSQL."""
 
+import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -222,3 +224,25 @@ def test_cli_uploads_a_dataset_lists_shows_and_cancels_jobs(stack, tmp_path):
     assert stack.wait(job["id"], timeout=60)["status"] == "cancelled"
     missing = gradq(stack, "show", "no-such-job")
     assert missing.returncode == 1 and "404" in missing.stdout
+
+
+def test_cli_sweep_watch_follows_a_grid_to_its_best_trial(stack, tmp_path):
+    """Two trials of a learning-rate grid, trained by the stack's worker: the live table ends
+    naming the best, which the API ranks by val_accuracy, with the epoch of its best value."""
+    sweep_file = tmp_path / "sweep.json"
+    base = {"experiment": "e2e-sweep", "dataset": {"name": "faces"}, "training": {"epochs": 40}}
+    space = {"training.learning_rate": [0.00001, 0.01]}
+    sweep_file.write_text(json.dumps({"base": base, "space": space}))
+
+    done = gradq(stack, "sweep", str(sweep_file), "--watch")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep_id = re.search(r"sweep ([0-9a-f]{32}) queued: 2 trials", done.stdout)[1]
+    sweep = stack.api.get(f"/v1/sweeps/{sweep_id}").json()
+    assert sweep["status"] == "succeeded" and sweep["counts"]["succeeded"] == 2
+    best = max(sweep["trials"], key=lambda trial: trial["objective"])
+    assert sweep["best_job"] == best["job_id"]
+    assert "best job:" in done.stdout and best["job_id"] in done.stdout.replace("\n", "")
+    assert 0 <= best["best_epoch"] <= 40 and best["best_value"] >= best["objective"]
+    listed = gradq(stack, "sweeps")
+    assert listed.returncode == 0 and sweep_id[:8] in listed.stdout
