@@ -5,6 +5,7 @@ PostgreSQL."""
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -246,3 +247,15 @@ def test_cli_sweep_watch_follows_a_grid_to_its_best_trial(stack, tmp_path):
     assert 0 <= best["best_epoch"] <= 40 and best["best_value"] >= best["objective"]
     listed = gradq(stack, "sweeps")
     assert listed.returncode == 0 and sweep_id[:8] in listed.stdout
+
+    png, ids = tmp_path / "curves.png", [trial["job_id"] for trial in sweep["trials"]]
+    compared = subprocess.run(
+        [str(Path(sys.executable).parent / "gradq"), "compare", *ids, "--step", "10",
+         "--plot", str(png), "--api", stack.api_url],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=os.environ | {"COLUMNS": "200"},
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    header = next(line for line in compared.stdout.splitlines() if "training.learning_rate" in line)
+    assert "final val_accuracy" in header and "at 10" in header
+    assert all(job_id[:8] in compared.stdout for job_id in ids)
+    assert png.read_bytes()[:4] == b"\x89PNG"
