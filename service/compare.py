@@ -9,9 +9,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from contract.best_value import best_point
 from contract.spec import flatten
-
-LOWER_IS_BETTER = {"cost"}
 
 
 @dataclass
@@ -35,7 +34,9 @@ def compare(jobs: list[dict], histories: list[dict], metric: str, step: int | No
     for job, params, history in zip(jobs, flat, histories, strict=True):
         points = _points(history, metric)
         final = (job.get("metrics") or {}).get(metric)
-        best, best_step = _best(points, final, job["progress"]["epochs"], metric)
+        # the final value is measured after the last epoch: at step `epochs`
+        found = best_point(metric, [*points, (job["progress"]["epochs"], final)])
+        best, best_step = found or (None, None)
         rows.append(
             Compared(
                 job_id=job["id"],
@@ -73,20 +74,6 @@ def _points(history: dict, metric: str) -> list[tuple[int, float]]:
         for point in history["metrics"].get(metric, [])
         if point["value"] is not None and math.isfinite(point["value"])
     )
-
-
-def _best(
-    points: list[tuple[int, float]], final: float | None, epochs: int, metric: str
-) -> tuple[float | None, int | None]:
-    """The best of the logged values and the final one (at step ``epochs``); the first wins."""
-    candidates = [(value, step) for step, value in points]
-    if final is not None and math.isfinite(final):
-        candidates.append((final, epochs))
-    if not candidates:
-        return None, None
-    pick = min if metric in LOWER_IS_BETTER else max
-    value = pick(v for v, _ in candidates)
-    return value, next(s for v, s in candidates if v == value)
 
 
 def _at(points: list[tuple[int, float]], step: int) -> float | None:

@@ -52,7 +52,7 @@ def sweep_summary(sweep: Sweep, statuses: list[str]) -> SweepSummary:
         experiment=sweep.experiment,
         status=sweep_status(sweep, statuses),
         objective={"metric": sweep.objective_metric, "goal": sweep.objective_goal},
-        trial_count=sweep.trial_count,
+        trial_count=len(statuses),
         counts=counts,
         cancel_requested=sweep.cancel_requested,
         created_at=sweep.created_at,

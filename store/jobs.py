@@ -103,14 +103,18 @@ def create_job(
     return Job(**values), True
 
 
-# INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, built once per dialect
-# (PostgreSQL and SQLite both have it; a NULL key never conflicts).
-_INSERT_JOB = {
-    name: dialect_insert(Job.__table__)
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(Job.__table__.c.id)
-    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+def insert_unless_key_taken(table) -> dict:
+    """``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`` into ``table``, by
+    dialect name (a NULL key never conflicts; no savepoint, which SQLite's driver commits)."""
+    return {
+        name: dialect_insert(table)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(table.c.id)
+        for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    }
+
+
+_INSERT_JOB = insert_unless_key_taken(Job.__table__)
 _INSERT_EVENT = insert(JobEvent.__table__)
 
 

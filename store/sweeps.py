@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import jobs
@@ -40,7 +39,7 @@ def create_sweep(
     values = {
         "id": uuid.uuid4().hex, "experiment": trial_specs[0]["experiment"], "request": request,
         "objective_metric": objective[0], "objective_goal": objective[1],
-        "trial_count": len(trial_specs), "cancel_requested": False,
+        "cancel_requested": False,
         "idempotency_key": idempotency_key, "request_sha256": request_sha256,
         "token_fingerprint": token_fingerprint, "created_at": utcnow(),
     }  # fmt: skip
@@ -69,14 +68,7 @@ def create_sweep(
     return NewSweep(sweep, trials, created=True)
 
 
-# INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, as for jobs (a NULL key
-# never conflicts): no savepoint, which SQLite's driver would commit on its own.
-_INSERT_SWEEP = {
-    name: dialect_insert(Sweep.__table__)
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(Sweep.__table__.c.id)
-    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+_INSERT_SWEEP = jobs.insert_unless_key_taken(Sweep.__table__)
 
 
 def trials_of(session: Session, sweep_id: str) -> list[Job]:

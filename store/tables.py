@@ -158,7 +158,6 @@ class Sweep(Base):
     request: Mapped[dict[str, Any]]  # as validated: base, space, objective, trials, seed
     objective_metric: Mapped[str] = mapped_column(String(64))
     objective_goal: Mapped[str] = mapped_column(String(8))  # "max" or "min"
-    trial_count: Mapped[int]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from contract.best_value import best_point
 from models import Network
 from workers.data import TrainingData
 
@@ -39,22 +40,19 @@ def accuracy(net: Network, X: np.ndarray, Y: np.ndarray, batch_size: int | None 
     return float(np.mean(net.predict(X, batch_size) == Y)) if X.shape[1] else math.nan
 
 
-BEST_OF = {"cost": min, "train_accuracy": max, "val_accuracy": max}
+RANKED = ("cost", "train_accuracy", "val_accuracy")
 
 
 def best_metrics(
     history: dict[str, list[float]], final: dict[str, float | None]
 ) -> dict[str, float | int]:
     """Each ranked metric's best value over the run and the epoch it was measured at:
-    ``best_val_accuracy`` and ``best_val_accuracy_epoch``, and so on. Epoch e's value is the
-    network at the start of epoch e; the final metrics count as the epoch after the last one,
-    network after the last update. The first best wins a tie; non-finite values never win."""
+    ``best_val_accuracy`` and ``best_val_accuracy_epoch``, and so on (contract/best_value.py).
+    Epoch e's value is the network at the start of epoch e; the final metrics count as the
+    epoch after the last one, the network after the last update."""
     best = {}
-    for name, pick in BEST_OF.items():
-        values = [*history.get(name, []), final.get(name)]
-        candidates = [(v, e) for e, v in enumerate(values) if v is not None and math.isfinite(v)]
-        if candidates:
-            value = pick(v for v, _ in candidates)
-            epoch = next(e for v, e in candidates if v == value)
-            best[f"best_{name}"], best[f"best_{name}_epoch"] = value, epoch
+    for name in RANKED:
+        found = best_point(name, enumerate([*history.get(name, []), final.get(name)]))
+        if found is not None:
+            best[f"best_{name}"], best[f"best_{name}_epoch"] = found
     return best

@@ -22,7 +22,6 @@ def upgrade() -> None:
         sa.Column("request", sa.JSON(), nullable=False),
         sa.Column("objective_metric", sa.String(64), nullable=False),
         sa.Column("objective_goal", sa.String(8), nullable=False),
-        sa.Column("trial_count", sa.Integer(), nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
         sa.Column("request_sha256", sa.String(64), nullable=True),
