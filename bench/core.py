@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sections import publish  # bench/ is on sys.path: scripts run from it
+from sections import publish, targets_table  # bench/ is on sys.path: scripts run from it
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP_DIMS, MLP_M, BATCH, MLP_LR, CAT_M = [784, 256, 128, 10], 60_000, 128, 0.01, 209
@@ -376,8 +376,7 @@ def report(args) -> str:
         "batch activations) |", "|---|---:|---:|---:|", *memory, "",
         "Batch activations: every layer's output for one batch, plus the batch's input when it is "
         "a gathered copy (mini-batches; a full batch is the dataset itself).", "",
-        "### Targets (issues 2 and 27)", "", "| target | measured | required | result |",
-        "|---|---:|---:|---|", *targets, "",
+        *targets_table(targets, "Targets (issues 2 and 27)"),
         f"Benchmark time: {time.perf_counter() - started:.0f} s.",
     ]) + "\n"  # fmt: skip
 

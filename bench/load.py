@@ -44,7 +44,7 @@ from http_load import LoadResult, load, submissions_of
 from job_phases import median_phases
 from latency_stats import summary_ms
 from minimal_app import QUEUE, Submission
-from sections import write_section
+from sections import targets_table, write_section
 
 from store.tables import FINAL_STATUSES, Job
 from tests.servers import REDIS_URL
@@ -350,8 +350,7 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         f"{per_request['minimal']:.2f} ms. A job that ended cost "
         + ", ".join(f"{part} {ms:.0f} ms" for part, ms in per_job.items())
         + " of CPU (the three phases' CPU over the jobs that ended).",
-        "", "### Targets", "", "| target | measured | required | result |", "|---|---:|---|---|",
-        *targets, "",
+        "", *targets_table(targets),
         f"The saturation's {out['saturation_left_queued']:,} messages to gradq's workers were "
         "flushed before those started: their rows stay queued, never run. Benchmark time: "
         f"{seconds:.0f} s.",

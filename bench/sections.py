@@ -23,3 +23,10 @@ def publish(section: str, path: Path | None, name: str) -> None:
     print(section)
     if path is not None:
         write_section(path, name, section)
+
+
+def targets_table(targets: list[str], title: str = "Targets") -> list[str]:
+    """A section's closing table: one row a target, as `| target | measured | required |
+    result |`."""
+    return [f"### {title}", "", "| target | measured | required | result |",
+            "|---|---:|---|---|", *targets, ""]  # fmt: skip

@@ -48,7 +48,7 @@ from bench_stack import (
 )
 from core import busy_cpu_seconds  # bench/core.py
 from http_load import load, submissions_of
-from sections import publish
+from sections import publish, targets_table
 
 from contract.spec import JobSpec
 from settings import Settings
@@ -520,8 +520,7 @@ def report(args) -> str:
         "--workers 1` on a PostgreSQL store (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false), the API "
         "as one uvicorn process, Celery workers `--pool prefork --concurrency 1` on Redis; jobs "
         "in PostgreSQL. The client, the servers and the workers share the machine's 2 cores.",
-        *lines, "", "### Targets", "", "| target | measured | required | result |",
-        "|---|---:|---|---|", *targets, "",
+        *lines, "", *targets_table(targets),
         f"Benchmark time: {time.perf_counter() - started:.0f} s.",
     ]) + "\n"  # fmt: skip
 

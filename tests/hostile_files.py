@@ -12,6 +12,8 @@ import h5py
 import numpy as np
 
 MIB = 1024 * 1024
+# What a hostile file tries to read out of the server: a line of its environment.
+SECRET = b"GRADQ_API_TOKENS=hunter2-the-secret\n"
 
 
 def zip_of(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:

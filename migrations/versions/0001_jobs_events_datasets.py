@@ -2,16 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28
-"""
+Create Date: 2026-11-28"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 # Revision files never import application code: the types are spelled out here.
 TIMESTAMP = sa.DateTime(timezone=True)

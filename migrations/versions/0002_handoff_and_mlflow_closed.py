@@ -1,18 +1,11 @@
 """jobs: handoff_requested and handoffs (a worker shutting down hands its jobs back, which
-uses up no attempt), mlflow_closed_at
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-01
-"""
+uses up no attempt), mlflow_closed_at"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

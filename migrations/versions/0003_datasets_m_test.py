@@ -1,17 +1,10 @@
-"""datasets: m_test, the examples of the test split a dataset ships (0 when none)
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-06
-"""
+"""datasets: m_test, the examples of the test split a dataset ships (0 when none)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

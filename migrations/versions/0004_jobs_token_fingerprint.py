@@ -1,18 +1,11 @@
 """jobs: token_fingerprint, which API token submitted the job (a digest, never the token),
-for the per-token cap on queued and running jobs
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-07
-"""
+for the per-token cap on queued and running jobs"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 # Plain ALTER TABLE, not a batch: SQLite (>= 3.35) adds and drops this column in place, where a
 # batch would copy the table, and dropping the old jobs table with foreign keys on deletes

@@ -1,18 +1,11 @@
 """jobs: metrics_unsent, the metric values a running job's worker holds for MLflow (its
-spool), written by the heartbeat for /metrics
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-07
-"""
+spool), written by the heartbeat for /metrics"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

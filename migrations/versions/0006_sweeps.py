@@ -1,17 +1,10 @@
-"""sweeps: a search over job spec fields, its trials the jobs with its id as sweep_id
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-07
-"""
+"""sweeps: a search over job spec fields, its trials the jobs with its id as sweep_id"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -45,14 +45,16 @@ class ComposeStack:
     def up(self) -> None:
         self.compose("up", "-d", "--scale", f"worker={self.workers}")
         deadline = time.monotonic() + UP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if self.api.get("/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the API was not ready in {UP_SECONDS} s:\n{self.logs()}")
             time.sleep(2)
-        raise AssertionError(f"the API was not ready in {UP_SECONDS} s:\n{self.logs()}")
+
+    def ready(self) -> bool:
+        try:
+            return self.api.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def logs(self) -> str:
         return self.compose("logs", "--tail", "60", "--no-color", timeout=60)[-8000:]

@@ -13,6 +13,7 @@ import pytest
 from models.datasets import DatasetError, DatasetLimits, inspect_dataset, load_dataset
 from tests.hostile_files import (
     MIB,
+    SECRET,
     course_h5,
     external,
     external_link,
@@ -28,7 +29,6 @@ from tests.hostile_files import (
     zip_of,
 )
 
-SECRET = b"GRADQ_API_TOKENS=hunter2-the-secret\n"
 SMALL = DatasetLimits(max_bytes=16 * MIB)
 ROOMY = DatasetLimits(max_bytes=256 * MIB)  # room for a labels bomb read whole
 

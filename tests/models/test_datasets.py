@@ -32,6 +32,12 @@ def named(path: Path, problem: str) -> str:
     return re.escape(str(path)) + ".*" + problem
 
 
+def assert_refused(path: Path, problem: str) -> None:
+    """Loading `path` raises a DatasetError that names the file, then `problem`."""
+    with pytest.raises(DatasetError, match=named(path, problem)):
+        load_dataset(path)
+
+
 # --- fixture builders ---------------------------------------------------------------------------
 
 
@@ -308,14 +314,12 @@ def test_empty_class_folder_is_refused_naming_the_folder(tmp_path):
 
 def test_folder_with_a_single_class_is_refused(tmp_path):
     root = image_folder(tmp_path, {"only": 3})
-    with pytest.raises(DatasetError, match=named(root, "a single class")):
-        load_dataset(root)
+    assert_refused(root, "a single class")
 
 
 def test_folder_without_class_subfolders_is_refused(tmp_path):
     save_image(tmp_path / "loose.png", (1, 1, 1))
-    with pytest.raises(DatasetError, match=named(tmp_path, "no class subfolders")):
-        load_dataset(tmp_path)
+    assert_refused(tmp_path, "no class subfolders")
 
 
 def test_missing_pillow_says_which_extra_to_install(tmp_path, monkeypatch):
@@ -366,37 +370,32 @@ def test_npz_with_x_test_and_y_test_fills_the_test_split(tmp_path):
 def test_npz_with_pickled_objects_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "pickled.npz"
     np.savez(path, x=np.array([{"evil": 1}, None], dtype=object), y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=named(path, "contains pickled objects")):
-        load_dataset(path)
+    assert_refused(path, "contains pickled objects")
 
 
 def test_garbage_named_npz_is_refused_as_not_a_zip(tmp_path):
     path = tmp_path / "garbage.npz"
     path.write_bytes(b"\x00\x01 this is not a zip archive at all")
-    with pytest.raises(DatasetError, match=named(path, "not an .npz archive")):
-        load_dataset(path)
+    assert_refused(path, "not an .npz archive")
 
 
 def test_truncated_npz_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "cut.npz"
     np.savez(path, x=random_pixels((50, 8, 8)), y=np.arange(50) % 2)
     path.write_bytes(path.read_bytes()[:1500])
-    with pytest.raises(DatasetError, match=named(path, "could not read")):
-        load_dataset(path)
+    assert_refused(path, "could not read")
 
 
 def test_npz_without_x_or_y_lists_the_arrays_it_found(tmp_path):
     path = tmp_path / "keys.npz"
     np.savez(path, images=random_pixels((2, 3)), y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=named(path, r"missing array\(s\) \['x'\].*'images'")):
-        load_dataset(path)
+    assert_refused(path, r"missing array\(s\) \['x'\].*'images'")
 
 
 def test_npz_with_more_images_than_labels_is_refused(tmp_path):
     path = tmp_path / "counts.npz"
     np.savez(path, x=random_pixels((3, 4)), y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=named(path, "3 images but 2 labels")):
-        load_dataset(path)
+    assert_refused(path, "3 images but 2 labels")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -405,51 +404,44 @@ def test_npz_with_non_finite_values_is_refused(tmp_path, bad):
     x[1, 2] = bad
     path = tmp_path / "nan.npz"
     np.savez(path, x=x, y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=named(path, "non-finite")):
-        load_dataset(path)
+    assert_refused(path, "non-finite")
 
 
 def test_npz_of_float64_values_beyond_float32s_range_is_refused_for_float32(tmp_path):
     path = tmp_path / "huge.npz"
     np.savez(path, x=np.array([[1e39, 0.0], [0.5, 0.5]]), y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=named(path, "non-finite .*beyond float32's range")):
-        load_dataset(path)
+    assert_refused(path, "non-finite .*beyond float32's range")
     assert load_dataset(path, dtype="float64").X[0, 0] == 1e39
 
 
 def test_npz_label_beyond_the_class_names_is_refused(tmp_path):
     path = tmp_path / "range.npz"
     np.savez(path, x=random_pixels((3, 2)), y=np.array([0, 1, 2]), classes=np.array(["a", "b"]))
-    with pytest.raises(DatasetError, match=named(path, "label 2 is out of range for 2 classes")):
-        load_dataset(path)
+    assert_refused(path, "label 2 is out of range for 2 classes")
 
 
 def test_npz_negative_label_is_refused(tmp_path):
     path = tmp_path / "negative.npz"
     np.savez(path, x=random_pixels((3, 2)), y=np.array([0, -1, 1]))
-    with pytest.raises(DatasetError, match=named(path, "label -1 is out of range")):
-        load_dataset(path)
+    assert_refused(path, "label -1 is out of range")
 
 
 def test_npz_float_labels_are_refused(tmp_path):
     path = tmp_path / "float_labels.npz"
     np.savez(path, x=random_pixels((2, 2)), y=np.array([0.0, 1.0]))
-    with pytest.raises(DatasetError, match=named(path, "labels have dtype float64")):
-        load_dataset(path)
+    assert_refused(path, "labels have dtype float64")
 
 
 def test_npz_without_examples_is_refused(tmp_path):
     path = tmp_path / "empty.npz"
     np.savez(path, x=np.zeros((0, 2), np.uint8), y=np.zeros(0, dtype=int))
-    with pytest.raises(DatasetError, match=named(path, "no examples")):
-        load_dataset(path)
+    assert_refused(path, "no examples")
 
 
 def test_npz_whose_labels_are_all_one_class_is_refused(tmp_path):
     path = tmp_path / "one.npz"
     np.savez(path, x=random_pixels((3, 2)), y=np.zeros(3, dtype=int))
-    with pytest.raises(DatasetError, match=named(path, "a single class")):
-        load_dataset(path)
+    assert_refused(path, "a single class")
 
 
 def one_class_npz(folder: Path) -> tuple[Path, Path]:
@@ -479,8 +471,7 @@ def test_labels_of_a_single_class_are_refused_though_more_classes_are_named(tmp_
 def test_npz_of_wide_integer_pixels_is_refused_rather_than_guessing_a_scale(tmp_path):
     path = tmp_path / "int64.npz"
     np.savez(path, x=np.array([[0, 300], [5, 6]]), y=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=named(path, "dtype int64; expected uint8")):
-        load_dataset(path)
+    assert_refused(path, "dtype int64; expected uint8")
 
 
 # --- the course's .h5 ---------------------------------------------------------------------------
@@ -509,8 +500,7 @@ def test_zip_named_h5_is_refused_as_not_hdf5(tmp_path):
     path = tmp_path / "train_fake.h5"
     np.savez(path.with_suffix(".npz"), x=np.zeros(2))
     path.write_bytes(path.with_suffix(".npz").read_bytes())
-    with pytest.raises(DatasetError, match=named(path, "not an HDF5 file")):
-        load_dataset(path)
+    assert_refused(path, "not an HDF5 file")
 
 
 def test_truncated_h5_is_refused_naming_the_file(tmp_path):
@@ -518,16 +508,14 @@ def test_truncated_h5_is_refused_naming_the_file(tmp_path):
         tmp_path / "train_cut.h5", "train", random_pixels((40, 8, 8, 3)), [0, 1] * 20
     )
     path.write_bytes(path.read_bytes()[:3000])
-    with pytest.raises(DatasetError, match=named(path, "HDF5")):
-        load_dataset(path)
+    assert_refused(path, "HDF5")
 
 
 def test_h5_without_the_course_datasets_lists_what_it_found(tmp_path):
     path = tmp_path / "train_other.h5"
     with h5py.File(path, "w") as file:
         file["pixels"] = np.zeros((2, 3))
-    with pytest.raises(DatasetError, match=named(path, "train_set_x.*found.*'pixels'")):
-        load_dataset(path)
+    assert_refused(path, "train_set_x.*found.*'pixels'")
 
 
 def test_h5_without_list_classes_names_classes_by_index(tmp_path):
@@ -541,14 +529,12 @@ def test_h5_of_float_images_with_a_nan_is_refused(tmp_path):
     x = np.full((2, 2, 2, 3), 0.5)
     x[1, 0, 1, 2] = np.nan
     path = write_course_h5(tmp_path / "train_f.h5", "train", x, [0, 1])
-    with pytest.raises(DatasetError, match=named(path, "non-finite")):
-        load_dataset(path)
+    assert_refused(path, "non-finite")
 
 
 def test_h5_with_fewer_labels_than_images_is_refused(tmp_path):
     path = write_course_h5(tmp_path / "train_n.h5", "train", random_pixels((3, 2, 2, 3)), [0, 1])
-    with pytest.raises(DatasetError, match=named(path, "3 images but 2 labels")):
-        load_dataset(path)
+    assert_refused(path, "3 images but 2 labels")
 
 
 def test_h5_test_label_beyond_the_class_names_is_refused_naming_the_test_file(tmp_path):
@@ -605,15 +591,13 @@ def test_idx_of_float_images_keeps_their_values(tmp_path):
 def test_idx_of_float_images_with_a_nan_is_refused(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", [1, 0])
     path = write_idx(tmp_path / "train-images-idx3-ubyte", [[[0.5, np.nan]], [[1, 0]]], ">f4")
-    with pytest.raises(DatasetError, match=named(path, "non-finite")):
-        load_dataset(path)
+    assert_refused(path, "non-finite")
 
 
 def test_idx_of_wide_integer_images_is_refused_rather_than_guessing_a_scale(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", [1, 0])
     path = write_idx(tmp_path / "train-images-idx3-ubyte", [[[300, 2]], [[1, 0]]], ">i2")
-    with pytest.raises(DatasetError, match=named(path, "dtype int16; expected uint8")):
-        load_dataset(path)
+    assert_refused(path, "dtype int16; expected uint8")
 
 
 def test_idx_without_examples_is_refused(tmp_path):
@@ -625,45 +609,38 @@ def test_idx_without_examples_is_refused(tmp_path):
 def test_truncated_idx_data_is_refused_naming_the_file(tmp_path):
     train = write_mnist_pair(tmp_path, "train", random_pixels((4, 3, 3)), [0, 1, 0, 1])
     train.write_bytes(train.read_bytes()[:-5])
-    with pytest.raises(DatasetError, match=named(train, "truncated.*needs 36 bytes, found 31")):
-        load_dataset(train)
+    assert_refused(train, "truncated.*needs 36 bytes, found 31")
 
 
 def test_truncated_idx_header_is_refused(tmp_path):
     train = write_mnist_pair(tmp_path, "train", random_pixels((4, 3, 3)), [0, 1, 0, 1])
     train.write_bytes(train.read_bytes()[:9])
-    with pytest.raises(DatasetError, match=named(train, "truncated IDX header")):
-        load_dataset(train)
+    assert_refused(train, "truncated IDX header")
 
 
 def test_truncated_gzip_idx_is_refused_naming_the_file(tmp_path):
     train = write_mnist_pair(tmp_path, "train", random_pixels((40, 9, 9)), [0, 1] * 20, gz=True)
     train.write_bytes(train.read_bytes()[:-30])
-    with pytest.raises(DatasetError, match=named(train, "corrupt or truncated gzip")):
-        load_dataset(train)
+    assert_refused(train, "corrupt or truncated gzip")
 
 
 def test_file_with_a_bad_idx_magic_number_is_refused(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(b"PNG? no, just text pretending to be IDX")
-    with pytest.raises(DatasetError, match=named(path, "not an IDX file")):
-        load_dataset(path)
+    assert_refused(path, "not an IDX file")
 
 
 def test_idx_images_without_their_labels_file_are_refused(tmp_path):
     images = write_idx(tmp_path / "train-images-idx3-ubyte", random_pixels((2, 2, 2)))
-    with pytest.raises(DatasetError, match=named(images, "labels file train-labels-idx1-ubyte")):
-        load_dataset(images)
+    assert_refused(images, "labels file train-labels-idx1-ubyte")
 
 
 def test_idx_images_and_labels_of_different_counts_are_refused(tmp_path):
     train = write_mnist_pair(tmp_path, "train", random_pixels((3, 2, 2)), [0, 1])
-    with pytest.raises(DatasetError, match=named(train, "3 images but 2 labels")):
-        load_dataset(train)
+    assert_refused(train, "3 images but 2 labels")
 
 
 def test_file_of_an_unsupported_kind_is_refused(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("1,2,3\n")
-    with pytest.raises(DatasetError, match=named(path, "unsupported source")):
-        load_dataset(path)
+    assert_refused(path, "unsupported source")

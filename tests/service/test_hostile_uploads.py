@@ -8,118 +8,112 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.hostile_files import (
-    MIB,
-    course_h5,
-    external,
-    external_link,
-    gzipped_idx,
-    npy_header_only,
-    npy_member,
-    npz_of,
-    one_element_chunks,
-    png_of_size,
-    soft_link,
-    virtual,
-    zip_of,
-)
+from tests import hostile_files as hostile
+from tests.hostile_files import png_of_size, zip_of
 from tests.leftovers import left_and_fresh
 from tests.service.test_datasets import stored_datasets, upload
-
-SECRET = b"GRADQ_API_TOKENS=hunter2-the-secret\n"
 
 
 @pytest.fixture
 def client(make_client, redis_queue):
-    return make_client(broker_url=redis_queue.url, max_dataset_bytes=64 * MIB)
+    return make_client(broker_url=redis_queue.url, max_dataset_bytes=64 * hostile.MIB)
 
 
 @pytest.fixture
 def secret_file(tmp_path) -> Path:
     path = tmp_path / "outside" / "environ"
     path.parent.mkdir()
-    path.write_bytes(SECRET)
+    path.write_bytes(hostile.SECRET)
     return path
 
 
 def h5_upload(tmp_path: Path, **overrides) -> bytes:
-    return course_h5(tmp_path / "upload.h5", **overrides).read_bytes()
+    return hostile.course_h5(tmp_path / "upload.h5", **overrides).read_bytes()
 
 
 def mnist_zip(images: bytes) -> bytes:
-    labels = gzipped_idx((4,), bytes([0, 1, 0, 1]))
+    labels = hostile.gzipped_idx((4,), bytes([0, 1, 0, 1]))
     return zip_of({"train-images-idx3-ubyte.gz": images, "train-labels-idx1-ubyte.gz": labels})
 
 
 HOSTILE = {  # filename, builder(tmp_path, secret_file) -> bytes, a part of the reason
     "h5 class names in an outside file": (
         "x.h5",
-        lambda t, s: h5_upload(t, list_classes=external(s, "S6", (len(SECRET) // 6,))),
+        lambda t, s: h5_upload(
+            t, list_classes=hostile.external(s, "S6", (len(hostile.SECRET) // 6,))
+        ),
         "keeps its data in an outside file",
     ),
     "h5 labels in /proc/self/environ": (
         "x.h5",
         lambda t, s: h5_upload(
-            t, train_set_y=external(Path(f"/proc/{os.getpid()}/environ"), "u1", (4,))
+            t, train_set_y=hostile.external(Path(f"/proc/{os.getpid()}/environ"), "u1", (4,))
         ),
         "keeps its data in an outside file",
     ),
     "h5 soft link": (
         "x.h5",
-        lambda t, s: h5_upload(t, train_set_y=soft_link("y", np.arange(4) % 2)),
+        lambda t, s: h5_upload(t, train_set_y=hostile.soft_link("y", np.arange(4) % 2)),
         "SoftLink",
     ),
     "h5 external link": (
         "x.h5",
-        lambda t, s: h5_upload(t, train_set_y=external_link(course_h5(t / "o.h5"), "/train_set_y")),
+        lambda t, s: h5_upload(
+            t, train_set_y=hostile.external_link(hostile.course_h5(t / "o.h5"), "/train_set_y")
+        ),
         "ExternalLink",
     ),
     "h5 virtual dataset": (
         "x.h5",
         lambda t, s: h5_upload(
-            t, train_set_y=virtual(course_h5(t / "o.h5"), "train_set_y", (4,), "i8")
+            t, train_set_y=hostile.virtual(hostile.course_h5(t / "o.h5"), "train_set_y", (4,), "i8")
         ),
         "virtual dataset",
     ),
     "h5 chunk bomb": (
         "x.h5",
-        lambda t, s: h5_upload(t, train_set_x=one_element_chunks((4, 64, 64, 3))),
+        lambda t, s: h5_upload(t, train_set_x=hostile.one_element_chunks((4, 64, 64, 3))),
         "chunks, over the limit",
     ),
     "gzip bomb inside a zip": (
         "mnist.zip",
-        lambda t, s: mnist_zip(gzipped_idx((4, 28, 28), trailing_zeros=64 * MIB)),
+        lambda t, s: mnist_zip(hostile.gzipped_idx((4, 28, 28), trailing_zeros=64 * hostile.MIB)),
         "trailing bytes",
     ),
     "gzip header over the limit inside a zip": (
         "mnist.zip",
-        lambda t, s: mnist_zip(gzipped_idx((4, 10**4, 10**4))),
+        lambda t, s: mnist_zip(hostile.gzipped_idx((4, 10**4, 10**4))),
         "once decoded",
     ),
     "npz with many members": (
         "x.npz",
-        lambda t, s: npz_of({f"a{i}.npy": npy_member(np.zeros(1)) for i in range(40)}),
+        lambda t, s: hostile.npz_of(
+            {f"a{i}.npy": hostile.npy_member(np.zeros(1)) for i in range(40)}
+        ),
         "members, over the limit",
     ),
     "npz raw member": (
         "x.npz",
-        lambda t, s: npz_of({"x.npy": b"raw", "y.npy": npy_member(np.arange(2))}),
+        lambda t, s: hostile.npz_of({"x.npy": b"raw", "y.npy": hostile.npy_member(np.arange(2))}),
         "could not read array 'x'",
     ),
     "npz header of 2**40 values": (
         "x.npz",
-        lambda t, s: npz_of(
-            {"x.npy": npy_header_only((2**20, 2**20)), "y.npy": npy_member(np.arange(2))}
+        lambda t, s: hostile.npz_of(
+            {
+                "x.npy": hostile.npy_header_only((2**20, 2**20)),
+                "y.npy": hostile.npy_member(np.arange(2)),
+            }
         ),
         "its header (1048576, 1048576)",
     ),
     "npz class names not utf-8": (
         "x.npz",
-        lambda t, s: npz_of(
+        lambda t, s: hostile.npz_of(
             {
-                "x.npy": npy_member(np.zeros((2, 2))),
-                "y.npy": npy_member(np.arange(2)),
-                "classes.npy": npy_member(np.array([b"\xff", b"b"])),
+                "x.npy": hostile.npy_member(np.zeros((2, 2))),
+                "y.npy": hostile.npy_member(np.arange(2)),
+                "classes.npy": hostile.npy_member(np.array([b"\xff", b"b"])),
             }
         ),
         "UTF-8",
@@ -141,7 +135,9 @@ HOSTILE = {  # filename, builder(tmp_path, secret_file) -> bytes, a part of the 
     ),
     "image of another format named png": (
         "pets.zip",
-        lambda t, s: zip_of({"a/0.png": npy_member(np.zeros(3)), "b/0.png": png_of_size(2, 2)}),
+        lambda t, s: zip_of(
+            {"a/0.png": hostile.npy_member(np.zeros(3)), "b/0.png": png_of_size(2, 2)}
+        ),
         "corrupt or unreadable image",
     ),
     "class folder named with a control character": (

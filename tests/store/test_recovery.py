@@ -57,6 +57,14 @@ def events(factory, job_id: str) -> list[tuple[str | None, str, int, str | None]
         ]
 
 
+def assert_cancelled_and_released(session_factory, job_id: str) -> None:
+    """The running job ended cancelled: lease let go, finish time set, its last event saying so."""
+    job = stored(session_factory, job_id)
+    assert (job.status, job.lease_owner) == ("cancelled", None)
+    assert job.finished_at is not None
+    assert events(session_factory, job_id)[-1][:2] == ("running", "cancelled")
+
+
 def expire_leases(factory) -> list[recovery.Expired]:
     with transaction(factory) as session:
         return recovery.expire_leases(session)
@@ -133,10 +141,7 @@ def test_a_lost_workers_job_whose_cancel_was_requested_is_cancelled(session_fact
     found = expire_leases(session_factory)
 
     assert found == [recovery.Expired(job_id, "cancelled", None)]
-    job = stored(session_factory, job_id)
-    assert (job.status, job.lease_owner) == ("cancelled", None)
-    assert job.finished_at is not None
-    assert events(session_factory, job_id)[-1][:2] == ("running", "cancelled")
+    assert_cancelled_and_released(session_factory, job_id)
 
 
 def test_a_running_job_with_a_live_lease_is_left_alone(session_factory):
@@ -332,10 +337,7 @@ def test_a_job_released_after_its_cancel_was_requested_ends_cancelled(session_fa
             "cancelled"
         )
 
-    job = stored(session_factory, job_id)
-    assert (job.status, job.lease_owner) == ("cancelled", None)
-    assert job.finished_at is not None
-    assert events(session_factory, job_id)[-1][:2] == ("running", "cancelled")
+    assert_cancelled_and_released(session_factory, job_id)
 
 
 # record_checkpoint

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from settings import Settings
 from tests.processes import start_mlflow_server
+from tests.workers.helpers import quick_settings
 
 
 @pytest.fixture(scope="package")
@@ -30,11 +31,4 @@ def mlflow_client(mlflow_server) -> MlflowClient:
 @pytest.fixture
 def settings(tmp_path, database_url, mlflow_server) -> Settings:
     """Settings of the embedded stack in tmp_path, on the test's database and MLflow server."""
-    return Settings(
-        home=tmp_path / "gradq",
-        database_url=database_url,
-        mlflow_tracking_uri=mlflow_server.url,
-        progress_seconds=0.05,
-        metrics_flush_seconds=0.2,
-        lease_seconds=30,
-    )
+    return quick_settings(tmp_path / "gradq", database_url, mlflow_server.url)

@@ -4,6 +4,7 @@ import math
 
 import store.jobs
 from contract.spec import JobSpec
+from settings import Settings
 from store.db import transaction
 from store.tables import Job
 from tests.servers import unique_name
@@ -27,6 +28,17 @@ DIGITS_MLP = {
     },
 }
 LN2 = math.log(2)
+
+
+def quick_settings(home, database_url: str, tracking_uri: str, **overrides) -> Settings:
+    """Settings of the embedded stack in `home` that beat and flush within a test's patience."""
+    quick = {"progress_seconds": 0.05, "metrics_flush_seconds": 0.2, "lease_seconds": 30}
+    return Settings(
+        home=home,
+        database_url=database_url,
+        mlflow_tracking_uri=tracking_uri,
+        **(quick | overrides),
+    )
 
 
 def with_experiment(spec: dict, **changes) -> dict:

@@ -12,12 +12,18 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import store.jobs
-from settings import Settings
 from store.db import make_engine, make_session_factory, transaction
 from tests.faults.servers import RestartableMlflow
 from tests.processes import start_mlflow_server
 from tests.servers import unique_name
-from tests.workers.helpers import FACES_LOGREG, create_job, get_job, statuses, with_experiment
+from tests.workers.helpers import (
+    FACES_LOGREG,
+    create_job,
+    get_job,
+    quick_settings,
+    statuses,
+    with_experiment,
+)
 from workers import metrics_spool, reconciler, run
 
 OWNER = "test-worker/1"
@@ -193,12 +199,11 @@ def test_a_job_whose_mlflow_was_away_ends_saying_its_curve_is_incomplete(
     server = RestartableMlflow(tmp_path_factory.mktemp("restartable-mlflow"))
     server.start()
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a send fails at once
-    settings = Settings(
+    settings = quick_settings(
+        tmp_path / "gradq",
+        sqlite_url,
+        server.url,
         _env_file=None,
-        home=tmp_path / "gradq",
-        database_url=sqlite_url,
-        mlflow_tracking_uri=server.url,
-        progress_seconds=0.05,
         metrics_flush_seconds=0.1,
         lease_seconds=60,
         metrics_spool_max=1000,
