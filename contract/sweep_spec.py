@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from contract.halving import Halving
 from contract.spec import Strict
 
 MAX_SPACE_FIELDS = 50
@@ -37,8 +38,10 @@ class SweepSpec(Strict):
         None, ge=1, description="Samples of the random axes, each tried with every grid point."
     )
     seed: int = Field(0, ge=0, lt=2**32, description="The random axes' sampling seed.")
-    halving: None = Field(
-        None, description="Asynchronous successive halving: not available yet, only null."
+    halving: Halving | None = Field(
+        None,
+        description="Asynchronous successive halving: stop the trials that fall behind at each "
+        "rung of epochs (contract/halving.py); null trains every trial to its end.",
     )
     register_as: None = Field(
         None, description="Registering the best model: not available yet, only null."

@@ -75,7 +75,9 @@ def trials_table(current: dict) -> Table:
     objective = current["objective"]
     paths = list(current["request"]["space"])
     title = f"{objective['metric']} ({objective['goal']}): best {current['best_job'] or '-'}"
-    table = Table("job", *paths, "status", objective["metric"], "best (epoch)", title=title)
+    halving = current["request"].get("halving") is not None
+    columns = [*paths, "status", *(["rungs"] if halving else []), objective["metric"]]
+    table = Table("job", *columns, "best (epoch)", title=title)
     for trial in current["trials"]:
         best = trial["best_value"]
         marker = " *" if trial["job_id"] == current["best_job"] else ""
@@ -83,7 +85,16 @@ def trials_table(current: dict) -> Table:
             trial["job_id"][:8] + marker,
             *(str(trial["params"][path]) for path in paths),
             trial["status"],
+            *([rung_marks(trial["rungs"])] if halving else []),
             number(trial["objective"]),
             "" if best is None else f"{best:.4f} ({trial['best_epoch']})",
         )
     return table
+
+
+def rung_marks(rungs: list[dict]) -> str:
+    """A trial's way up the rungs: "1↑ 2↑ 3✗" (promoted at 1 and 2, stopped at 3), each with
+    its rank among those that had reached the rung."""
+    return " ".join(
+        f"{r['rung']}{'↑' if r['promoted'] else '✗'} {r['rank']}/{r['reached']}" for r in rungs
+    )

@@ -8,7 +8,19 @@ from pydantic import BaseModel
 
 from service.schemas import finite_or_none
 from store.sweeps import sweep_status
-from store.tables import JOB_STATUSES, Job, Sweep
+from store.tables import JOB_STATUSES, Job, Sweep, SweepRung
+
+
+class RungOut(BaseModel):
+    """A trial's verdict at a rung of the sweep's halving."""
+
+    rung: int
+    epoch: int  # epochs done when judged
+    value: float | None  # the objective then
+    promoted: bool
+    rank: int
+    reached: int  # trials that had reached the rung, this one included
+    cutoff: float | None  # the worst value that went on
 
 
 class TrialOut(BaseModel):
@@ -18,7 +30,8 @@ class TrialOut(BaseModel):
     objective: float | None  # the final metric the sweep ranks by (succeeded trials)
     best_value: float | None  # the objective's best over the trial's epochs and its end
     best_epoch: int | None  # when it was measured (epochs count from 0; the end is `epochs`)
-    error: str | None
+    error: str | None  # for a trial stopped at a rung: why
+    rungs: list[RungOut] = []
 
 
 class SweepSummary(BaseModel):
@@ -59,8 +72,15 @@ def sweep_summary(sweep: Sweep, statuses: list[str]) -> SweepSummary:
     )
 
 
-def sweep_out(sweep: Sweep, trials: list[Job], error_text) -> SweepOut:
-    """``error_text(job)``: a trial's error as the API may show it (redacted)."""
+def sweep_out(
+    sweep: Sweep,
+    trials: list[Job],
+    error_text,
+    rungs: dict[str, list[SweepRung]] | None = None,
+) -> SweepOut:
+    """``error_text(job)``: a trial's error as the API may show it (redacted); ``rungs``: the
+    verdicts of the sweep's halving by job id (store/sweeps.py ``rungs_of``)."""
+    rungs = rungs or {}
     paths = list(sweep.request["space"])
     rows = [
         TrialOut(
@@ -71,6 +91,9 @@ def sweep_out(sweep: Sweep, trials: list[Job], error_text) -> SweepOut:
             best_value=_best(trial, f"best_{sweep.objective_metric}"),
             best_epoch=_best(trial, f"best_{sweep.objective_metric}_epoch"),
             error=error_text(trial),
+            rungs=[
+                RungOut.model_validate(row, from_attributes=True) for row in rungs.get(trial.id, [])
+            ],
         )
         for trial in trials
     ]

@@ -1,4 +1,5 @@
-"""The tables: jobs, job_events, datasets, sweeps. Alembic owns the schema (migrations/)."""
+"""The tables: jobs, job_events, datasets, sweeps, sweep_rungs. Alembic owns the schema
+(migrations/)."""
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -165,3 +166,24 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)
+
+
+class SweepRung(Base):
+    """A trial's arrival at a rung of its sweep's successive halving (contract/halving.py) and
+    the verdict then. Kept, so that an attempt that reaches the rung again (a retry after a
+    crash) gets the same verdict and is not counted twice."""
+
+    __tablename__ = "sweep_rungs"
+
+    sweep_id: Mapped[str] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    rung: Mapped[int] = mapped_column(primary_key=True)  # counted from 1
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int]  # epochs done when judged
+    value: Mapped[float | None] = mapped_column(Float)  # None: not finite
+    promoted: Mapped[bool]
+    rank: Mapped[int]
+    reached: Mapped[int]
+    cutoff: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

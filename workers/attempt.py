@@ -35,6 +35,7 @@ class Attempt:
     owner: str
     stored_spec: dict[str, Any]
     mlflow_run_id: str | None  # an earlier attempt's run, continued
+    sweep_id: str | None = None  # the sweep the job is a trial of
     phases: "Phases" = field(default_factory=lambda: Phases())
 
     @property
@@ -85,7 +86,7 @@ def claim(
     with transaction(session_factory) as session:
         job = store.jobs.claim(session, job_id, owner, settings.lease_seconds)
         if job is not None:
-            return Attempt(job.id, job.attempts, owner, job.spec, job.mlflow_run_id)
+            return Attempt(job.id, job.attempts, owner, job.spec, job.mlflow_run_id, job.sweep_id)
         found = session.get(Job, job_id)
         if found is None:
             log.warning("job %s does not exist: nothing to do", job_id)

@@ -27,7 +27,15 @@ from models import (
 from models.serialization import Checkpoint
 from settings import Settings
 from store.tables import FINAL_STATUSES
-from workers import artifacts, blas_threads, metrics_spool, mlflow_process, mlflow_retry, tracking
+from workers import (
+    artifacts,
+    blas_threads,
+    halving,
+    metrics_spool,
+    mlflow_process,
+    mlflow_retry,
+    tracking,
+)
 from workers.attempt import AttemptContext, claim, log_data_to_run, start_or_resume
 from workers.background import in_background
 from workers.checkpoints import store_for
@@ -151,15 +159,16 @@ def train_and_record(
         lambda: context.heartbeat.lease_lost,
         epochs=attempt.spec.training.epochs,
     )
+    rungs = halving.judge_for(context)  # a trial of a sweep with successive halving
     try:
         # The writer is closed once the attempt is over: the last epoch's checkpoint is
         # written beside the final metrics and artifacts, not before them.
         with closing(writer):
             started = time.perf_counter()
             try:
-                history = train_network(context, data, net, resume, writer)
+                history = train_network(context, data, net, resume, writer, rungs)
             except TrainingStopped as stopped:
-                return stopped_training(context, stopped, writer)
+                return stopped_training(context, stopped, writer, rungs)
             except DivergenceError as error:
                 return "failed", None, f"{error}; lower training.learning_rate"
             seconds = time.perf_counter() - started
@@ -174,10 +183,13 @@ def train_network(
     net: Network,
     resume: Checkpoint | None,
     writer: CheckpointWriter,
+    rungs: halving.RungJudge | None = None,
 ) -> dict[str, list[float]]:
-    """models.train on the job's spec, its metrics, heartbeat and checkpoints as callbacks."""
+    """models.train on the job's spec, its metrics, heartbeat and checkpoints as callbacks,
+    and a sweep's halving judge, if any, after them (a rung's epoch is logged first)."""
     training, heartbeat = context.attempt.spec.training, context.heartbeat
     batch = training.batch_size or data.m_train
+    judges = [heartbeat, *([rungs] if rungs else [])]  # each may ask training to stop
     with context.attempt.phases("training"), blas_threads.for_training(net.layer_dims, batch):
         return train(
             net,
@@ -185,18 +197,25 @@ def train_network(
             data.Y_train,
             X_val=data.X_val,
             Y_val=data.Y_val,
-            callbacks=[context.buffer, heartbeat, writer],
-            should_stop=heartbeat.should_stop,
+            callbacks=[context.buffer, writer, *judges],
+            should_stop=lambda: any(judge.should_stop() for judge in judges),
             resume_from=resume,
             **training.train_options(),
         )
 
 
 def stopped_training(
-    context: AttemptContext, stopped: TrainingStopped, writer: CheckpointWriter
+    context: AttemptContext,
+    stopped: TrainingStopped,
+    writer: CheckpointWriter,
+    rungs: halving.RungJudge | None = None,
 ) -> Ended:
-    """A stop between epochs: a cancel, or a hand-back with its checkpoint written."""
+    """A stop between epochs: a cancel, a trial that fell behind at a rung of its sweep, or a
+    hand-back with its checkpoint written."""
     reason = context.heartbeat.stop_reason()
+    if reason != "lost" and rungs is not None and rungs.should_stop():
+        rungs.tag_run()
+        return "cancelled", None, rungs.reason()
     if reason != "handoff":
         return reason, None, None
     writer.close()  # the checkpoint pending, if any, first: the stop's must be the newest

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response
 from sqlalchemy.orm import Session
 
+from contract.halving import rung_epochs
 from contract.spec import JobSpec
 from contract.sweep_space import SpaceError, expand_space
 from contract.sweep_spec import SweepSpec
@@ -87,7 +88,22 @@ def _trial_specs(session: Session, spec: SweepSpec, settings: Settings) -> list[
             varied = field in spec.space
             where = f"space.{field}" if varied else f"base.{field}"
             raise invalid(where, error.message.removeprefix(f"{field}: ")) from None
+    _check_objective(spec, completed)
     return [trial.model_dump(mode="json") for trial in completed]
+
+
+def _check_objective(spec: SweepSpec, trials: list[JobSpec]) -> None:
+    """Every trial can be ranked by the objective, at every rung of the halving if any."""
+    for trial in trials:
+        if spec.objective.metric == "val_accuracy" and trial.training.validation_split == 0:
+            raise invalid(
+                "objective.metric", "val_accuracy needs training.validation_split above 0"
+            )
+        if spec.halving is not None:
+            try:
+                rung_epochs(trial.training.epochs, spec.halving)
+            except ValueError as error:
+                raise invalid("halving.rungs", str(error)) from None
 
 
 @router.get("", response_model=SweepList)
@@ -101,7 +117,8 @@ def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] 
 def get_sweep(sweep_id: str, session: SessionDep, settings: SettingsDep) -> SweepOut:
     sweep = _sweep_or_404(session, sweep_id)
     trials = sweep_rows.trials_of(session, sweep.id)
-    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings))
+    rungs = sweep_rows.rungs_of(session, sweep.id)
+    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings), rungs)
 
 
 @router.post(
@@ -114,7 +131,8 @@ def cancel_sweep(sweep_id: str, session: SessionDep, settings: SettingsDep) -> S
     sweep = _sweep_or_404(session, sweep_id)
     trials = sweep_rows.request_cancel(session, sweep)
     session.commit()
-    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings))
+    rungs = sweep_rows.rungs_of(session, sweep.id)
+    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings), rungs)
 
 
 def _sweep_or_404(session: Session, sweep_id: str) -> Sweep:

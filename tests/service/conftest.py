@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from service.app import create_app
 from settings import Settings
 from store.db import make_engine, make_session_factory
+from store.tables import Base
 from tests.servers import REDIS_URL, free_port, fresh_postgres_database, need
 
 REDIS_DB = 14  # a database of its own, so that purging it disturbs no other suite
@@ -71,7 +72,8 @@ def postgres_url(service_postgres_database) -> str:
     costs half a second each and would make this folder slow."""
     engine = create_engine(service_postgres_database)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE job_events, jobs, datasets, sweeps"))
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {tables}"))
     engine.dispose()
     return service_postgres_database
 

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from store import jobs as job_rows
+from store import sweeps as sweep_rows
 from store.db import transaction
 from store.tables import Job, Sweep
 
@@ -110,6 +111,33 @@ def test_the_sweep_ranks_its_succeeded_trials_and_names_the_best(client, rows):
     assert by_cost["objective"] == {"metric": "cost", "goal": "min"}
 
 
+def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, rows):
+    sweep = client.post("/v1/sweeps", json=GRID | {"halving": {"eta": 2, "rungs": 2}}).json()
+    stored = sweep_row(rows, sweep["id"])
+    low, mid, _ = (trial["job_id"] for trial in sweep["trials"])
+    with transaction(rows) as session:
+        sweep_rows.reach_rung(session, stored, low, 1, 10, 0.6)
+        sweep_rows.reach_rung(session, stored, mid, 1, 10, 0.5)
+
+    trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
+
+    assert sweep["request"]["halving"] == {"eta": 2, "rungs": 2}
+    assert [t["rungs"] for t in trials] == [
+        [{"rung": 1, "epoch": 10, "value": 0.6, "promoted": True, "rank": 1, "reached": 1,
+          "cutoff": 0.6}],
+        [{"rung": 1, "epoch": 10, "value": 0.5, "promoted": False, "rank": 2, "reached": 2,
+          "cutoff": 0.6}],
+        [],
+    ]  # fmt: skip
+
+
+def sweep_row(rows, sweep_id: str) -> Sweep:
+    with rows() as session:
+        found = session.get(Sweep, sweep_id)
+        session.expunge(found)
+        return found
+
+
 def test_cancelling_a_sweep_cancels_its_queued_trials(client):
     sweep = client.post("/v1/sweeps", json=GRID).json()
 
@@ -136,7 +164,12 @@ def test_cancelling_a_sweep_cancels_its_queued_trials(client):
         ({"base": {"dataset": {"name": "no-such"}}}, "base.dataset.name", "unknown dataset"),
         ({"base": {"dataset": {"name": "faces"}, "training": {"l3": 1}}}, "base.training.l3",
          "Extra inputs"),
-        ({"halving": {"eta": 3}}, "halving", "None"),
+        ({"halving": {"eta": 3, "rungs": 4}}, "halving.rungs",
+         "4 rungs with eta 3 need training.epochs of at least 27, not 20"),
+        ({"halving": {"eta": 1}}, "halving.eta", "greater than or equal to 2"),
+        ({"halving": {"eta": 2, "min_epochs": 1}}, "halving.min_epochs", "Extra inputs"),
+        ({"base": GRID["base"] | {"training": {"epochs": 20, "validation_split": 0}}},
+         "objective.metric", "val_accuracy needs training.validation_split above 0"),
         ({"objective": {"metric": "loss"}}, "objective.metric", "val_accuracy"),
     ],
 )  # fmt: skip
