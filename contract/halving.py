@@ -1,37 +1,46 @@
 """Asynchronous successive halving (ASHA, Li et al. 2018), as a sweep's trials meet it.
 
-A trial is judged at each rung but the last: after ``epochs / eta**(rungs - 1)`` epochs, then
-``eta`` times as many, and so on up to its full epochs. It goes on (is promoted) if it is in the
-top 1/eta of the trials that reached the rung so far, itself included, and stops otherwise.
-Judging on arrival never waits for slower trials: the first to reach a rung always goes on, and
-the cutoff tightens as more arrive.
+A trial is judged at each rung, an epoch count of the sweep's ``halving.rungs``; its own
+``training.epochs`` is the last rung, where it simply ends. At a rung it goes on (is promoted)
+if it is in the top 1/eta of the trials that reached the rung so far, itself included, and stops
+otherwise. Judging on arrival never waits for slower trials: the first to reach a rung always
+goes on, and the cutoff tightens as more arrive.
 """
 
+import itertools
 import math
 from dataclasses import dataclass
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from contract.spec import Strict
+
+MAX_RUNGS = 10
 
 
 class Halving(Strict):
     eta: int = Field(3, ge=2, le=10, description="Reduction factor: 1 in eta goes on at a rung.")
-    rungs: int = Field(
-        4, ge=2, le=8, description="Rungs of epochs, the last a trial's full training.epochs."
+    rungs: list[int] = Field(
+        min_length=1,
+        max_length=MAX_RUNGS,
+        description="The epochs at which each trial is judged, increasing; its "
+        "training.epochs is the last rung.",
     )
 
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, rungs: list[int]) -> list[int]:
+        if rungs[0] < 1 or any(b <= a for a, b in itertools.pairwise(rungs)):
+            raise ValueError("rungs must be epochs from 1 up, each above the one before")
+        return rungs
 
-def rung_epochs(epochs: int, halving: Halving) -> list[int]:
-    """The epochs done at each rung, the last being ``epochs`` itself: for 81 epochs, eta 3
-    and 4 rungs, [3, 9, 27, 81]. ValueError when the first rung would have no epoch."""
-    first = epochs // halving.eta ** (halving.rungs - 1)
-    if first < 1:
+
+def check_rungs(epochs: int, halving: Halving) -> None:
+    """ValueError unless every rung comes before the trial's last epoch."""
+    if halving.rungs[-1] >= epochs:
         raise ValueError(
-            f"{halving.rungs} rungs with eta {halving.eta} need training.epochs of at least "
-            f"{halving.eta ** (halving.rungs - 1)}, not {epochs}"
+            f"rung {halving.rungs[-1]} is not before training.epochs {epochs}, the last rung"
         )
-    return [epochs // halving.eta**k for k in range(halving.rungs - 1, -1, -1)]
 
 
 @dataclass(frozen=True)

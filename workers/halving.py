@@ -9,7 +9,7 @@ import math
 from mlflow.entities import RunTag
 from sqlalchemy.orm import Session
 
-from contract.halving import Halving, Verdict, rung_epochs
+from contract.halving import Halving, Verdict, check_rungs
 from store import sweeps
 from store.db import in_transaction_retrying, transaction
 from store.tables import Sweep
@@ -26,9 +26,8 @@ class RungJudge:
     def __init__(self, context: AttemptContext, sweep: Sweep):
         self.context, self.sweep = context, sweep
         halving = Halving.model_validate(sweep.request["halving"])
-        epochs = context.attempt.spec.training.epochs
-        # {epochs done: rung}; the last rung is the end of training, judged by nobody.
-        self.rungs = {done: k + 1 for k, done in enumerate(rung_epochs(epochs, halving)[:-1])}
+        check_rungs(context.attempt.spec.training.epochs, halving)  # as the API did
+        self.rungs = {done: k + 1 for k, done in enumerate(halving.rungs)}  # {epochs done: rung}
         self.stopped: Verdict | None = None
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -59,11 +58,11 @@ class RungJudge:
         logged, not raised: the job's end in SQL must still be written."""
         verdict, run = self.stopped, self.context.run
         tags = {
-            "gradq.halving.stopped_at_rung": str(verdict.rung),
-            "gradq.halving.epoch": str(verdict.epoch),
-            "gradq.halving.value": f"{verdict.value:.6g}",
-            "gradq.halving.cutoff": f"{verdict.cutoff:.6g}",
-            "gradq.halving.rank": f"{verdict.rank} of {verdict.reached}",
+            "gradq.stopped_at_rung": str(verdict.rung),
+            "gradq.rung_epoch": str(verdict.epoch),
+            "gradq.rung_value": f"{verdict.value:.6g}",
+            "gradq.rung_cutoff": f"{verdict.cutoff:.6g}",
+            "gradq.rung_rank": f"{verdict.rank} of {verdict.reached}",
         }
         try:
             mlflow_retry.wait_for(

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response
 from sqlalchemy.orm import Session
 
-from contract.halving import rung_epochs
+from contract.halving import check_rungs
 from contract.spec import JobSpec
 from contract.sweep_space import SpaceError, expand_space
 from contract.sweep_spec import SweepSpec
@@ -101,7 +101,7 @@ def _check_objective(spec: SweepSpec, trials: list[JobSpec]) -> None:
             )
         if spec.halving is not None:
             try:
-                rung_epochs(trial.training.epochs, spec.halving)
+                check_rungs(trial.training.epochs, spec.halving)
             except ValueError as error:
                 raise invalid("halving.rungs", str(error)) from None
 

@@ -3,26 +3,21 @@
 import math
 
 import pytest
+from pydantic import ValidationError
 
-from contract.halving import Halving, judge, rung_epochs
-
-
-@pytest.mark.parametrize(
-    ("epochs", "eta", "rungs", "expected"),
-    [
-        (81, 3, 4, [3, 9, 27, 81]),
-        (100, 3, 4, [3, 11, 33, 100]),  # rounded down, the last always the full training
-        (20, 2, 2, [10, 20]),
-        (8, 2, 4, [1, 2, 4, 8]),
-    ],
-)
-def test_rungs_are_the_epochs_divided_by_powers_of_eta(epochs, eta, rungs, expected):
-    assert rung_epochs(epochs, Halving(eta=eta, rungs=rungs)) == expected
+from contract.halving import Halving, check_rungs, judge
 
 
-def test_a_first_rung_without_an_epoch_is_refused_naming_the_epochs_needed():
-    with pytest.raises(ValueError, match=r"need training\.epochs of at least 27, not 26"):
-        rung_epochs(26, Halving(eta=3, rungs=4))
+def test_a_rung_at_or_after_the_last_epoch_is_refused_naming_both():
+    check_rungs(28, Halving(eta=3, rungs=[3, 9, 27]))
+    with pytest.raises(ValueError, match=r"rung 27 is not before training\.epochs 27"):
+        check_rungs(27, Halving(eta=3, rungs=[3, 9, 27]))
+
+
+@pytest.mark.parametrize("rungs", [[], [0, 3], [3, 3], [9, 3], list(range(1, 12))])
+def test_rungs_are_a_few_increasing_epochs(rungs):
+    with pytest.raises(ValidationError):
+        Halving(rungs=rungs)
 
 
 def test_the_first_trial_to_reach_a_rung_goes_on():

@@ -112,7 +112,7 @@ def test_the_sweep_ranks_its_succeeded_trials_and_names_the_best(client, rows):
 
 
 def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, rows):
-    sweep = client.post("/v1/sweeps", json=GRID | {"halving": {"eta": 2, "rungs": 2}}).json()
+    sweep = client.post("/v1/sweeps", json=GRID | {"halving": {"eta": 2, "rungs": [10]}}).json()
     stored = sweep_row(rows, sweep["id"])
     low, mid, _ = (trial["job_id"] for trial in sweep["trials"])
     with transaction(rows) as session:
@@ -121,7 +121,7 @@ def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, ro
 
     trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
 
-    assert sweep["request"]["halving"] == {"eta": 2, "rungs": 2}
+    assert sweep["request"]["halving"] == {"eta": 2, "rungs": [10]}
     assert [t["rungs"] for t in trials] == [
         [{"rung": 1, "epoch": 10, "value": 0.6, "promoted": True, "rank": 1, "reached": 1,
           "cutoff": 0.6}],
@@ -164,10 +164,12 @@ def test_cancelling_a_sweep_cancels_its_queued_trials(client):
         ({"base": {"dataset": {"name": "no-such"}}}, "base.dataset.name", "unknown dataset"),
         ({"base": {"dataset": {"name": "faces"}, "training": {"l3": 1}}}, "base.training.l3",
          "Extra inputs"),
-        ({"halving": {"eta": 3, "rungs": 4}}, "halving.rungs",
-         "4 rungs with eta 3 need training.epochs of at least 27, not 20"),
-        ({"halving": {"eta": 1}}, "halving.eta", "greater than or equal to 2"),
-        ({"halving": {"eta": 2, "min_epochs": 1}}, "halving.min_epochs", "Extra inputs"),
+        ({"halving": {"eta": 3, "rungs": [5, 20]}}, "halving.rungs",
+         "rung 20 is not before training.epochs 20, the last rung"),
+        ({"halving": {"eta": 3, "rungs": [5, 5]}}, "halving.rungs", "each above the one before"),
+        ({"halving": {"eta": 3}}, "halving.rungs", "Field required"),
+        ({"halving": {"eta": 1, "rungs": [5]}}, "halving.eta", "greater than or equal to 2"),
+        ({"halving": {"rungs": [5], "min_epochs": 1}}, "halving.min_epochs", "Extra inputs"),
         ({"base": GRID["base"] | {"training": {"epochs": 20, "validation_split": 0}}},
          "objective.metric", "val_accuracy needs training.validation_split above 0"),
         ({"objective": {"metric": "loss"}}, "objective.metric", "val_accuracy"),

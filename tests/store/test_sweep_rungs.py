@@ -13,7 +13,7 @@ def halving_sweep(session_factory, trials: int, goal: str = "max") -> tuple[Swee
     with transaction(session_factory) as session:
         made = sweeps.create_sweep(
             session,
-            request={"base": spec, "space": {}, "halving": {"eta": 2, "rungs": 3}},
+            request={"base": spec, "space": {}, "halving": {"eta": 2, "rungs": [10, 20]}},
             trial_specs=[spec] * trials,
             objective=("val_accuracy", goal),
             idempotency_key=None,

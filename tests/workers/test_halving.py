@@ -10,7 +10,7 @@ from tests.workers.helpers import FACES_LOGREG, get_job, statuses, with_experime
 from workers.run import run_job
 
 OWNER = "test-worker/1"
-EPOCHS = 40  # eta 2 over 2 rungs: judged after 20 epochs
+EPOCHS = 40  # judged after 20 epochs, the one rung before the end
 
 
 def trial_spec(base: dict, learning_rate: float) -> dict:
@@ -27,7 +27,7 @@ def test_a_trial_behind_at_a_rung_stops_and_a_promoted_one_trains_on_in_its_run(
         made = sweeps.create_sweep(
             session,
             request={"base": base, "space": {"training.learning_rate": rates},
-                     "halving": {"eta": 2, "rungs": 2}},
+                     "halving": {"eta": 2, "rungs": [20]}},
             trial_specs=[trial_spec(base, rate) for rate in rates],
             objective=("cost", "min"),
             idempotency_key=None, request_sha256="0" * 64, token_fingerprint=None,
@@ -45,8 +45,9 @@ def test_a_trial_behind_at_a_rung_stops_and_a_promoted_one_trains_on_in_its_run(
     assert statuses(session_factory, behind)[-1] == ("running", "cancelled", stopped.error)
     run = mlflow_client.get_run(stopped.mlflow_run_id)
     assert run.info.status == RunStatus.to_string(RunStatus.KILLED)
-    assert run.data.tags["gradq.halving.stopped_at_rung"] == "1"
-    assert run.data.tags["gradq.halving.rank"] == "2 of 2"
+    assert run.data.tags["gradq.stopped_at_rung"] == "1"
+    assert run.data.tags["gradq.rung_rank"] == "2 of 2"
+    assert float(run.data.tags["gradq.rung_value"]) > float(run.data.tags["gradq.rung_cutoff"])
     assert run.data.tags["gradq.error"] == stopped.error
     steps = [m.step for m in mlflow_client.get_metric_history(stopped.mlflow_run_id, "cost")]
     assert sorted(steps) == list(range(20))
