@@ -1,12 +1,13 @@
 """The sweep resource (DESIGN.md section 5): its status, its trials' counts, a table of its
 trials (the values each varied, its objective) and its best job, built from rows."""
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from service.schemas import finite_or_none
+from store.sweep_table import best_of, trial_rows
 from store.sweeps import sweep_status
 from store.tables import JOB_STATUSES, Job, Sweep, SweepRung
 
@@ -31,7 +32,8 @@ class TrialOut(BaseModel):
     best_value: float | None  # the objective's best over the trial's epochs and its end
     best_epoch: int | None  # when it was measured (epochs count from 0; the end is `epochs`)
     error: str | None  # for a trial stopped at a rung: why
-    rungs: list[RungOut] = []
+    rungs: list[RungOut]
+    mlflow_run_id: str | None  # a child of the sweep's run
 
 
 class SweepSummary(BaseModel):
@@ -46,6 +48,7 @@ class SweepSummary(BaseModel):
 
 
 class SweepOut(SweepSummary):
+    mlflow_run_id: str | None  # the parent run, once a trial has started
     best_job: str | None
     best_value: float | None
     trials: list[TrialOut]
@@ -80,48 +83,14 @@ def sweep_out(
 ) -> SweepOut:
     """``error_text(job)``: a trial's error as the API may show it (redacted); ``rungs``: the
     verdicts of the sweep's halving by job id (store/sweeps.py ``rungs_of``)."""
-    rungs = rungs or {}
-    paths = list(sweep.request["space"])
-    rows = [
-        TrialOut(
-            job_id=trial.id,
-            status=trial.status,
-            params={path: _value_at(trial.spec, path) for path in paths},
-            objective=_objective(trial, sweep.objective_metric),
-            best_value=_best(trial, f"best_{sweep.objective_metric}"),
-            best_epoch=_best(trial, f"best_{sweep.objective_metric}_epoch"),
-            error=error_text(trial),
-            rungs=[
-                RungOut.model_validate(row, from_attributes=True) for row in rungs.get(trial.id, [])
-            ],
-        )
-        for trial in trials
-    ]
-    ranked = [row for row in rows if row.objective is not None]
-    best = None
-    if ranked:
-        pick = max if sweep.objective_goal == "max" else min
-        best = pick(ranked, key=lambda row: row.objective)
+    rows = trial_rows(sweep, trials, rungs or {}, error_text)
+    best = best_of(sweep, rows)
     summary = sweep_summary(sweep, [trial.status for trial in trials])
     return SweepOut(
         **summary.model_dump(),
         best_job=best.job_id if best else None,
         best_value=best.objective if best else None,
-        trials=rows,
+        trials=[TrialOut.model_validate(asdict(row)) for row in rows],
         request=sweep.request,
+        mlflow_run_id=sweep.mlflow_run_id,
     )
-
-
-def _objective(trial: Job, metric: str) -> float | None:
-    if trial.status != "succeeded":
-        return None
-    return finite_or_none((trial.metrics or {}).get(metric))
-
-
-def _best(trial: Job, key: str):
-    return finite_or_none((trial.metrics or {}).get(key)) if trial.status == "succeeded" else None
-
-
-def _value_at(spec: dict[str, Any], path: str) -> Any:
-    section, _, name = path.partition(".")
-    return spec.get(section, {}).get(name)

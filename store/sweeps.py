@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from contract.halving import Verdict, judge
@@ -157,3 +157,35 @@ def rungs_of(session: Session, sweep_id: str) -> dict[str, list[SweepRung]]:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def record_parent_run(session: Session, sweep_id: str, run_id: str) -> str:
+    """Record ``run_id`` as the sweep's parent run unless one is recorded already; returns
+    the one recorded (another trial's, when two made one at once)."""
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.mlflow_run_id.is_(None))
+        .values(mlflow_run_id=run_id)
+    )
+    return session.scalar(select(Sweep.mlflow_run_id).where(Sweep.id == sweep_id))
+
+
+def parents_to_sync(session: Session) -> list[str]:
+    """Sweeps whose parent run is open and behind: never synced, a trial ended since its last
+    sync, or every trial has ended (so it is closed even if a trial's end was missed)."""
+    trial = Job.sweep_id == Sweep.id
+    query = select(Sweep.id).where(
+        Sweep.mlflow_run_id.is_not(None),
+        Sweep.mlflow_closed_at.is_(None),
+        or_(
+            Sweep.parent_synced_at.is_(None),
+            exists().where(trial, Job.finished_at > Sweep.parent_synced_at),
+            not_(exists().where(trial, Job.status.not_in(FINAL_STATUSES))),
+        ),
+    )
+    return list(session.scalars(query.order_by(Sweep.created_at)))
+
+
+def mark_parent_synced(session: Session, sweep_id: str, synced_at, closed: bool) -> None:
+    values = {"parent_synced_at": synced_at, **({"mlflow_closed_at": utcnow()} if closed else {})}
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(**values))

@@ -164,6 +164,10 @@ class Sweep(Base):
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     token_fingerprint: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The parent run of the trials' runs, made by the first trial to start (workers/sweep_runs.py).
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    parent_synced_at: Mapped[datetime | None]  # when the parent last showed the trials' state
+    mlflow_closed_at: Mapped[datetime | None]  # the parent ended, every trial being over
 
     __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)
 

@@ -18,7 +18,7 @@ from models.serialization import Checkpoint
 from settings import Settings
 from store.db import transaction
 from store.tables import Job, JobEvent
-from workers import metrics_spool, mlflow_process, mlflow_retry, tracking
+from workers import metrics_spool, mlflow_process, mlflow_retry, sweep_runs, tracking
 from workers.checkpoints import store_for
 from workers.data import TrainingData
 from workers.heartbeat import Heartbeat
@@ -119,6 +119,8 @@ def start_tracking(
         "gradq.worker": attempt.owner,
         "gradq.dataset": attempt.spec.dataset.name,
     }
+    if attempt.sweep_id is not None:  # a trial: its run is a child of the sweep's
+        tags |= sweep_runs.child_tags(client, session_factory, attempt.sweep_id)
     existing = attempt.mlflow_run_id
     if existing is None and (attempt.number > 1 or retry):  # a first try does not search
         existing = tracking.unrecorded_run(client, attempt.spec.experiment, attempt.job_id)

@@ -9,7 +9,9 @@ one pass puts the two back in agreement:
   (a Redis restarted without persistence), is sent again;
 - the MLflow run of a job that ended while its worker could not close it (MLflow down, the
   worker dead) gets its final status, and the gradq.metrics_incomplete tag when the job's
-  events say its metric curve is incomplete.
+  events say its metric curve is incomplete;
+- a sweep's parent run shows its trials as they end, and ends with the last of them
+  (workers/sweep_runs.py).
 """
 
 import logging
@@ -23,7 +25,7 @@ from settings import Settings
 from store import recovery
 from store.db import transaction
 from store.jobs import METRICS_INCOMPLETE
-from workers import metrics_spool, mlflow_retry, tracking
+from workers import metrics_spool, mlflow_retry, sweep_runs, tracking
 from workers.checkpoints import store_for
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Pass:
     ended: list[str] = field(default_factory=list)  # failed or cancelled after a lost worker
     sent: list[str] = field(default_factory=list)
     runs_closed: list[str] = field(default_factory=list)
+    parents_synced: list[str] = field(default_factory=list)  # sweeps, by id
 
 
 def reconcile(
@@ -67,10 +70,13 @@ def reconcile(
         checkpoints.discard(job_id)
     schedule_runs([job.mlflow_run_id for job in expired if job.status == "queued"], mlflow)
     done.runs_closed = close_open_runs(factory, mlflow)
-    if any((done.requeued, done.ended, done.sent, done.runs_closed)):
+    done.parents_synced = sweep_runs.sync_parents(factory, mlflow)
+    if any((done.requeued, done.ended, done.sent, done.runs_closed, done.parents_synced)):
         log.info(
-            "reconciled: %d requeued, %d ended, %d sent, %d MLflow runs closed",
+            "reconciled: %d requeued, %d ended, %d sent, %d MLflow runs closed, "
+            "%d sweeps' parent runs updated",
             len(done.requeued), len(done.ended), len(done.sent), len(done.runs_closed),
+            len(done.parents_synced),
         )  # fmt: skip
     return done
 

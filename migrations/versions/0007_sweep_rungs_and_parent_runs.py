@@ -1,5 +1,5 @@
 """sweep_rungs: each trial's arrival at a rung of its sweep's successive halving, and the
-verdict then"""
+verdict then; sweeps: mlflow_run_id (the trials' parent run), parent_synced_at, mlflow_closed_at"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,7 +29,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("sweep_id", "rung", "job_id", name="pk_sweep_rungs"),
     )
+    with op.batch_alter_table("sweeps") as batch:
+        batch.add_column(sa.Column("mlflow_run_id", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("parent_synced_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("mlflow_closed_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sweeps") as batch:
+        batch.drop_column("mlflow_closed_at")
+        batch.drop_column("parent_synced_at")
+        batch.drop_column("mlflow_run_id")
     op.drop_table("sweep_rungs")

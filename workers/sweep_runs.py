@@ -1,0 +1,157 @@
+"""A sweep's parent run in MLflow (DESIGN.md section 7): made by the first trial to start, with
+each trial's run its child (``mlflow.parentRunId``), so the MLflow UI shows a sweep's runs
+grouped under it. The reconciler keeps it up to date as trials end (the best trial's metrics,
+trials.json, trials.md, cost_curves.png) and ends it once every trial has ended, with the best
+trial's params."""
+
+import logging
+import math
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from contract.spec import flatten
+from store import sweeps
+from store.db import transaction
+from store.sweep_table import best_of, trial_rows
+from store.tables import FINAL_STATUSES, Sweep, utcnow
+from workers import mlflow_retry, sweep_artifacts, tracking
+
+log = logging.getLogger(__name__)
+
+SWEEP_TAG = "gradq.sweep_id"  # on the parent and on each child
+ROLE_TAG = "gradq.role"  # "sweep" on the parent
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests the child under it
+MAX_CURVE_POINTS = 500  # a curve in the overlay: more points than that add no pixel
+_final_curves: dict[tuple[str, str], list[tuple[int, float]]] = {}  # never change once ended
+MAX_CACHED_CURVES = 5000
+
+
+def parent_run(client: MlflowClient, factory: sessionmaker[Session], sweep_id: str) -> str:
+    """The sweep's parent run: the one SQL records, or else one found by its tags (made by an
+    attempt that died before recording it) or made now, then recorded. Two trials starting at
+    once may each make one: the first recorded wins, the other is deleted."""
+    with transaction(factory) as session:
+        sweep = session.get(Sweep, sweep_id)
+        recorded, experiment = sweep.mlflow_run_id, sweep.experiment
+    if recorded is not None:
+        return recorded
+    found = _tagged_parent(client, experiment, sweep_id)
+    run_id = (
+        found
+        or tracking.start_run(
+            client,
+            experiment=experiment,
+            run_name=f"sweep-{sweep_id[:8]}",
+            tags={SWEEP_TAG: sweep_id, ROLE_TAG: "sweep"},
+        ).run_id
+    )
+    with transaction(factory) as session:
+        recorded = sweeps.record_parent_run(session, sweep_id, run_id)
+    if recorded != run_id and found is None:
+        with suppress(Exception):
+            client.delete_run(run_id)
+    return recorded
+
+
+def child_tags(client: MlflowClient, factory: sessionmaker[Session], sweep_id: str) -> dict:
+    """The tags that make a trial's run a child of its sweep's parent run."""
+    return {PARENT_TAG: parent_run(client, factory, sweep_id), SWEEP_TAG: sweep_id}
+
+
+def _tagged_parent(client: MlflowClient, experiment: str, sweep_id: str) -> str | None:
+    runs = client.search_runs(
+        [tracking.experiment_id(client, experiment)],
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{ROLE_TAG}` = 'sweep'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def sync_parents(factory: sessionmaker[Session], client: MlflowClient) -> list[str]:
+    """Bring every parent run that is behind up to date (the reconciler's pass); returns the
+    sweeps synced. MLflow down: the rest wait for the next pass."""
+    with transaction(factory) as session:
+        due = sweeps.parents_to_sync(session)
+    synced = []
+    for sweep_id in due:
+        try:
+            sync_parent(factory, client, sweep_id)
+        except Exception as error:
+            log.warning("sweep %s: parent run not updated: %s", sweep_id, error)
+            if mlflow_retry.unreachable(error):
+                break
+            continue
+        synced.append(sweep_id)
+    return synced
+
+
+def sync_parent(factory: sessionmaker[Session], client: MlflowClient, sweep_id: str) -> None:
+    """Show the trials' state on the parent run as SQL has it now; end the run once every
+    trial has ended."""
+    read_at = utcnow()  # a trial that ends after this is shown by the next sync
+    with transaction(factory) as session:
+        sweep = session.get(Sweep, sweep_id)
+        trials = sweeps.trials_of(session, sweep_id)
+        rows = trial_rows(sweep, trials, sweeps.rungs_of(session, sweep_id), lambda t: t.error)
+        status = sweeps.sweep_status(sweep, [trial.status for trial in trials])
+        best = best_of(sweep, rows)
+        best_trial = next((trial for trial in trials if best and trial.id == best.job_id), None)
+        summary = {
+            "sweep_id": sweep.id, "status": status, "space": list(sweep.request["space"]),
+            "objective": {"metric": sweep.objective_metric, "goal": sweep.objective_goal},
+            "best_job": best.job_id if best else None,
+            "best_value": best.objective if best else None,
+        }  # fmt: skip
+        run_id = sweep.mlflow_run_id
+    ended = status in tracking.RUN_STATUS  # every trial has ended
+    done = [row for row in rows if row.status in FINAL_STATUSES]
+    if best_trial is not None:
+        final = {k: v for k, v in (best_trial.metrics or {}).items() if _is_number(v)}
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, len(done)) for k, v in final.items()],
+        )
+        tracking.log_params_and_tags(
+            client,
+            run_id,
+            flatten(best_trial.spec) if ended else {},
+            {"gradq.best_job": best_trial.id, "gradq.best_run": best_trial.mlflow_run_id or ""},
+        )
+    curves = {row.job_id: _curve(client, row.mlflow_run_id) for row in done if row.mlflow_run_id}
+    with tempfile.TemporaryDirectory(prefix="gradq-sweep-") as folder:
+        path = Path(folder)
+        (path / "trials.json").write_text(sweep_artifacts.trials_document(summary, rows))
+        (path / "trials.md").write_text(sweep_artifacts.trials_markdown(summary, rows))
+        sweep_artifacts.plot_trial_curves(
+            curves, rows, summary["best_job"], path / "cost_curves.png"
+        )
+        client.log_artifacts(run_id, folder)
+    if ended:
+        tracking.end_run(client, run_id, status)
+    with transaction(factory) as session:
+        sweeps.mark_parent_synced(session, sweep_id, read_at, closed=ended)
+
+
+def _curve(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
+    """An ended trial's cost per epoch, at most MAX_CURVE_POINTS of them; read from MLflow
+    once per process (it never changes again)."""
+    key = (client.tracking_uri, run_id)
+    if key not in _final_curves:
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "cost"))
+        stride = max(1, len(points) // MAX_CURVE_POINTS)
+        if len(_final_curves) >= MAX_CACHED_CURVES:
+            _final_curves.clear()
+        _final_curves[key] = points[::stride]
+    return _final_curves[key]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
