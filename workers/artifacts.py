@@ -1,12 +1,13 @@
 """A run's artifacts: weights.npz, cost_curve.png, spec.json, network.md, and the model as an
-MLflow pyfunc under model/ (DESIGN.md section 7).
+MLflow 3 LoggedModel (a pyfunc with a signature and an input example, under the model's own
+artifacts, loaded as ``models:/<model_id>``; DESIGN.md section 7).
 
 They go up in two parts (``RunArtifacts``): what is known before training (spec.json, network.md and
-the model without its weights and its MLmodel file: 25 of 29 files) is written and uploaded while
-the network trains (in the worker, by its helper process: workers/mlflow_process.py; writing them is
-mostly MLflow's save_model, which the job would otherwise wait for before training
-(docs/benchmarks.md, 'Measured by hand')); the trained weights, the plot, and last MLmodel (what
-makes model/ a model that MLflow loads and registers) after."""
+the model without its weights and its MLmodel file) is written and uploaded while the network
+trains (in the worker, by its helper process: workers/mlflow_process.py; writing them is mostly
+MLflow's save_model, which the job would otherwise wait for before training (docs/benchmarks.md,
+'Measured by hand')); the trained weights, the plot, MLmodel (what makes the files a model MLflow
+loads), the final metrics linked to the model, and its READY status after."""
 
 import json
 import logging
@@ -15,19 +16,22 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
 import models
-from contract.spec import JobSpec
+from contract.spec import JobSpec, flatten
 from models import Network, save_weights
-from workers import network_doc
+from workers import network_doc, tracking
 from workers.cost_curve import plot_cost_curve
 
 log = logging.getLogger(__name__)
@@ -36,24 +40,65 @@ PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 WEIGHTS_IN_MODEL = "artifacts/weights.npz"  # where save_model puts the weights artifact
 TEMP_PREFIX = "gradq-artifacts-"  # then the process id: remove_orphaned_folders reads it
 MODEL_FOLDER = "model"
-WEIGHTS_FOLDER = PurePosixPath(MODEL_FOLDER, WEIGHTS_IN_MODEL).parent.as_posix()
+MODEL_NAME = "model"  # the LoggedModel's name: runs:/<run_id>/model still finds it
+MODEL_TYPE = "gradq-network"
 MODELS_PACKAGE = Path(models.__file__).resolve().parent
 
 
-def write_files_before_training(
-    folder: Path, net: Network, spec: JobSpec, classes: tuple[str, ...], m_train: int
-) -> Path:
-    """spec.json, network.md and model/ without model/artifacts/weights.npz and model/MLmodel
-    into ``folder``; returns the MLmodel file, moved beside ``folder``."""
-    (folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
-    (folder / "network.md").write_text(network_doc.render(net, spec, classes, m_train))
-    model = folder / MODEL_FOLDER
+@dataclass(frozen=True)
+class ModelRef:
+    """A run's LoggedModel: its id (``models:/<model_id>``) and where its files go."""
+
+    model_id: str
+    artifact_location: str
+
+
+def logged_model_for(
+    client: MlflowClient,
+    experiment_id: str,
+    run_id: str,
+    job_id: str,
+    params: dict[str, str],
+    resumed: bool,
+) -> tuple[ModelRef, bool]:
+    """The run's LoggedModel, PENDING until the run's end, with the run's ``params`` (the
+    Models tab shows them): an earlier attempt's when the run is resumed (its files are sent
+    again), else a new one; and whether it is new."""
+    if resumed:
+        found = client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'", max_results=1
+        )
+        if found:
+            return ModelRef(found[0].model_id, found[0].artifact_location), False
+    model = client.create_logged_model(
+        experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        tags={"gradq.job_id": job_id},
+        params=params,
+        model_type=MODEL_TYPE,
+    )
+    return ModelRef(model.model_id, model.artifact_location), True
+
+
+def write_files_before_training(folder: Path, part: "FirstPart") -> Path:
+    """spec.json and network.md into ``folder``/run, and the model without
+    artifacts/weights.npz and MLmodel into ``folder``/model; returns the MLmodel file, moved
+    into a folder of its own beside ``folder``."""
+    net, spec = part.network(), part.spec
+    run_files, model = folder / "run", folder / MODEL_FOLDER
+    run_files.mkdir()
+    (run_files / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
+    (run_files / "network.md").write_text(network_doc.render(net, spec, part.classes, part.m_train))
     with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
         initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
         save_weights(net.params, initial)
-        save_pyfunc_model(model, net, classes, initial)
+        save_pyfunc_model(model, net, part.classes, initial, part.mlmodel(), part.example)
     (model / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
-    return (model / "MLmodel").rename(folder.parent / "MLmodel")
+    mlmodel = folder.parent / "mlmodel"
+    shutil.rmtree(mlmodel, ignore_errors=True)
+    mlmodel.mkdir()
+    return (model / "MLmodel").rename(mlmodel / "MLmodel")
 
 
 @dataclass(frozen=True)
@@ -69,11 +114,33 @@ class FirstPart:
     dtype: str
     classes: tuple[str, ...]
     m_train: int
+    example: np.ndarray  # (1, n_x): a training example, the model's input example
+    run_id: str = ""
+    model: ModelRef | None = None  # known once the LoggedModel is made
 
     @classmethod
-    def of(cls, net: Network, spec: JobSpec, classes: tuple[str, ...], m_train: int):
+    def of(
+        cls,
+        net: Network,
+        spec: JobSpec,
+        classes: tuple[str, ...],
+        m_train: int,
+        example: np.ndarray,
+    ):
         return cls(spec, tuple(net.layer_dims), net.hidden_activation.name, net.output.name,
-                   net.init, net.dtype.name, tuple(classes), m_train)  # fmt: skip
+                   net.init, net.dtype.name, tuple(classes), m_train,
+                   np.asarray(example, dtype=net.dtype).reshape(1, -1))  # fmt: skip
+
+    def mlmodel(self) -> Model | None:
+        """The MLmodel's description of the LoggedModel, so that its files name their model."""
+        if self.model is None:
+            return None
+        return Model(
+            artifact_path=self.model.artifact_location,
+            model_uuid=self.model.model_id,
+            run_id=self.run_id,
+            model_id=self.model.model_id,
+        )
 
     def network(self) -> Network:
         """A network of this layout (its initial weights are not the run's: none is uploaded)."""
@@ -85,17 +152,27 @@ def write_and_upload_first_part(
     client: MlflowClient, run_id: str, folder: str, part: FirstPart
 ) -> None:
     """The files known before training written into ``folder``/before (anew, if an earlier
-    call left some) and uploaded to the run's root; model/MLmodel is kept as ``folder``/MLmodel
-    for the end of the run."""
+    call left some) and uploaded: spec.json and network.md to the run's root, the model's to
+    the LoggedModel's; MLmodel is kept as ``folder``/mlmodel/MLmodel for the end of the run."""
     before = Path(folder) / "before"
     shutil.rmtree(before, ignore_errors=True)
     before.mkdir()
-    write_files_before_training(before, part.network(), part.spec, part.classes, part.m_train)
-    client.log_artifacts(run_id, str(before))
+    write_files_before_training(before, part)
+    client.log_artifacts(run_id, str(before / "run"))
+    client.log_model_artifacts(part.model.model_id, str(before / MODEL_FOLDER))
 
 
-def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weights: Path) -> None:
-    """The network as an MLflow pyfunc saved from code (workers/pyfunc_model.py) at ``path``."""
+def save_pyfunc_model(
+    path: Path,
+    net: Network,
+    classes: tuple[str, ...],
+    weights: Path,
+    mlflow_model: Model | None = None,
+    example: np.ndarray | None = None,
+) -> None:
+    """The network as an MLflow pyfunc saved from code (workers/pyfunc_model.py) at ``path``,
+    with its signature and, if given, an input example (1, n_x); ``mlflow_model``: the
+    LoggedModel's description, if there is one."""
     network_json = path.parent / "network.json"
     network_json.write_text(
         json.dumps(
@@ -119,9 +196,25 @@ def save_pyfunc_model(path: Path, net: Network, classes: tuple[str, ...], weight
         code_paths=[str(MODELS_PACKAGE)],
         # Explicit: inferring requirements starts a subprocess and takes seconds.
         pip_requirements=["numpy"],
+        mlflow_model=mlflow_model,
+        signature=model_signature(net.layer_dims[0], net.dtype.name),  # inferring runs the model
+        input_example=example,
     )
     _forget_code_model_modules()
     network_json.unlink()  # inside model/artifacts/ now
+
+
+def model_signature(n_x: int, dtype: str = "float32") -> ModelSignature:
+    """Inputs: (m, n_x) of the network's dtype, one example per row, preprocessed like the
+    training data; outputs: a row per example with its label, class name and probabilities."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(dtype), (-1, n_x))]),
+        outputs=Schema([
+            ColSpec(DataType.long, "label"),
+            ColSpec(DataType.string, "class"),
+            ColSpec(Array(DataType.double), "probabilities"),
+        ]),
+    )  # fmt: skip
 
 
 def _forget_code_model_modules() -> None:
@@ -131,48 +224,91 @@ def _forget_code_model_modules() -> None:
         del sys.modules[name]
 
 
+class Sender:
+    """How RunArtifacts sends files: by ``client``; the worker's go through its helper process
+    instead (workers/mlflow_process.py MlflowProcess, the same methods)."""
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+
+    def log_artifacts(self, run_id: str, folder: str) -> None:
+        self.client.log_artifacts(run_id, folder)
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, path, artifact_path)
+
+    def log_model_artifacts(self, model_id: str, folder: str) -> None:
+        self.client.log_model_artifacts(model_id, folder)
+
+    def write_first_artifacts(self, run_id: str, folder: str, part: FirstPart) -> None:
+        write_and_upload_first_part(self.client, run_id, folder, part)
+
+
 class RunArtifacts:
-    """The artifacts of one attempt's run: ``RunArtifacts(...)`` before training starts the
-    upload of the first part in a thread; ``finish(net, history, title)`` after training waits
-    for it (sending the part again if it failed), uploads weights.npz (at the top and as
-    model/artifacts/weights.npz) from the thread while it draws the plot, uploads
-    cost_curve.png, then model/MLmodel. Safe to call again after an error. ``close()``
-    removes the local files once the thread is done, without waiting for it: a job that
-    failed or is handed back does not wait on MLflow for files that no longer matter (model/
-    without MLmodel is not a model MLflow offers to load)."""
+    """The artifacts of one attempt's run. ``RunArtifacts(...)`` before training makes (or,
+    resumed, finds) the run's LoggedModel, links it to the run as its output at the last
+    epoch, and uploads the first part, in a thread. After training, ``model_id()`` is the
+    model's id (for the final metrics, linked to it), and ``finish(net, history, title)``
+    waits for the first part (sending it again if it failed), uploads weights.npz (to the run,
+    and to the model while it draws the plot), cost_curve.png, then MLmodel, and marks the
+    model READY. Safe to call again after an error. ``close()`` removes the local files once
+    the thread is done, without waiting for it: a job that failed or is handed back does not
+    wait on MLflow for files that no longer matter (a model left PENDING, without MLmodel, is
+    not one MLflow offers to load)."""
 
     def __init__(
         self,
         client: MlflowClient,
-        run_id: str,
-        net: Network,
-        spec: JobSpec,
-        classes: tuple[str, ...],
-        m_train: int,
-        upload_folder: Callable[[str, str], None] | None = None,
-        upload_file: Callable[[str, str, str], None] | None = None,
-        write_first_part: Callable[[str, str, FirstPart], None] | None = None,
+        run: tracking.RunRef,
+        part: FirstPart,
+        *,
+        job_id: str = "",
+        resumed: bool = False,
+        sender: Sender | None = None,
     ):
-        self.client, self.run_id = client, run_id
-        # upload_folder(run_id, folder), upload_file(run_id, path, artifact_path) and
-        # write_first_part(run_id, folder, part) (write_and_upload_first_part): by this client
-        # unless told otherwise (the worker's go through its helper process,
-        # workers/mlflow_process.py).
-        self._upload_folder = upload_folder or client.log_artifacts
-        self._upload_file = upload_file or client.log_artifact
-        self._write_first_part = write_first_part or partial(write_and_upload_first_part, client)
+        self.client, self.run_id = client, run.run_id
+        self._sender = sender or Sender(client)
         self._folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
-        self._part = FirstPart.of(net, spec, classes, m_train)
-        self._mlmodel = self._folder / "MLmodel"  # written there with the first part
+        self._part = part
+        params = {k: str(v) for k, v in flatten(part.spec.model_dump(mode="json")).items()}
+        self._find_or_make = partial(
+            logged_model_for, client, run.experiment_id, run.run_id, job_id, params
+        )
+        self._resumed = resumed
+        self._mlmodel = self._folder / "mlmodel"  # MLmodel, written there with the first part
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlflow-artifacts")
+        self._model_made = self._uploader.submit(self._make_model)
         self._first_part = self._uploader.submit(self._send_first_part)
         self._last_upload = self._first_part  # the thread's last call reading self._folder
         self._first_part_sent = False
 
+    def _make_model(self) -> None:
+        model, made = self._find_or_make(self._resumed)
+        self._resumed = True  # made: a call after a failure finds it rather than make another
+        outputs = [] if made else self.client.get_run(self.run_id).outputs.model_outputs
+        if model.model_id not in {output.model_id for output in outputs}:  # once a run
+            step = self._part.spec.training.epochs
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
+        self._part = replace(self._part, run_id=self.run_id, model=model)
+
     def _send_first_part(self) -> None:
-        self._write_first_part(self.run_id, str(self._folder), self._part)
+        if self._part.model is None:
+            self._make_model()
+        self._sender.write_first_artifacts(self.run_id, str(self._folder), self._part)
+
+    def model_id(self) -> str:
+        """The LoggedModel's id: made in the thread, or now if that failed (MLflow away: the
+        caller's wait_for tries again)."""
+        try:
+            self._model_made.result()
+        except Exception as error:
+            log.warning("logged model of run %s not made, again: %s", self.run_id, error)
+        if self._part.model is None:
+            self._make_model()
+        return self._part.model.model_id
 
     def finish(self, net: Network, history: dict[str, list[float]], title: str) -> None:
+        model_id = self.model_id()
         if not self._first_part_sent:
             try:
                 self._first_part.result()
@@ -184,17 +320,23 @@ class RunArtifacts:
         # draws the plot; then the plot, and MLmodel last. The plot is CPU, an upload mostly
         # the server's time. Every file is written anew on a second call.
         wait([self._last_upload])  # a failed call's weights upload: done before a rewrite
-        weights = self._folder / "weights"
-        (weights / WEIGHTS_FOLDER).mkdir(parents=True, exist_ok=True)
-        save_weights(net.params, weights / "weights.npz")
-        shutil.copyfile(weights / "weights.npz", weights / WEIGHTS_FOLDER / "weights.npz")
-        weights_sent = self._uploader.submit(self._upload_folder, self.run_id, str(weights))
+        weights = self._folder / "weights"  # run/weights.npz, model/artifacts/weights.npz
+        (weights / "run").mkdir(parents=True, exist_ok=True)
+        (weights / "model" / WEIGHTS_IN_MODEL).parent.mkdir(parents=True, exist_ok=True)
+        save_weights(net.params, weights / "run" / "weights.npz")
+        shutil.copyfile(weights / "run" / "weights.npz", weights / "model" / WEIGHTS_IN_MODEL)
+        weights_sent = self._uploader.submit(self._send_weights, weights, model_id)
         self._last_upload = weights_sent
         plot = self._folder / "cost_curve.png"
         plot_cost_curve(history, plot, title=title)
-        self._upload_file(self.run_id, str(plot), None)
-        weights_sent.result()  # weights.npz, at the top and in model/
-        self._upload_file(self.run_id, str(self._mlmodel), MODEL_FOLDER)  # last
+        self._sender.log_artifact(self.run_id, str(plot), None)
+        weights_sent.result()
+        self._sender.log_model_artifacts(model_id, str(self._mlmodel))  # last: now it loads
+        self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+
+    def _send_weights(self, weights: Path, model_id: str) -> None:
+        self._sender.log_model_artifacts(model_id, str(weights / "model"))
+        self._sender.log_artifacts(self.run_id, str(weights / "run"))  # weights.npz, at the top
 
     def close(self) -> None:
         self._uploader.shutdown(wait=False, cancel_futures=True)

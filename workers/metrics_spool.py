@@ -23,7 +23,8 @@ from contract.metric_budget import logs_epoch
 
 log = logging.getLogger(__name__)
 
-MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+# key, value, timestamp (ms), step, and for the final metrics the LoggedModel's id they belong to
+MetricRow = tuple[str, float, int, int] | tuple[str, float, int, int, str]
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call (mlflow/utils/validation.py)
 LOG_BATCH_ENDPOINT = "/api/2.0/mlflow/runs/log-batch"  # MLflow's REST API
 
@@ -77,11 +78,13 @@ def log_metrics(client: MlflowClient, run_id: str, rows: Sequence[MetricRow]) ->
     go through MlflowClient."""
     uri = client.tracking_uri
     if not uri.startswith(("http://", "https://")):
-        client.log_batch(run_id, metrics=[Metric(*row) for row in rows])
+        client.log_batch(run_id, metrics=[Metric(*row[:4], model_id=_model(row)) for row in rows])
         return
     metrics = [
         {"key": key, "value": _json_double(value), "timestamp": timestamp, "step": step}
-        for key, value, timestamp, step in rows
+        | ({"model_id": row[4]} if len(row) > 4 else {})
+        for row in rows
+        for key, value, timestamp, step in (row[:4],)
     ]
     http_request_safe(
         get_default_host_creds(uri),
@@ -90,6 +93,10 @@ def log_metrics(client: MlflowClient, run_id: str, rows: Sequence[MetricRow]) ->
         data=json.dumps({"run_id": run_id, "metrics": metrics}),
         extra_headers={"Content-Type": "application/json"},
     )
+
+
+def _model(row: MetricRow) -> str | None:
+    return row[4] if len(row) > 4 else None
 
 
 def _json_double(value: float) -> float | str:
@@ -141,7 +148,8 @@ class MetricsBuffer:
         self.stall_seconds = stall_seconds  # a send longer than this: MLflow does not answer
         self.dropped = 0
         self._values = 0  # metric values pending or unsent
-        self._pending: list[tuple[int, int, Mapping[str, float]]] = []  # (step, ms, metrics)
+        # (step, ms, metrics, model id or None)
+        self._pending: list[tuple[int, int, Mapping[str, float], str | None]] = []
         self._unsent: list[MetricRow] = []  # converted, but not sent yet (a failed call)
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)  # notified as values are sent or fail
@@ -153,10 +161,10 @@ class MetricsBuffer:
         self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
         self._thread.start()
 
-    def add(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Queue ``metrics`` at ``step``; the mapping must not change afterwards. Waits while
-        the buffer is full and MLflow answers."""
-        entry = (step, int(time.time() * 1000), metrics)
+    def add(self, step: int, metrics: Mapping[str, float], model_id: str | None = None) -> None:
+        """Queue ``metrics`` at ``step``, linked to the LoggedModel ``model_id`` if given; the
+        mapping must not change afterwards. Waits while the buffer is full and MLflow answers."""
+        entry = (step, int(time.time() * 1000), metrics, model_id)
         count = len(metrics)
         with self._space:
             while self._values and self._values + count > self.max_values and self._waits():
@@ -220,7 +228,7 @@ class MetricsBuffer:
         with self._send_lock:
             added = _as_metrics(pending, self.logged)
             self._unsent.extend(added)
-            self._forget(sum(len(m) for _, _, m in pending) - len(added))
+            self._forget(sum(len(entry[2]) for entry in pending) - len(added))
             while self._unsent:
                 chunk = self._unsent[:MAX_METRICS_PER_BATCH]
                 self._sending_since = time.monotonic()
@@ -288,12 +296,20 @@ class MetricsBuffer:
 
 
 def _as_metrics(
-    pending: Iterable[tuple[int, int, Mapping[str, float]]], logged: Logged
+    pending: Iterable[tuple[int, int, Mapping[str, float], str | None]], logged: Logged
 ) -> list[MetricRow]:
     highest, missing = logged.highest, logged.missing  # Logged.has, inlined: a value each
-    return [
+    rows: list[MetricRow] = [
         (key, float(value), timestamp, step)
-        for step, timestamp, metrics in pending
+        for step, timestamp, metrics, model_id in pending
+        if model_id is None  # every epoch's: the hot path, kept to a plain tuple
         for key, value in metrics.items()
         if value is not None and (step > highest.get(key, -1) or step in missing.get(key, ()))
+    ]
+    return rows + [
+        (key, float(value), timestamp, step, model_id)
+        for step, timestamp, metrics, model_id in pending
+        if model_id is not None  # the final metrics, once
+        for key, value in metrics.items()
+        if value is not None and not logged.has(key, step)
     ]

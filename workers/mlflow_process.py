@@ -64,6 +64,11 @@ class MlflowProcess:
         """``MlflowClient.log_artifact``: the file ``path`` into ``artifact_path``."""
         self._call("log_artifact", run_id, path, artifact_path)
 
+    def log_model_artifacts(self, model_id: str, folder: str) -> None:
+        """``MlflowClient.log_model_artifacts``: every file under ``folder``, to the
+        LoggedModel's artifacts."""
+        self._call("log_model_artifacts", model_id, folder)
+
     def start(self) -> "MlflowProcess":
         with self._lock:
             self._start()
@@ -136,6 +141,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
         "log_metrics": metrics_spool.log_metrics,
         "log_artifacts": MlflowClient.log_artifacts,
         "log_artifact": MlflowClient.log_artifact,
+        "log_model_artifacts": MlflowClient.log_model_artifacts,
         "write_first_artifacts": artifacts.write_and_upload_first_part,
     }
     while True:

@@ -138,18 +138,17 @@ def train_and_record(
         settings.mlflow_wait_seconds,
         "log params",
     )
-    helper = mlflow_process.for_settings(settings)
     with attempt.phases("mlflow artifacts"):
+        part = artifacts.FirstPart.of(
+            net, attempt.spec, data.dataset.classes, data.m_train, data.X_train[:, 0]
+        )
         uploads = artifacts.RunArtifacts(
             context.client,
-            run.run_id,
-            net,
-            attempt.spec,
-            data.dataset.classes,
-            data.m_train,
-            upload_folder=helper.log_artifacts,
-            upload_file=helper.log_artifact,
-            write_first_part=helper.write_first_artifacts,
+            run,
+            part,
+            job_id=attempt.job_id,
+            resumed=attempt.number > 1,
+            sender=mlflow_process.for_settings(settings),
         )
     writer = CheckpointWriter(
         store_for(settings),
@@ -242,7 +241,9 @@ def record_trained(
     attempt, settings, phase = context.attempt, context.settings, context.attempt.phases
     training = attempt.spec.training
     metrics = final_metrics(net, data, training.l2, training.batch_size)
-    context.buffer.add(training.epochs, mlflow_final_metrics(metrics))
+    # Linked to the run's LoggedModel: its metrics in the Models tab.
+    model_id = mlflow_retry.wait_for(uploads.model_id, settings.mlflow_wait_seconds, "model")
+    context.buffer.add(training.epochs, mlflow_final_metrics(metrics), model_id)
     context.buffer.flush_soon()  # stored by the server while the artifacts are drawn
     with phase("mlflow params"):  # a run without them never gets a model (MLmodel) either
         # wait_for gives up after mlflow_wait_seconds; a call it makes, after its timeout.

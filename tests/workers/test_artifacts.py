@@ -1,14 +1,16 @@
 """A run's artifacts after training (workers/artifacts.py RunArtifacts.finish), on a real MLflow
 server: the weights go up while the plot is drawn, and a call that failed can be made again."""
 
+import mlflow.artifacts
 import numpy as np
 import pytest
+from mlflow.entities import LoggedModelStatus
 
 from contract.spec import JobSpec
 from models import Network, load_weights
 from tests.workers.helpers import artifact_paths
 from workers import tracking
-from workers.artifacts import RunArtifacts
+from workers.artifacts import FirstPart, RunArtifacts, Sender
 
 CLASSES = ("non-face", "face")
 HISTORY = {"cost": [0.69, 0.5, 0.4], "train_accuracy": [0.5, 0.7, 0.8]}
@@ -22,15 +24,15 @@ def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(
     net = Network([625, 1], output="sigmoid", init="random", seed=3)
     calls = []
 
-    def upload_file(run_id: str, path: str, artifact_path: str | None) -> None:
-        calls.append(path)
-        if len(calls) == 1:  # the plot's first upload: MLflow away for a moment
-            raise ConnectionError("MLflow away")
-        mlflow_client.log_artifact(run_id, path, artifact_path)
+    class AwayOnce(Sender):
+        def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None):
+            calls.append(path)
+            if len(calls) == 1:  # the plot's first upload: MLflow away for a moment
+                raise ConnectionError("MLflow away")
+            super().log_artifact(run_id, path, artifact_path)
 
-    uploads = RunArtifacts(
-        mlflow_client, run.run_id, net, spec, CLASSES, 10, upload_file=upload_file
-    )
+    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
+    uploads = RunArtifacts(mlflow_client, run, part, sender=AwayOnce(mlflow_client))
     try:
         with pytest.raises(ConnectionError):
             uploads.finish(net, HISTORY, "r")
@@ -39,9 +41,39 @@ def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(
     finally:
         uploads.close()
 
-    paths = artifact_paths(mlflow_client, run.run_id)
-    assert {"weights.npz", "cost_curve.png", "model/MLmodel", "spec.json"} <= paths
-    assert [p.rsplit("/", 1)[-1] for p in calls] == ["cost_curve.png", "cost_curve.png", "MLmodel"]
-    for name in ("weights.npz", "model/artifacts/weights.npz"):
-        sent = load_weights(mlflow_client.download_artifacts(run.run_id, name, str(tmp_path)))
-        assert np.array_equal(sent["W1"], net.params["W1"])
+    assert {"weights.npz", "cost_curve.png", "spec.json"} <= artifact_paths(
+        mlflow_client, run.run_id
+    )
+    assert [p.rsplit("/", 1)[-1] for p in calls] == ["cost_curve.png", "cost_curve.png"]
+    logged = mlflow_client.get_logged_model(uploads.model_id())
+    assert logged.status == LoggedModelStatus.READY
+    outputs = mlflow_client.get_run(run.run_id).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(logged.model_id, 2000)]
+    for where in (
+        mlflow_client.download_artifacts(run.run_id, "weights.npz", str(tmp_path / "run")),
+        mlflow.artifacts.download_artifacts(
+            f"{logged.artifact_location}/artifacts/weights.npz", dst_path=str(tmp_path / "model")
+        ),
+    ):
+        assert np.array_equal(load_weights(where)["W1"], net.params["W1"])
+
+
+def test_a_resumed_run_sends_its_model_to_the_earlier_attempts_logged_model(mlflow_client):
+    spec = JobSpec.model_validate({"experiment": "artifacts", "dataset": {"name": "faces"}})
+    run = tracking.start_run(mlflow_client, experiment="artifacts", run_name="r", tags={})
+    net = Network([625, 1], output="sigmoid", init="random", seed=3)
+    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
+    ids = []
+    for resumed in (False, True):
+        uploads = RunArtifacts(mlflow_client, run, part, resumed=resumed)
+        try:
+            uploads.finish(net, HISTORY, "r")
+            ids.append(uploads.model_id())
+        finally:
+            uploads.close()
+
+    assert ids[0] == ids[1]
+    found = mlflow_client.search_logged_models([run.experiment_id])
+    assert [m.model_id for m in found if m.source_run_id == run.run_id] == ids[:1]
+    outputs = mlflow_client.get_run(run.run_id).outputs.model_outputs
+    assert [o.model_id for o in outputs] == ids[:1]  # linked once

@@ -7,8 +7,11 @@ import signal
 import socket
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 
+import mlflow.artifacts
+import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
@@ -17,7 +20,7 @@ from models import Network
 from settings import Settings
 from tests.servers import free_port, unique_name
 from workers import mlflow_process, mlflow_retry, tracking
-from workers.artifacts import FirstPart
+from workers.artifacts import FirstPart, logged_model_for
 from workers.mlflow_process import MlflowProcess
 
 ROWS = [("cost", 0.5, 1_700_000_000_000, 0), ("cost", 0.25, 1_700_000_000_001, 1)]
@@ -60,19 +63,25 @@ def test_the_helper_writes_and_uploads_the_files_known_before_training(
 ):
     spec = JobSpec.model_validate({"experiment": "helper", "dataset": {"name": "digits"}})
     net = Network([64, 16, 10], output="softmax", init="he")
-    part = FirstPart.of(net, spec, tuple("0123456789"), 1437)
+    experiment = mlflow_client.get_run(run_id).info.experiment_id
+    model, _ = logged_model_for(mlflow_client, experiment, run_id, "job", {}, resumed=False)
+    part = replace(FirstPart.of(net, spec, tuple("0123456789"), 1437, np.ones(64)),
+                   run_id=run_id, model=model)  # fmt: skip
     (tmp_path / "before").mkdir()
     (tmp_path / "before" / "stale.txt").write_text("from an attempt that failed")
 
     helper.write_first_artifacts(run_id, str(tmp_path), part)
 
     stored = {a.path for a in mlflow_client.list_artifacts(run_id)}
-    assert stored == {"spec.json", "network.md", "model"}
-    in_model = {a.path for a in mlflow_client.list_artifacts(run_id, "model")}
-    assert "model/MLmodel" not in in_model and "model/pyfunc_model.py" in in_model
+    assert stored == {"spec.json", "network.md"}
+    in_model = set(os.listdir(mlflow.artifacts.download_artifacts(
+        model.artifact_location, dst_path=str(tmp_path / "model")
+    )))  # fmt: skip
+    assert "MLmodel" not in in_model and {"pyfunc_model.py", "input_example.json"} <= in_model
     document = mlflow_client.download_artifacts(run_id, "network.md", str(tmp_path / "down"))
     assert "W[1]: (16, 64)" in Path(document).read_text()
-    assert "flavors" in (tmp_path / "MLmodel").read_text()  # kept for the end of the run
+    kept = (tmp_path / "mlmodel" / "MLmodel").read_text()  # kept for the end of the run
+    assert f"model_id: {model.model_id}" in kept and "signature" in kept
     assert not (tmp_path / "before" / "stale.txt").exists()
 
 

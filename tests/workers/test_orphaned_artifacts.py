@@ -6,10 +6,12 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+
 from contract.spec import JobSpec
 from models import Network
 from workers import tracking
-from workers.artifacts import TEMP_PREFIX, RunArtifacts, remove_orphaned_folders
+from workers.artifacts import TEMP_PREFIX, FirstPart, RunArtifacts, remove_orphaned_folders
 
 
 def dead_pid() -> int:
@@ -38,7 +40,8 @@ def test_a_run_s_artifacts_folder_is_named_by_its_process(mlflow_client):
     spec = JobSpec.model_validate({"experiment": "orphans", "dataset": {"name": "faces"}})
     run = tracking.start_run(mlflow_client, experiment="orphans", run_name="r", tags={})
     net = Network([625, 1], output="sigmoid")
-    uploads = RunArtifacts(mlflow_client, run.run_id, net, spec, ("non-face", "face"), 10)
+    part = FirstPart.of(net, spec, ("non-face", "face"), 10, np.zeros(625))
+    uploads = RunArtifacts(mlflow_client, run, part)
     try:
         assert re.fullmatch(rf"{TEMP_PREFIX}{os.getpid()}-\w+", uploads._folder.name)
         assert uploads._folder.is_dir()

@@ -8,10 +8,13 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow.artifacts
+import mlflow.models
 import mlflow.pyfunc
 import numpy as np
 import pytest
 import requests
+from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -43,8 +46,10 @@ def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
 
 def reload_trained_network(client, run_id: str, tmp_path) -> Network:
     """A Network built from the run's network.json and weights.npz, as a user would."""
-    model_dir = client.download_artifacts(run_id, "model/artifacts", str(tmp_path))
-    network = json.loads((tmp_path / "artifacts" / "network.json").read_text())
+    [output] = client.get_run(run_id).outputs.model_outputs
+    location = client.get_logged_model(output.model_id).artifact_location
+    model_dir = mlflow.artifacts.download_artifacts(f"{location}/artifacts", dst_path=str(tmp_path))
+    network = json.loads((Path(model_dir) / "network.json").read_text())
     net = Network(
         network["layer_dims"],
         hidden_activation=network["hidden_activation"],
@@ -111,8 +116,8 @@ def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
     assert run.data.metrics["final.val_accuracy"] == pytest.approx(job.metrics["val_accuracy"])
 
     paths = artifact_paths(mlflow_client, run.info.run_id)
-    assert {"weights.npz", "cost_curve.png", "spec.json", "network.md", "model/MLmodel"} <= paths
-    assert "model/code/models/network.py" in paths  # the core travels with the model
+    assert {"weights.npz", "cost_curve.png", "spec.json", "network.md"} <= paths
+    assert not any(path.startswith("model/") for path in paths)  # the LoggedModel has it
     network_md = (
         mlflow_client.download_artifacts(run.info.run_id, "network.md", str(tmp_path))
         and (tmp_path / "network.md").read_text()
@@ -124,18 +129,39 @@ def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
     _, _, X_val, Y_val = train_val_split(dataset.X, dataset.Y, 0.25, seed=1)
     assert float(np.mean(net.predict(X_val) == Y_val)) == job.metrics["val_accuracy"]
 
-    # the model's weights are the trained ones (uploaded after training, the rest before)
+    # the model is the run's LoggedModel, READY, its output at the last step, with the run's
+    # params and the final metrics linked to it
+    [output] = run.outputs.model_outputs
+    logged = mlflow_client.get_logged_model(output.model_id)
+    assert (output.step, logged.name, logged.source_run_id) == (epochs, "model", run.info.run_id)
+    assert logged.status == LoggedModelStatus.READY
+    assert logged.params["training.epochs"] == str(epochs)
+    linked = {m.key: m.value for m in logged.metrics}
+    assert linked["final.val_accuracy"] == job.metrics["val_accuracy"]
+    info = mlflow.models.get_model_info(f"models:/{logged.model_id}")
+    assert info.signature.inputs.to_dict() == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": (-1, dataset.n_x)}}
+    ]
+    assert info.saved_input_example_info is not None
+    files = Path(
+        mlflow.artifacts.download_artifacts(logged.artifact_location, dst_path=str(tmp_path / "m"))
+    )
+    assert (files / "code" / "models" / "network.py").is_file()  # the core travels with it
+
+    # its weights are the trained ones (uploaded after training, the rest before)
     top = mlflow_client.download_artifacts(run.info.run_id, "weights.npz", str(tmp_path / "a"))
-    inside = mlflow_client.download_artifacts(
-        run.info.run_id, "model/artifacts/weights.npz", str(tmp_path / "b")
+    inside = mlflow.artifacts.download_artifacts(
+        f"{logged.artifact_location}/artifacts/weights.npz", dst_path=str(tmp_path / "b")
     )
     assert Path(top).read_bytes() == Path(inside).read_bytes()
 
-    # the pyfunc model predicts the same labels as the network
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    predictions = model.predict(np.ascontiguousarray(X_val.T))
-    assert list(predictions["label"]) == list(net.predict(X_val)[0])
-    assert list(predictions["class"])[:3] == [dataset.classes[i] for i in net.predict(X_val)[0]][:3]
+    # the pyfunc model predicts the same labels as the network, by its id and by the run's name
+    for uri in (f"models:/{logged.model_id}", f"runs:/{run.info.run_id}/model"):
+        model = mlflow.pyfunc.load_model(uri)
+        predictions = model.predict(np.ascontiguousarray(X_val.T, dtype=np.float32))
+        assert list(predictions["label"]) == list(net.predict(X_val)[0])
+    labels = net.predict(X_val)[0][:3]
+    assert list(predictions["class"])[:3] == [dataset.classes[i] for i in labels]
 
 
 def test_zero_initialized_logistic_regression_logs_ln2_as_the_first_cost(
@@ -456,10 +482,11 @@ def test_the_logged_model_loads_its_own_copy_of_the_core_in_a_fresh_python(
     job_id = create_job(session_factory, with_experiment(FACES_LOGREG, training={"epochs": 5}))
     run_job(job_id, settings, session_factory, OWNER)
     run_id = get_job(session_factory, job_id).mlflow_run_id
+    model_id = MlflowClient(mlflow_server.url).get_run(run_id).outputs.model_outputs[0].model_id
     script = (
         "import sys, numpy, mlflow.pyfunc\n"
-        f"model = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
-        "print(model.predict(numpy.zeros((2, 625)))['class'].tolist())\n"
+        f"model = mlflow.pyfunc.load_model('models:/{model_id}')\n"
+        "print(model.predict(numpy.zeros((2, 625), numpy.float32))['class'].tolist())\n"
         "print(sys.modules['models'].__file__)\n"
     )
 
