@@ -84,6 +84,11 @@ TagValue = Annotated[SqlText, Field(max_length=MAX_TAG_VALUE_LENGTH)]
 MAX_TAGS = 50  # with gradq's own, within one MLflow log_batch (100 tags)
 
 
+# A name of the model registry: letters, digits, ".", "_" and "-" (it goes into MLflow's
+# search filters, so no quote or space), starting with a letter or digit.
+RegisteredName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+
+
 class JobSpec(Strict):
     # MLflow takes any non-empty experiment name of up to 500 characters.
     experiment: SqlText = Field("gradq", min_length=1, max_length=255)
@@ -95,6 +100,11 @@ class JobSpec(Strict):
         default_factory=dict,
         max_length=MAX_TAGS,
         description="MLflow run tags; keys as MLflow accepts them, mlflow.* and gradq.* reserved.",
+    )
+    register_as: RegisteredName | None = Field(
+        None,
+        description="Register the trained model under this name in MLflow's registry; the "
+        "alias 'champion' goes to its best version (contract/registry.py).",
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from contract.halving import Halving
-from contract.spec import Strict
+from contract.spec import RegisteredName, Strict
 
 MAX_SPACE_FIELDS = 50
 
@@ -43,6 +43,8 @@ class SweepSpec(Strict):
         description="Asynchronous successive halving: stop the trials that fall behind at each "
         "rung of epochs (contract/halving.py); null trains every trial to its end.",
     )
-    register_as: None = Field(
-        None, description="Registering the best model: not available yet, only null."
+    register_as: RegisteredName | None = Field(
+        None,
+        description="Once every trial has ended, register the best trial's model under this "
+        "name; the alias 'champion' goes to the name's best version.",
     )

@@ -34,6 +34,7 @@ from workers import (
     metrics_spool,
     mlflow_process,
     mlflow_retry,
+    registry,
     tracking,
 )
 from workers.attempt import AttemptContext, claim, log_data_to_run, start_or_resume
@@ -255,6 +256,16 @@ def record_trained(
             settings.mlflow_wait_seconds,
             "log artifacts",
         )
+    if attempt.spec.register_as:
+        with phase("mlflow registry"):
+            mlflow_retry.wait_for(
+                lambda: registry.register(
+                    context.client, attempt.spec.register_as, model_id, context.run.run_id,
+                    attempt.job_id, registry.job_ranking(metrics),
+                ),
+                settings.mlflow_wait_seconds,
+                "register the model",
+            )  # fmt: skip
     best = best_metrics(history, metrics)  # for a sweep's trials table
     return "succeeded", {**metrics, **best, "training_seconds": round(seconds, 6)}, None
 

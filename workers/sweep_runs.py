@@ -20,7 +20,7 @@ from store import sweeps
 from store.db import transaction
 from store.sweep_table import best_of, trial_rows
 from store.tables import FINAL_STATUSES, Sweep, utcnow
-from workers import mlflow_retry, sweep_artifacts, tracking
+from workers import mlflow_retry, registry, sweep_artifacts, tracking
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,9 @@ def sync_parent(factory: sessionmaker[Session], client: MlflowClient, sweep_id: 
             "best_job": best.job_id if best else None,
             "best_value": best.objective if best else None,
         }  # fmt: skip
-        run_id = sweep.mlflow_run_id
+        run_id, register_as = sweep.mlflow_run_id, sweep.request.get("register_as")
+        if best is not None:
+            ranking = registry.Ranking(sweep.objective_metric, sweep.objective_goal, best.objective)
     ended = status in tracking.RUN_STATUS  # every trial has ended
     done = [row for row in rows if row.status in FINAL_STATUSES]
     if best_trial is not None:
@@ -134,10 +136,20 @@ def sync_parent(factory: sessionmaker[Session], client: MlflowClient, sweep_id: 
             curves, rows, summary["best_job"], path / "cost_curves.png"
         )
         client.log_artifacts(run_id, folder)
+    if ended and register_as and best_trial is not None:
+        register_best(client, register_as, best_trial.id, best_trial.mlflow_run_id, ranking)
     if ended:
         tracking.end_run(client, run_id, status)
     with transaction(factory) as session:
         sweeps.mark_parent_synced(session, sweep_id, read_at, closed=ended)
+
+
+def register_best(
+    client: MlflowClient, name: str, job_id: str, run_id: str, ranking: registry.Ranking
+) -> None:
+    """Register the best trial's LoggedModel (its run's output) under the sweep's name."""
+    [output] = client.get_run(run_id).outputs.model_outputs
+    registry.register(client, name, output.model_id, run_id, job_id, ranking)
 
 
 def _curve(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:

@@ -73,6 +73,10 @@ def submit_sweep(
 def _trial_specs(session: Session, spec: SweepSpec, settings: Settings) -> list[dict]:
     """Every trial's spec, completed as POST /v1/jobs completes one; a 422 naming the field
     (``space.<path>`` or ``base.<path>``) for the first trial that cannot run."""
+    if spec.base.get("register_as") is not None:
+        raise invalid(
+            "base.register_as", "a sweep registers its best trial: give register_as beside base"
+        )
     try:
         trials = expand_space(spec.base, spec.space, spec.trials, spec.seed,
                               settings.max_sweep_trials)  # fmt: skip

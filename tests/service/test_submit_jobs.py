@@ -111,6 +111,7 @@ INVALID_SPECS = {
     "epochs over the maximum": (with_("training.epochs", 501), "training.epochs"),
     "over the parameter budget": (with_("model.hidden_layers", [2000]), "model.hidden_layers"),
     "unknown field": (with_("bogus", 1), "bogus"),
+    "register_as with a quote": (with_("register_as", "x' or 1"), "register_as"),
     "unknown nested field": (with_("training.momentum", 0.9), "training.momentum"),
     "unknown dataset": (with_("dataset.name", "no-such-data"), "dataset.name"),
     "missing dataset": ({"experiment": "x"}, "dataset"),

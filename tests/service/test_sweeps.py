@@ -173,6 +173,8 @@ def test_cancelling_a_sweep_cancels_its_queued_trials(client):
         ({"base": GRID["base"] | {"training": {"epochs": 20, "validation_split": 0}}},
          "objective.metric", "val_accuracy needs training.validation_split above 0"),
         ({"objective": {"metric": "loss"}}, "objective.metric", "val_accuracy"),
+        ({"base": GRID["base"] | {"register_as": "best"}}, "base.register_as", "beside base"),
+        ({"register_as": "a name"}, "register_as", "should match pattern"),
     ],
 )  # fmt: skip
 def test_a_bad_sweep_is_422_naming_the_field_and_stores_and_sends_nothing(

@@ -10,6 +10,7 @@ from mlflow.entities import RunStatus
 from store import sweeps
 from store.db import transaction
 from store.tables import Sweep
+from tests.servers import unique_name
 from tests.workers.helpers import FACES_LOGREG, artifact_paths, get_job, with_experiment
 from workers import sweep_runs, tracking
 from workers.run import run_job
@@ -17,14 +18,14 @@ from workers.run import run_job
 OWNER = "test-worker/1"
 
 
-def make_sweep(session_factory, rates: list[float]) -> tuple[str, list[str]]:
+def make_sweep(session_factory, rates: list[float], **request) -> tuple[str, list[str]]:
     base = with_experiment(FACES_LOGREG)
     base["training"]["epochs"] = 30
     specs = [{**base, "training": {**base["training"], "learning_rate": r}} for r in rates]
     with transaction(session_factory) as session:
         made = sweeps.create_sweep(
             session,
-            request={"base": base, "space": {"training.learning_rate": rates}},
+            request={"base": base, "space": {"training.learning_rate": rates}, **request},
             trial_specs=specs, objective=("cost", "min"),
             idempotency_key=None, request_sha256="0" * 64, token_fingerprint=None,
         )  # fmt: skip
@@ -43,7 +44,8 @@ def downloaded(client, run_id: str, name: str, tmp_path) -> str:
 def test_trials_are_children_of_a_parent_run_that_shows_them_and_ends_with_the_last(
     settings, session_factory, mlflow_client, tmp_path
 ):
-    sweep_id, (slow, fast) = make_sweep(session_factory, [0.001, 0.01])
+    name = unique_name("sweep-best")
+    sweep_id, (slow, fast) = make_sweep(session_factory, [0.001, 0.01], register_as=name)
 
     assert run_job(slow, settings, session_factory, OWNER) == "succeeded"
     parent = sweep_row(session_factory, sweep_id).mlflow_run_id
@@ -75,6 +77,10 @@ def test_trials_are_children_of_a_parent_run_that_shows_them_and_ends_with_the_l
     png = mlflow_client.download_artifacts(parent, "cost_curves.png", str(tmp_path))
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sweep_runs.sync_parents(session_factory, mlflow_client) == []  # ended: left alone
+    # The best trial's model, registered once the sweep ended: the name's champion.
+    champion = mlflow_client.get_model_version_by_alias(name, "champion")
+    assert (champion.run_id, champion.tags["gradq.job_id"]) == (best.mlflow_run_id, fast)
+    assert champion.tags["gradq.metric"] == "cost"
 
 
 def test_a_parent_made_by_an_attempt_that_died_before_recording_it_is_found_not_made_again(
