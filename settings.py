@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(2 * 1024**3, ge=1)
     max_dataset_files: int = Field(50_000, ge=1, description="Images in an uploaded folder.")
     max_image_pixels: int = Field(25_000_000, ge=1, description="Pixels of one image.")
+    max_predict_rows: int = Field(
+        1000, ge=1, le=100_000, description="Examples (rows or images) one prediction may take."
+    )
+    predict_cache_jobs: int = Field(
+        8, ge=1, le=1000, description="Jobs whose trained networks the API keeps for predictions."
+    )
     max_job_bytes: int = Field(
         default_factory=half_of_physical_memory,
         gt=0,

@@ -13,7 +13,8 @@ from service.dispatch import make_celery_client
 from service.errors import error_responses, install_error_handlers
 from service.job_metrics import JobMetrics
 from service.limits import BodySizeLimit
-from service.routes import datasets, health, jobs, sweeps
+from service.predictor import Predictors
+from service.routes import datasets, health, jobs, predict, sweeps
 from service.routes.datasets import STAGING
 from service.security import BearerTokenAuth
 from service.telemetry import RequestMetrics
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(jobs.router)
     app.include_router(sweeps.router)
+    app.include_router(predict.router)
+    app.state.predictors = Predictors(settings.mlflow_tracking_uri, settings.predict_cache_jobs)
     # The dataset routes' errors, documented here for the router as a whole.
     app.include_router(
         datasets.router, responses=error_responses(400, 401, 404, 409, 413, 422, 503)

@@ -220,5 +220,5 @@ def datasets_list(api: ApiOption = "http://127.0.0.1:8000") -> None:
         console.print_json(json.dumps(answer(http.get("/v1/datasets"))))
 
 
-# The sweep and compare commands live in modules of their own, on this app.
-from service import compare_cli, sweep_cli  # noqa: E402, F401
+# The sweep, compare and predict commands live in modules of their own, on this app.
+from service import compare_cli, predict_cli, sweep_cli  # noqa: E402, F401

@@ -8,6 +8,7 @@ h5py, scikit-learn and scikit-image are imported by the reader that needs them
 
 from .builtin import BUILTIN_DATASETS
 from .dataset import Dataset, DatasetError, MissingDependencyError
+from .images import image_example
 from .limits import DatasetLimits
 from .loader import inspect_dataset, load_dataset
 from .preprocessing import flatten, one_hot, scale_pixels, standardize, train_val_split
@@ -19,6 +20,7 @@ __all__ = [
     "DatasetLimits",
     "MissingDependencyError",
     "flatten",
+    "image_example",
     "inspect_dataset",
     "load_dataset",
     "one_hot",

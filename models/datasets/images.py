@@ -8,9 +8,11 @@ whose images are too many, one of them too large, or all of them together too mu
 refused before a pixel is decoded. Links are refused: a dataset never reads outside its folder.
 """
 
+import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -71,33 +73,54 @@ def image_files(folder: Path, limits: DatasetLimits) -> list[Path]:
     return files
 
 
-def _unreadable(path: Path, error: Exception) -> DatasetError:
+def _unreadable(path: Path | str, error: Exception) -> DatasetError:
     return DatasetError(f"{path}: corrupt or unreadable image ({error})")
 
 
-def _too_large(path: Path, size: str, limits: DatasetLimits) -> DatasetError:
+def _too_large(path: Path | str, size: str, limits: DatasetLimits) -> DatasetError:
     return DatasetError(
         f"{path}: {size} pixels are over the limit of {limits.max_image_pixels:,} per image"
     )
 
 
-def _header(path: Path, limits: DatasetLimits) -> tuple[int, int, str, int]:
-    """(width, height, mode, bands) from the image's header; no pixel is decoded."""
+def image_example(
+    data: bytes, name: str, image_shape: tuple[int, ...], limits: DatasetLimits
+) -> np.ndarray:
+    """One image file's bytes as an example of a dataset of ``image_shape`` images ((h, w) gray,
+    (h, w, 3) RGB), made as this reader makes each image of a folder: converted to the mode,
+    resized, and scaled by 1/255 as stored uint8 pixels are: (n_x,) float32. DatasetError naming
+    ``name`` when it is not an image of a known format or has too many pixels."""
     Image = _pil()
+    Image.MAX_IMAGE_PIXELS = limits.max_image_pixels  # Pillow's own guard, at decoding too
+    _header(io.BytesIO(data), limits, name)
+    mode = "RGB" if len(image_shape) == 3 else "L"
+    pixels = _decode(io.BytesIO(data), mode, (image_shape[0], image_shape[1]), name)
+    return pixels.reshape(-1).astype(np.float32) / np.float32(255)
+
+
+def _header(
+    path: Path | BinaryIO, limits: DatasetLimits, name: str | None = None
+) -> tuple[int, int, str, int]:
+    """(width, height, mode, bands) from the image's header; no pixel is decoded. ``name``:
+    how errors name the image (default: its path)."""
+    Image = _pil()
+    path_or_name = name or path
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as image:
             width, height, mode = image.width, image.height, image.mode
             bands = len(image.getbands())
     except Image.DecompressionBombError as error:  # over twice the limit: Pillow's refusal
-        raise _too_large(path, "its", limits) from error
+        raise _too_large(path_or_name, "its", limits) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise _unreadable(path, error) from error
+        raise _unreadable(path_or_name, error) from error
     if width * height > limits.max_image_pixels:
-        raise _too_large(path, f"{width}x{height}", limits)
+        raise _too_large(path_or_name, f"{width}x{height}", limits)
     return width, height, mode, bands
 
 
-def _decode(path: Path, mode: str, size_hw: tuple[int, int]) -> np.ndarray:
+def _decode(
+    path: Path | BinaryIO, mode: str, size_hw: tuple[int, int], name: str | None = None
+) -> np.ndarray:
     """One image as uint8 (h, w) for "L" or (h, w, 3) for "RGB"."""
     Image = _pil()
     try:
@@ -108,7 +131,7 @@ def _decode(path: Path, mode: str, size_hw: tuple[int, int]) -> np.ndarray:
                 image = image.convert("RGBA")
             image = image.convert(mode)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise _unreadable(path, error) from error
+        raise _unreadable(name or path, error) from error
     height, width = size_hw
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)

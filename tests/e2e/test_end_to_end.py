@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from models import Network, load_dataset, load_weights, train_val_split
 from service.stack import MLFLOW_ENV, api_command, mlflow_command, worker_command
@@ -148,7 +150,9 @@ def test_mlp_job_on_digits_learns_and_its_weights_reproduce_its_accuracy(stack, 
     assert job["metrics"]["val_accuracy"] > 0.9
     run_id = job["mlflow_run_id"]
     artifacts = {a.path for a in stack.mlflow.list_artifacts(run_id)}
-    assert {"weights.npz", "cost_curve.png", "spec.json", "network.md", "model"} <= artifacts
+    assert {"weights.npz", "cost_curve.png", "spec.json", "network.md"} <= artifacts
+    [output] = stack.mlflow.get_run(run_id).outputs.model_outputs  # the LoggedModel
+    assert stack.mlflow.get_logged_model(output.model_id).status == LoggedModelStatus.READY
     steps = [m.step for m in stack.mlflow.get_metric_history(run_id, "cost")]
     assert sorted(steps) == list(range(15))
 
@@ -202,7 +206,8 @@ def test_cli_submit_watch_follows_a_job_to_success(stack, tmp_path):
 
 def gradq(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).parent / "gradq"), *args, "--api", stack.api_url]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    wide = os.environ | {"COLUMNS": "200"}  # rich's tables: no cell cut short
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, env=wide)
 
 
 def test_cli_uploads_a_dataset_lists_shows_and_cancels_jobs(stack, tmp_path):
@@ -259,3 +264,20 @@ def test_cli_sweep_watch_follows_a_grid_to_its_best_trial(stack, tmp_path):
     assert "final val_accuracy" in header and "at 10" in header
     assert all(job_id[:8] in compared.stdout for job_id in ids)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+    # The trials' runs are children of the sweep's parent run.
+    for trial in sweep["trials"]:
+        tags = stack.mlflow.get_run(trial["mlflow_run_id"]).data.tags
+        assert tags["mlflow.parentRunId"] == sweep["mlflow_run_id"] is not None
+
+    # The best trial classifies an image file as the API does for it.
+    face = tmp_path / "face.png"
+    pixels = (load_dataset("faces").X[:, 0].reshape(25, 25) * 255).round().astype(np.uint8)
+    Image.fromarray(pixels).save(face)
+    predicted = gradq(stack, "predict", sweep["best_job"], str(face))
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    files = [("images", ("face.png", face.read_bytes()))]
+    by_api = stack.api.post(f"/v1/jobs/{sweep['best_job']}/predict", files=files).json()
+    row = next(line for line in predicted.stdout.splitlines() if "face.png" in line)
+    assert by_api["predicted"][0] in row.split()
+    assert f"{max(by_api['probabilities'][0]):.4f}" in row

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 import redis
+from mlflow.entities import LoggedModelStatus
 
 from store.migrate import upgrade
 from tests.faults.harness import mlp_spec
@@ -59,7 +60,9 @@ def test_mlflow_down_for_30_s_mid_training_loses_no_job_and_no_metric(make_stack
             steps = sorted(m.step for m in stack.mlflow.get_metric_history(run_id, key))
             assert steps == list(range(job.epochs)), key
         artifacts = {a.path for a in stack.mlflow.list_artifacts(run_id)}
-        assert {"weights.npz", "cost_curve.png", "model"} <= artifacts
+        assert {"weights.npz", "cost_curve.png"} <= artifacts
+        [output] = stack.mlflow.get_run(run_id).outputs.model_outputs  # one LoggedModel
+        assert stack.mlflow.get_logged_model(output.model_id).status == LoggedModelStatus.READY
 
 
 def test_a_postgresql_restart_under_load_loses_no_accepted_job_and_answers_503(make_stack):
