@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from mlflow.tracking import MlflowClient
 
 from contract.network_shape import network_shape
 from contract.spec import JobSpec
@@ -127,6 +126,9 @@ def fetch_weights(tracking_uri: str, run_id: str, max_bytes: int) -> bytes:
 
 
 def _local_weights(tracking_uri: str, run_id: str, max_bytes: int) -> bytes:
+    # Imported here: service/app.py turns MLflow's telemetry off after importing the routes.
+    from mlflow.tracking import MlflowClient
+
     with tempfile.TemporaryDirectory(prefix="gradq-predict-") as folder:
         path = Path(MlflowClient(tracking_uri).download_artifacts(run_id, "weights.npz", folder))
         if path.stat().st_size > max_bytes:

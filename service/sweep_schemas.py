@@ -1,39 +1,14 @@
 """The sweep resource (DESIGN.md section 5): its status, its trials' counts, a table of its
 trials (the values each varied, its objective) and its best job, built from rows."""
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from store.sweep_table import best_of, trial_rows
+from store.sweep_table import TrialRow, best_of, trial_rows
 from store.sweeps import sweep_status
 from store.tables import JOB_STATUSES, Job, Sweep, SweepRung
-
-
-class RungOut(BaseModel):
-    """A trial's verdict at a rung of the sweep's halving."""
-
-    rung: int
-    epoch: int  # epochs done when judged
-    value: float | None  # the objective then
-    promoted: bool
-    rank: int
-    reached: int  # trials that had reached the rung, this one included
-    cutoff: float | None  # the worst value that went on
-
-
-class TrialOut(BaseModel):
-    job_id: str
-    status: str
-    params: dict[str, Any]  # the varied fields' values, by path
-    objective: float | None  # the final metric the sweep ranks by (succeeded trials)
-    best_value: float | None  # the objective's best over the trial's epochs and its end
-    best_epoch: int | None  # when it was measured (epochs count from 0; the end is `epochs`)
-    error: str | None  # for a trial stopped at a rung: why
-    rungs: list[RungOut]
-    mlflow_run_id: str | None  # a child of the sweep's run
 
 
 class SweepSummary(BaseModel):
@@ -51,12 +26,13 @@ class SweepOut(SweepSummary):
     mlflow_run_id: str | None  # the parent run, once a trial has started
     best_job: str | None
     best_value: float | None
-    trials: list[TrialOut]
+    trials: list[TrialRow]  # store/sweep_table.py
     request: dict[str, Any]
 
 
 class SweepList(BaseModel):
     sweeps: list[SweepSummary]
+    next_cursor: str | None  # for the next page: GET /v1/sweeps?cursor=...
 
 
 def sweep_summary(sweep: Sweep, statuses: list[str]) -> SweepSummary:
@@ -90,7 +66,7 @@ def sweep_out(
         **summary.model_dump(),
         best_job=best.job_id if best else None,
         best_value=best.objective if best else None,
-        trials=[TrialOut.model_validate(asdict(row)) for row in rows],
+        trials=rows,
         request=sweep.request,
         mlflow_run_id=sweep.mlflow_run_id,
     )

@@ -4,17 +4,16 @@ Every status change writes a job_events row in the same transaction. Writes are 
 transaction is held open across training or network calls.
 """
 
-import base64
-import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store import pages
 from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
 
 # The detail of the event that says a run's metric curve is incomplete (store/recovery.py reads
@@ -153,12 +152,6 @@ def mark_undispatched(session: Session, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=None))
 
 
-@dataclass(frozen=True)
-class Page:
-    jobs: list[Job]
-    next_cursor: str | None
-
-
 def list_jobs(
     session: Session,
     *,
@@ -167,43 +160,16 @@ def list_jobs(
     sweep_id: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> Page:
+) -> pages.Page[Job]:
     """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    query = select(Job)
     if status:
         query = query.where(Job.status == status)
     if experiment:
         query = query.where(Job.experiment == experiment)
     if sweep_id:
         query = query.where(Job.sweep_id == sweep_id)
-    if cursor:
-        created_at, job_id = decode_cursor(cursor)
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
-        )
-    jobs = list(session.scalars(query))
-    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
-    return Page(jobs[:limit], next_cursor)
-
-
-def encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """ValueError if the cursor was not made by encode_cursor: its time has a zone (made
-    UTC here, where an offset can still overflow) and its id is a job id's 32 hex digits."""
-    try:
-        created_at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        moment = datetime.fromisoformat(created_at)
-        if moment.tzinfo is None or not _JOB_ID.fullmatch(job_id):
-            raise ValueError(cursor)
-        return moment.astimezone(UTC), job_id
-    except Exception as error:
-        raise ValueError("not a cursor returned by this API") from error
-
-
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
+    return pages.newest_first(session, query, Job, cursor, limit)
 
 
 def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Job | None:

@@ -10,6 +10,19 @@ from store.tables import Job, Sweep, SweepRung
 
 
 @dataclass
+class RungRow:
+    """A trial's verdict at a rung of the sweep's halving."""
+
+    rung: int
+    epoch: int  # epochs done when judged
+    value: float | None  # the objective then
+    promoted: bool
+    rank: int
+    reached: int  # trials that had reached the rung, this one included
+    cutoff: float | None  # the worst value that went on
+
+
+@dataclass
 class TrialRow:
     job_id: str
     status: str
@@ -18,7 +31,7 @@ class TrialRow:
     best_value: float | None  # the objective's best over the trial's epochs and its end
     best_epoch: int | None  # when it was measured (epochs count from 0; the end is `epochs`)
     error: str | None  # for a trial stopped at a rung: why
-    rungs: list[dict[str, Any]]  # its verdicts at the rungs, in order
+    rungs: list[RungRow]  # its verdicts at the rungs, in order
     mlflow_run_id: str | None
 
 
@@ -53,11 +66,9 @@ def best_of(sweep: Sweep, rows: list[TrialRow]) -> TrialRow | None:
     return pick(ranked, key=lambda row: row.objective)
 
 
-def _verdict(row: SweepRung) -> dict[str, Any]:
-    return {
-        "rung": row.rung, "epoch": row.epoch, "value": row.value, "promoted": row.promoted,
-        "rank": row.rank, "reached": row.reached, "cutoff": row.cutoff,
-    }  # fmt: skip
+def _verdict(row: SweepRung) -> RungRow:
+    return RungRow(row.rung, row.epoch, row.value, row.promoted, row.rank, row.reached,
+                   row.cutoff)  # fmt: skip
 
 
 def _succeeded_metric(trial: Job, key: str) -> Any:

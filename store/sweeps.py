@@ -10,7 +10,7 @@ from sqlalchemy import exists, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from contract.halving import Verdict, judge
-from store import jobs
+from store import jobs, pages
 from store.tables import FINAL_STATUSES, Job, Sweep, SweepRung, utcnow
 
 
@@ -88,9 +88,9 @@ def trial_statuses(session: Session, sweep_ids: list[str]) -> dict[str, list[str
     return found
 
 
-def list_sweeps(session: Session, limit: int) -> list[Sweep]:
-    query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)
-    return list(session.scalars(query))
+def list_sweeps(session: Session, cursor: str | None, limit: int) -> pages.Page[Sweep]:
+    """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+    return pages.newest_first(session, select(Sweep), Sweep, cursor, limit)
 
 
 def request_cancel(session: Session, sweep: Sweep) -> list[Job]:

@@ -37,7 +37,7 @@ def trials_markdown(summary: dict, rows: list[TrialRow]) -> str:
         lines.append(
             f"| {row.job_id[:8]} | {values} | {row.status} | {_number(row.objective)} | {best} |"
         )
-    stopped = [(row, row.rungs[-1]) for row in rows if row.rungs and not row.rungs[-1]["promoted"]]
+    stopped = [(row, row.rungs[-1]) for row in rows if row.rungs and not row.rungs[-1].promoted]
     if stopped:
         lines += [
             "",
@@ -51,9 +51,8 @@ def trials_markdown(summary: dict, rows: list[TrialRow]) -> str:
         ]
         for row, rung in stopped:
             lines.append(
-                f"| {row.job_id[:8]} | {rung['rung']} | {rung['epoch']} | "
-                f"{_number(rung['value'])} | {_number(rung['cutoff'])} | "
-                f"{rung['rank']} of {rung['reached']} |"
+                f"| {row.job_id[:8]} | {rung.rung} | {rung.epoch} | {_number(rung.value)} | "
+                f"{_number(rung.cutoff)} | {rung.rank} of {rung.reached} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -69,7 +68,7 @@ def plot_trial_curves(
         points = curves.get(row.job_id)
         if not points:
             continue
-        stopped = bool(row.rungs) and not row.rungs[-1]["promoted"]
+        stopped = bool(row.rungs) and not row.rungs[-1].promoted
         axes.plot(
             [step for step, _ in points],
             [value for _, value in points],

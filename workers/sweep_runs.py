@@ -9,6 +9,7 @@ import math
 import tempfile
 import time
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Metric
@@ -18,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.spec import flatten
 from store import sweeps
 from store.db import transaction
-from store.sweep_table import best_of, trial_rows
-from store.tables import FINAL_STATUSES, Sweep, utcnow
+from store.sweep_table import TrialRow, best_of, trial_rows
+from store.tables import FINAL_STATUSES, Job, Sweep, utcnow
 from workers import mlflow_retry, registry, sweep_artifacts, tracking
 
 log = logging.getLogger(__name__)
@@ -92,56 +93,92 @@ def sync_parents(factory: sessionmaker[Session], client: MlflowClient) -> list[s
     return synced
 
 
+@dataclass
+class Snapshot:
+    """A sweep as SQL has it at one moment: what its parent run is to show."""
+
+    run_id: str
+    summary: dict  # sweep id, status, the varied paths, objective, best job and value
+    rows: list[TrialRow]
+    best_trial: Job | None
+    ranking: registry.Ranking | None  # how the best is ranked, for the registry
+    register_as: str | None
+
+    @property
+    def ended(self) -> bool:
+        return self.summary["status"] in tracking.RUN_STATUS  # every trial has ended
+
+
 def sync_parent(factory: sessionmaker[Session], client: MlflowClient, sweep_id: str) -> None:
-    """Show the trials' state on the parent run as SQL has it now; end the run once every
-    trial has ended."""
+    """Show the trials' state on the parent run as SQL has it now; end the run (with the best
+    trial's params, and its model registered if asked) once every trial has ended."""
     read_at = utcnow()  # a trial that ends after this is shown by the next sync
+    snapshot = read_snapshot(factory, sweep_id)
+    best = snapshot.best_trial
+    if best is not None:
+        log_best(client, snapshot, best)
+    upload_tables(client, snapshot)
+    if snapshot.ended:
+        if snapshot.register_as and best is not None:
+            register_best(client, snapshot.register_as, best.id, best.mlflow_run_id,
+                          snapshot.ranking)  # fmt: skip
+        tracking.end_run(client, snapshot.run_id, snapshot.summary["status"])
+    with transaction(factory) as session:
+        sweeps.mark_parent_synced(session, sweep_id, read_at, closed=snapshot.ended)
+
+
+def read_snapshot(factory: sessionmaker[Session], sweep_id: str) -> Snapshot:
     with transaction(factory) as session:
         sweep = session.get(Sweep, sweep_id)
         trials = sweeps.trials_of(session, sweep_id)
         rows = trial_rows(sweep, trials, sweeps.rungs_of(session, sweep_id), lambda t: t.error)
-        status = sweeps.sweep_status(sweep, [trial.status for trial in trials])
         best = best_of(sweep, rows)
-        best_trial = next((trial for trial in trials if best and trial.id == best.job_id), None)
+        objective = {"metric": sweep.objective_metric, "goal": sweep.objective_goal}
         summary = {
-            "sweep_id": sweep.id, "status": status, "space": list(sweep.request["space"]),
-            "objective": {"metric": sweep.objective_metric, "goal": sweep.objective_goal},
+            "sweep_id": sweep.id,
+            "status": sweeps.sweep_status(sweep, [trial.status for trial in trials]),
+            "space": list(sweep.request["space"]), "objective": objective,
             "best_job": best.job_id if best else None,
             "best_value": best.objective if best else None,
         }  # fmt: skip
-        run_id, register_as = sweep.mlflow_run_id, sweep.request.get("register_as")
-        if best is not None:
-            ranking = registry.Ranking(sweep.objective_metric, sweep.objective_goal, best.objective)
-    ended = status in tracking.RUN_STATUS  # every trial has ended
-    done = [row for row in rows if row.status in FINAL_STATUSES]
-    if best_trial is not None:
-        final = {k: v for k, v in (best_trial.metrics or {}).items() if _is_number(v)}
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, len(done)) for k, v in final.items()],
+        return Snapshot(
+            run_id=sweep.mlflow_run_id,
+            summary=summary,
+            rows=rows,
+            best_trial=next((t for t in trials if best and t.id == best.job_id), None),
+            ranking=registry.Ranking(**objective, value=best.objective) if best else None,
+            register_as=sweep.request.get("register_as"),
         )
-        tracking.log_params_and_tags(
-            client,
-            run_id,
-            flatten(best_trial.spec) if ended else {},
-            {"gradq.best_job": best_trial.id, "gradq.best_run": best_trial.mlflow_run_id or ""},
-        )
-    curves = {row.job_id: _curve(client, row.mlflow_run_id) for row in done if row.mlflow_run_id}
+
+
+def log_best(client: MlflowClient, snapshot: Snapshot, best: Job) -> None:
+    """The best trial's final metrics on the parent (at the step of the trials ended so far),
+    tags naming it, and once the sweep has ended its params."""
+    ended = sum(1 for row in snapshot.rows if row.status in FINAL_STATUSES)
+    final = {k: v for k, v in (best.metrics or {}).items() if _is_number(v)}
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, ended) for k, v in final.items()]
+    client.log_batch(snapshot.run_id, metrics=metrics)
+    tracking.log_params_and_tags(
+        client,
+        snapshot.run_id,
+        flatten(best.spec) if snapshot.ended else {},  # params cannot change once logged
+        {"gradq.best_job": best.id, "gradq.best_run": best.mlflow_run_id or ""},
+    )
+
+
+def upload_tables(client: MlflowClient, snapshot: Snapshot) -> None:
+    """trials.json, trials.md and cost_curves.png (the ended trials' curves) to the parent."""
+    rows = snapshot.rows
+    ended = [row for row in rows if row.status in FINAL_STATUSES and row.mlflow_run_id]
+    curves = {row.job_id: _curve(client, row.mlflow_run_id) for row in ended}
     with tempfile.TemporaryDirectory(prefix="gradq-sweep-") as folder:
         path = Path(folder)
-        (path / "trials.json").write_text(sweep_artifacts.trials_document(summary, rows))
-        (path / "trials.md").write_text(sweep_artifacts.trials_markdown(summary, rows))
-        sweep_artifacts.plot_trial_curves(
-            curves, rows, summary["best_job"], path / "cost_curves.png"
-        )
-        client.log_artifacts(run_id, folder)
-    if ended and register_as and best_trial is not None:
-        register_best(client, register_as, best_trial.id, best_trial.mlflow_run_id, ranking)
-    if ended:
-        tracking.end_run(client, run_id, status)
-    with transaction(factory) as session:
-        sweeps.mark_parent_synced(session, sweep_id, read_at, closed=ended)
+        (path / "trials.json").write_text(sweep_artifacts.trials_document(snapshot.summary, rows))
+        (path / "trials.md").write_text(sweep_artifacts.trials_markdown(snapshot.summary, rows))
+        best = snapshot.summary["best_job"]
+        sweep_artifacts.plot_trial_curves(curves, rows, best, path / "cost_curves.png")
+        client.log_artifacts(snapshot.run_id, folder)
 
 
 def register_best(

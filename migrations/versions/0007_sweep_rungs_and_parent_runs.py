@@ -7,6 +7,13 @@ from alembic import op
 revision = "0007"
 down_revision = "0006"
 
+# The parent run's columns of sweeps, all nullable: (name, type).
+PARENT_RUN_COLUMNS = (
+    ("mlflow_run_id", sa.String(64)),
+    ("parent_synced_at", sa.DateTime(timezone=True)),
+    ("mlflow_closed_at", sa.DateTime(timezone=True)),
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -30,14 +37,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sweep_id", "rung", "job_id", name="pk_sweep_rungs"),
     )
     with op.batch_alter_table("sweeps") as batch:
-        batch.add_column(sa.Column("mlflow_run_id", sa.String(64), nullable=True))
-        batch.add_column(sa.Column("parent_synced_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("mlflow_closed_at", sa.DateTime(timezone=True), nullable=True))
+        for name, type_ in PARENT_RUN_COLUMNS:
+            batch.add_column(sa.Column(name, type_, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sweeps") as batch:
-        batch.drop_column("mlflow_closed_at")
-        batch.drop_column("parent_synced_at")
-        batch.drop_column("mlflow_run_id")
+        for name, _ in reversed(PARENT_RUN_COLUMNS):
+            batch.drop_column(name)
     op.drop_table("sweep_rungs")

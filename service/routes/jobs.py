@@ -110,7 +110,7 @@ def list_jobs(
         )
     except ValueError as error:
         raise invalid("cursor", str(error)) from error
-    return JobPage(jobs=[job_out(job, settings) for job in page.jobs], next_cursor=page.next_cursor)
+    return JobPage(jobs=[job_out(job, settings) for job in page.rows], next_cursor=page.next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobDetailOut, responses=error_responses(404))

@@ -111,10 +111,18 @@ def _check_objective(spec: SweepSpec, trials: list[JobSpec]) -> None:
 
 
 @router.get("", response_model=SweepList)
-def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> SweepList:
-    sweeps = sweep_rows.list_sweeps(session, limit)
-    statuses = sweep_rows.trial_statuses(session, [sweep.id for sweep in sweeps])
-    return SweepList(sweeps=[sweep_summary(sweep, statuses.get(sweep.id, [])) for sweep in sweeps])
+def list_sweeps(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> SweepList:
+    try:
+        page = sweep_rows.list_sweeps(session, cursor, limit)
+    except ValueError as error:
+        raise invalid("cursor", str(error)) from error
+    statuses = sweep_rows.trial_statuses(session, [sweep.id for sweep in page.rows])
+    summaries = [sweep_summary(sweep, statuses.get(sweep.id, [])) for sweep in page.rows]
+    return SweepList(sweeps=summaries, next_cursor=page.next_cursor)
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, responses=error_responses(404))

@@ -190,3 +190,15 @@ def png_width(client: MlflowClient, run_id: str, path: str) -> int:
     with tempfile.TemporaryDirectory() as folder:
         data = Path(client.download_artifacts(run_id, path, folder)).read_bytes()
     return struct.unpack(">I", data[16:20])[0]
+
+
+def test_the_models_tab_lists_each_runs_logged_model(trained, page):
+    jobs, _ = trained
+    page.goto(jobs["lr-0.005"]["mlflow_experiment_url"].replace("/runs?", "/models?"))
+    expect_machine_learning_mode(page)
+
+    # A row per job's LoggedModel, each linking the run that trained it.
+    for name in jobs:
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    close_assistant(page)
+    screenshot(page, "models-tab")

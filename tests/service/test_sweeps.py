@@ -138,6 +138,18 @@ def sweep_row(rows, sweep_id: str) -> Sweep:
         return found
 
 
+def test_sweeps_are_listed_newest_first_a_page_at_a_time(client):
+    made = [client.post("/v1/sweeps", json=GRID).json()["id"] for _ in range(3)]
+
+    first = client.get("/v1/sweeps", params={"limit": 2}).json()
+    second = client.get("/v1/sweeps", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+
+    listed = [s["id"] for s in first["sweeps"]] + [s["id"] for s in second["sweeps"]]
+    assert listed == made[::-1] and second["next_cursor"] is None
+    bad = client.get("/v1/sweeps", params={"cursor": "not-one"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "cursor"
+
+
 def test_cancelling_a_sweep_cancels_its_queued_trials(client):
     sweep = client.post("/v1/sweeps", json=GRID).json()
 

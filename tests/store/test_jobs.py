@@ -71,8 +71,8 @@ def test_pages_list_newest_first_without_gaps_or_repeats(session_factory):
     with session_factory() as session:
         for expected_size in (2, 2, 1):
             page = jobs.list_jobs(session, cursor=cursor, limit=2)
-            assert len(page.jobs) == expected_size
-            seen += [job.id for job in page.jobs]
+            assert len(page.rows) == expected_size
+            seen += [job.id for job in page.rows]
             cursor = page.next_cursor
     assert cursor is None
     assert seen == list(reversed(made))
@@ -84,9 +84,9 @@ def test_list_filters_by_status_and_experiment(session_factory):
     with transaction(session_factory) as session:
         jobs.request_cancel(session, a.id)
     with session_factory() as session:
-        assert [j.id for j in jobs.list_jobs(session, experiment="a").jobs] == [a.id]
-        assert [j.id for j in jobs.list_jobs(session, status="cancelled").jobs] == [a.id]
-        assert len(jobs.list_jobs(session, status="queued").jobs) == 1
+        assert [j.id for j in jobs.list_jobs(session, experiment="a").rows] == [a.id]
+        assert [j.id for j in jobs.list_jobs(session, status="cancelled").rows] == [a.id]
+        assert len(jobs.list_jobs(session, status="queued").rows) == 1
 
 
 def test_a_bad_cursor_is_a_value_error(session_factory):
