@@ -197,8 +197,10 @@ def test_the_models_tab_lists_each_runs_logged_model(trained, page):
     page.goto(jobs["lr-0.005"]["mlflow_experiment_url"].replace("/runs?", "/models?"))
     expect_machine_learning_mode(page)
 
-    # A row per job's LoggedModel, each linking the run that trained it.
+    # A row per job's LoggedModel, READY, each linking the run that trained it.
     for name in jobs:
         expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="model", exact=True)).to_have_count(len(jobs))
+    expect(page.get_by_text("Ready", exact=True)).to_have_count(len(jobs))
     close_assistant(page)
     screenshot(page, "models-tab")
