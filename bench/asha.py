@@ -11,7 +11,6 @@ and a best within 0.01 of the full sweep's.
 """
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
-import argparse
 import datetime
 import shlex
 import sys
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench_stack  # bench/bench_stack.py
-from sections import publish, targets_table
+from sections import argument_parser, publish, targets_table
 
 from store.tables import FINAL_STATUSES, Job
 
@@ -121,17 +120,15 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         "",
         f"With halving, {stopped} of {SWEEP['trials']} trials were stopped at a rung.",
         "",
-        *targets_table(verdicts),
-        f"Benchmark time: {seconds:.0f} s.",
+        *targets_table(verdicts, seconds=seconds),
     ]
     return "\n".join(lines) + "\n", all(ok for *_, ok in targets)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--redis-db", type=int, default=REDIS_DB)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for each sweep")
-    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
     started = time.perf_counter()
     out = measure(args)

@@ -6,7 +6,6 @@ so a case's contenders alternate within every repeat (order rotated each repeat)
 gives medians, minima, ratios of medians and the share of CPU other processes used meanwhile.
 """
 
-import argparse
 import datetime
 import gc
 import itertools
@@ -21,7 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sections import publish, targets_table  # bench/ is on sys.path: scripts run from it
+from sections import (  # bench/ is on sys.path: scripts run from it
+    argument_parser,
+    publish,
+    targets_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP_DIMS, MLP_M, BATCH, MLP_LR, CAT_M = [784, 256, 128, 10], 60_000, 128, 0.01, 209
@@ -376,20 +379,18 @@ def report(args) -> str:
         "batch activations) |", "|---|---:|---:|---:|", *memory, "",
         "Batch activations: every layer's output for one batch, plus the batch's input when it is "
         "a gathered copy (mini-batches; a full batch is the dataset itself).", "",
-        *targets_table(targets, "Targets (issues 2 and 27)"),
-        f"Benchmark time: {time.perf_counter() - started:.0f} s.",
+        *targets_table(targets, "Targets (issues 2 and 27)", time.perf_counter() - started),
     ]) + "\n"  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per contender")
     # A repeat of the MLP case takes seconds, and a shared machine's slow spells last several
     # of them: more repeats than the full-batch cases get, so a spell moves the median less.
     parser.add_argument("--mlp-repeats", type=int, default=15, help="timed runs, MLP case")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 100 epochs")
     parser.add_argument("--full-epochs", type=int, help="full-batch epochs timed per repeat")
-    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
     publish(report(args), args.write, "core")
 

@@ -16,7 +16,6 @@ dropped at the end, on failure and on Ctrl-C too.
 """
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
-import argparse
 import datetime
 import json
 import os
@@ -44,7 +43,7 @@ from http_load import LoadResult, load, submissions_of
 from job_phases import median_phases
 from latency_stats import summary_ms
 from minimal_app import QUEUE, Submission
-from sections import targets_table, write_section
+from sections import argument_parser, targets_table, write_section
 
 from store.tables import FINAL_STATUSES, Job
 from tests.servers import REDIS_URL
@@ -359,7 +358,7 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--count", type=int, default=2000, help="submissions at constant rate")
     parser.add_argument("--repeats", type=int, default=3, help="closed-loop repeats")
     parser.add_argument("--seconds", type=float, default=4, help="closed-loop seconds a repeat")
@@ -371,7 +370,6 @@ def main() -> int:
     parser.add_argument("--redis-db", type=int, default=REDIS_DB)
     # The drain of 2,000 jobs takes minutes: MLflow's artifacts cost each job ~0.5 s of CPU.
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
-    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
     # Ctrl-C, SIGTERM and the alarm of --timeout unwind the ExitStack, which stops every
     # process started and drops the databases.

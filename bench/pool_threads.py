@@ -6,15 +6,13 @@ Each contender is two fresh processes that train a [64, 32] ReLU network on the 
 ``--epochs`` full-batch epochs at the same time; the time is the wall clock until both end.
 """
 
-import argparse
 import multiprocessing
 import os
 import statistics
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sections import publish  # bench/ is on sys.path: scripts run from it
+from sections import argument_parser, publish  # bench/ is on sys.path: scripts run from it
 
 
 def train_digits(epochs: int, blas_threads: int | None) -> None:
@@ -89,10 +87,9 @@ def report(args) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=1500)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
     publish(report(args), args.write, "pool-threads")
 

@@ -14,7 +14,6 @@ cost shows there, apart from the cores one host shares.
 """
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from job_phases import job_phases  # bench/job_phases.py
-from sections import write_section
+from sections import argument_parser, write_section
 
 from tests.compose.compose_stack import compose_stack
 from workers.blas_threads import one_thread_suffices, threads_per_child
@@ -119,11 +118,10 @@ def report(rows: list[dict], jobs: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--one-at-a-time", type=int, default=10, help="jobs sent one by one")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per job, at most")
-    parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     args = parser.parse_args()
     rows = [run(workers, args.jobs, args.one_at_a_time, args.timeout) for workers in (1, 2)]
     text = report(rows, args.jobs)

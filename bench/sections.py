@@ -1,5 +1,6 @@
 """docs/benchmarks.md holds one section per benchmark, each between its own markers."""
 
+import argparse
 from pathlib import Path
 
 
@@ -25,8 +26,19 @@ def publish(section: str, path: Path | None, name: str) -> None:
         write_section(path, name, section)
 
 
-def targets_table(targets: list[str], title: str = "Targets") -> list[str]:
+def targets_table(
+    targets: list[str], title: str = "Targets", seconds: float | None = None
+) -> list[str]:
     """A section's closing table: one row a target, as `| target | measured | required |
-    result |`."""
+    result |`; then, given the ``seconds`` the benchmark took, a line saying so."""
+    took = [f"Benchmark time: {seconds:.0f} s."] if seconds is not None else []
     return [f"### {title}", "", "| target | measured | required | result |",
-            "|---|---:|---|---|", *targets, ""]  # fmt: skip
+            "|---|---:|---|---|", *targets, "", *took]  # fmt: skip
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: described by its docstring's first line, with ``--write``
+    (docs/benchmarks.md, where its section goes)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
+    return parser

@@ -9,7 +9,6 @@ same run, repeats alternated; every process started is stopped, even on failure.
 """
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
-import argparse
 import datetime
 import json
 import math
@@ -48,7 +47,7 @@ from bench_stack import (
 )
 from core import busy_cpu_seconds  # bench/core.py
 from http_load import load, submissions_of
-from sections import publish, targets_table
+from sections import argument_parser, publish, targets_table
 
 from contract.spec import JobSpec
 from settings import Settings
@@ -520,13 +519,12 @@ def report(args) -> str:
         "--workers 1` on a PostgreSQL store (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false), the API "
         "as one uvicorn process, Celery workers `--pool prefork --concurrency 1` on Redis; jobs "
         "in PostgreSQL. The client, the servers and the workers share the machine's 2 cores.",
-        *lines, "", *targets_table(targets),
-        f"Benchmark time: {time.perf_counter() - started:.0f} s.",
+        *lines, "", *targets_table(targets, seconds=time.perf_counter() - started),
     ]) + "\n"  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="alternated repeats")
     # The long job's ratio is the noisiest figure here: 5 % to judge, against ±10-15 % between
     # two adjacent repeats of the same training on these machines.
@@ -534,7 +532,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4, help="closed-loop seconds a repeat")
     parser.add_argument("--jobs", type=int, default=200, help="tiny jobs for queue latency")
     parser.add_argument("--callback-epochs", type=int, default=5000)
-    parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     args = parser.parse_args()
     # Ctrl-C and SIGTERM (even when started with SIGINT ignored) unwind the ExitStack, which
     # stops the servers and drops the databases.
