@@ -338,12 +338,26 @@ class RunArtifacts:
         self._sender.log_model_artifacts(model_id, str(weights / "model"))
         self._sender.log_artifacts(self.run_id, str(weights / "run"))  # weights.npz, at the top
 
-    def close(self) -> None:
-        self._uploader.shutdown(wait=False, cancel_futures=True)
+    def close(self, discard_model: bool = False) -> None:
+        """Stop sending; ``discard_model``: the attempt ended without a model (failed or
+        stopped), so its LoggedModel is deleted, once made, rather than left PENDING in the
+        Models tab. Neither waits for the thread."""
+        if discard_model:
+            self._first_part.cancel()  # no longer wanted, if not begun
+            self._last_upload = self._uploader.submit(self._discard_model)  # after the rest
+        self._uploader.shutdown(wait=False, cancel_futures=not discard_model)
         # Removed once the thread is done with them (at once if it is already).
         self._last_upload.add_done_callback(
             lambda _: shutil.rmtree(self._folder, ignore_errors=True)
         )
+
+    def _discard_model(self) -> None:
+        if self._part.model is None:
+            return
+        try:
+            self.client.delete_logged_model(self._part.model.model_id)
+        except Exception as error:  # best effort: the job's end does not wait on it
+            log.warning("logged model of run %s not deleted: %s", self.run_id, error)
 
 
 def log_orphaned_folders_removed() -> None:

@@ -160,6 +160,7 @@ def train_and_record(
         epochs=attempt.spec.training.epochs,
     )
     rungs = halving.judge_for(context)  # a trial of a sweep with successive halving
+    ended: Ended = ("failed", None, None)  # until the attempt says otherwise
     try:
         # The writer is closed once the attempt is over: the last epoch's checkpoint is
         # written beside the final metrics and artifacts, not before them.
@@ -168,13 +169,18 @@ def train_and_record(
             try:
                 history = train_network(context, data, net, resume, writer, rungs)
             except TrainingStopped as stopped:
-                return stopped_training(context, stopped, writer, rungs)
+                ended = stopped_training(context, stopped, writer, rungs)
+                return ended
             except DivergenceError as error:
-                return "failed", None, f"{error}; lower training.learning_rate"
+                ended = "failed", None, f"{error}; lower training.learning_rate"
+                return ended
             seconds = time.perf_counter() - started
-            return record_trained(context, data, net, history, seconds, params, uploads)
+            ended = record_trained(context, data, net, history, seconds, params, uploads)
+            return ended
     finally:
-        uploads.close()
+        # A model only for a success; a job handed back (queued) or held by another worker
+        # (lost) still trains the one it has.
+        uploads.close(discard_model=ended[0] in ("failed", "cancelled"))
 
 
 def train_network(

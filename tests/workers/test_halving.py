@@ -2,6 +2,8 @@
 (cancelled with the reason, its run KILLED and tagged) and trains a promoted one on, in the
 same run, without a repeated step."""
 
+import time
+
 from mlflow.entities import RunStatus
 
 from store import sweeps
@@ -11,6 +13,20 @@ from workers.run import run_job
 
 OWNER = "test-worker/1"
 EPOCHS = 40  # judged after 20 epochs, the one rung before the end
+
+
+def models_of(client, run) -> list:
+    found = client.search_logged_models([run.info.experiment_id])
+    return [model for model in found if model.source_run_id == run.info.run_id]
+
+
+def eventually(check, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def trial_spec(base: dict, learning_rate: float) -> dict:
@@ -51,10 +67,13 @@ def test_a_trial_behind_at_a_rung_stops_and_a_promoted_one_trains_on_in_its_run(
     assert run.data.tags["gradq.error"] == stopped.error
     steps = [m.step for m in mlflow_client.get_metric_history(stopped.mlflow_run_id, "cost")]
     assert sorted(steps) == list(range(20))
+    # The stopped trial leaves no model behind (deleted once its uploads are over).
+    assert eventually(lambda: models_of(mlflow_client, run) == [])
 
     for job_id in (first, better):
         job = get_job(session_factory, job_id)
         assert job.progress_epoch == EPOCHS
+        assert len(models_of(mlflow_client, mlflow_client.get_run(job.mlflow_run_id))) == 1
         history = mlflow_client.get_metric_history(job.mlflow_run_id, "cost")
         assert sorted(m.step for m in history) == list(range(EPOCHS))  # continuous, no repeat
 
