@@ -16,22 +16,17 @@ import random
 import shlex
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
-
-import httpx
-from sqlalchemy import create_engine, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench_stack  # bench/bench_stack.py
-from sections import argument_parser, publish, targets_table
+from bench_sweeps import SweepStack, run_benchmark, span, sweep_parser, sweep_stack
+from sections import targets_table, verdicts
 
 from contract.halving import judge
-from store.tables import FINAL_STATUSES, Job
 
 REDIS_DB = 9  # a db of its own (tests and other benchmarks use 10 to 15)
 EPOCHS = 243
@@ -51,36 +46,20 @@ SWEEP = {
 }
 
 
-def run_sweep(api: httpx.Client, sql, request: dict, timeout: float) -> dict:
-    """Submit, wait for every trial to end; the sweep, its trials' rows, and its span."""
-    sweep = api.post("/v1/sweeps", json=request).raise_for_status().json()
-    deadline = time.monotonic() + timeout
-    while api.get(f"/v1/sweeps/{sweep['id']}").json()["status"] not in FINAL_STATUSES:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sweep {sweep['id']} not over in {timeout:g} s")
-        time.sleep(1)
-    done = api.get(f"/v1/sweeps/{sweep['id']}").json()
-    with sql.connect() as connection:
-        trials = connection.execute(select(Job).where(Job.sweep_id == sweep["id"])).all()
+def run_sweep(stack: SweepStack, request: dict, timeout: float) -> dict:
+    """The sweep, the epochs its trials trained, its span and its trials' statuses."""
+    sweep, trials = stack.run(request, timeout)
     epochs = sum(trial.progress_epoch or 0 for trial in trials)
-    span = max(t.finished_at for t in trials) - min(t.started_at for t in trials)
-    return {"sweep": done, "epochs": epochs, "seconds": span.total_seconds(),
+    return {"sweep": sweep, "epochs": epochs, "seconds": span(trials),
             "statuses": sorted(t.status for t in trials)}  # fmt: skip
 
 
 def measure(args) -> dict:
-    with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-asha-")))
-        bench = bench_stack.start_servers(stack, home, args.redis_db)
-        bench_stack.start_workers(bench, concurrency=1, baseline=False)
-        api = stack.enter_context(httpx.Client(base_url=bench.url["api"], timeout=30))
-        sql = create_engine(bench.jobs_db)
-        stack.callback(sql.dispose)
-        machine = bench_stack.machine(bench)
+    with sweep_stack("asha", args.redis_db) as stack:
         experiment = f"bench-asha-{int(time.time())}"
-        halved = run_sweep(api, sql, with_experiment(experiment, HALVING), args.timeout)
-        full = run_sweep(api, sql, with_experiment(experiment, None), args.timeout)
-    return {"halved": halved, "full": full, "machine": machine}
+        halved = run_sweep(stack, with_experiment(experiment, HALVING), args.timeout)
+        full = run_sweep(stack, with_experiment(experiment, None), args.timeout)
+        return {"halved": halved, "full": full, "machine": bench_stack.machine(stack.bench)}
 
 
 def with_experiment(experiment: str, halving: dict | None) -> dict:
@@ -128,7 +107,7 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         ("time with halving ÷ without", f"{time_share:.3f}", "≤ 0.333", time_share <= 1 / 3),
         ("best val_accuracy, without minus with", f"{gap:.4f}", "≤ 0.01", gap <= 0.01),
     ]
-    verdicts = [f"| {n} | {m} | {r} | {'PASS' if ok else '**FAIL**'} |" for n, m, r, ok in targets]
+    rows, passed = verdicts(targets)
     stopped = halved["statuses"].count("cancelled")
     rows = [
         f"| {name} | {run['epochs']:,} | {run['seconds']:.1f} | {run['sweep']['best_value']:.4f} "
@@ -166,22 +145,14 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         f"a share of epochs of {expected['mean']:.3f} on average, {expected['p90']:.3f} at the "
         "90th percentile; synchronous successive halving would train 0.111 of the epochs.",
         "",
-        *targets_table(verdicts, seconds=seconds),
+        *targets_table(rows, seconds=seconds),
     ]
-    return "\n".join(lines) + "\n", all(ok for *_, ok in targets)
+    return "\n".join(lines) + "\n", passed
 
 
 def main() -> int:
-    parser = argument_parser(__doc__)
-    parser.add_argument("--redis-db", type=int, default=REDIS_DB)
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds for each sweep")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    out = measure(args)
-    section, passed = report(args, out, time.perf_counter() - started)
-    publish(section, args.write, "asha")
-    print("halving targets:", "PASS" if passed else "FAIL")
-    return 0
+    args = sweep_parser(__doc__, REDIS_DB, timeout=1800).parse_args()
+    return run_benchmark(args, measure, report, "asha")
 
 
 if __name__ == "__main__":

@@ -42,3 +42,9 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--write", type=Path, help="markdown file to put the section in")
     return parser
+
+
+def verdicts(targets: list[tuple[str, str, str, bool]]) -> tuple[list[str], bool]:
+    """(target, measured, required, met) as the targets table's rows; and whether all are met."""
+    rows = [f"| {n} | {m} | {r} | {'PASS' if ok else '**FAIL**'} |" for n, m, r, ok in targets]
+    return rows, all(ok for *_, ok in targets)

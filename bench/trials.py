@@ -21,24 +21,20 @@ import datetime
 import shlex
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
-from sqlalchemy import create_engine, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench_stack  # bench/bench_stack.py
-from sections import argument_parser, publish, targets_table
+from bench_sweeps import SweepStack, run_benchmark, span, sweep_parser, sweep_stack
+from sections import targets_table, verdicts
 
 from contract.spec import JobSpec, flatten
-from store.tables import FINAL_STATUSES, Job
 
 REDIS_DB = 8  # a db of its own (tests and other benchmarks use 9 to 15)
 TINY = {"dataset": {"name": "faces"}, "model": {"hidden_layers": [], "init": "zeros"},
@@ -48,22 +44,9 @@ LONG = {"dataset": {"name": "digits"},
         "training": {"optimizer": "adam", "batch_size": 64, "epochs": 120}}  # fmt: skip
 
 
-def run_sweep(api: httpx.Client, sql, base: dict, seeds: int, timeout: float) -> list:
+def grid(stack: SweepStack, base: dict, seeds: int, timeout: float) -> list:
     """A grid of ``seeds`` trials (training.seed 0, 1, ...) sent at once; their rows, ended."""
-    request = {"base": base, "space": {"training.seed": list(range(seeds))}}
-    sweep = api.post("/v1/sweeps", json=request).raise_for_status().json()
-    deadline = time.monotonic() + timeout
-    while api.get(f"/v1/sweeps/{sweep['id']}").json()["status"] not in FINAL_STATUSES:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sweep {sweep['id']} not over in {timeout:g} s")
-        time.sleep(0.5)
-    with sql.connect() as connection:
-        return connection.execute(select(Job).where(Job.sweep_id == sweep["id"])).all()
-
-
-def span(trials: list) -> float:
-    """Seconds from the first trial's claim to the last one's end."""
-    return (max(t.finished_at for t in trials) - min(t.started_at for t in trials)).total_seconds()
+    return stack.run({"base": base, "space": {"training.seed": list(range(seeds))}}, timeout)[1]
 
 
 def bare_lifecycles(client: MlflowClient, experiment: str, count: int) -> list[float]:
@@ -81,20 +64,15 @@ def bare_lifecycles(client: MlflowClient, experiment: str, count: int) -> list[f
 
 
 def measure(args) -> dict:
-    with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gradq-trials-")))
-        bench = bench_stack.start_servers(stack, home, args.redis_db)
-        bench_stack.start_workers(bench, concurrency=1, baseline=False)
-        api = stack.enter_context(httpx.Client(base_url=bench.url["api"], timeout=30))
-        sql = create_engine(bench.jobs_db)
-        stack.callback(sql.dispose)
+    with sweep_stack("trials", args.redis_db) as stack:
         experiment = f"bench-trials-{int(time.time())}"
         base = {**TINY, "experiment": experiment}
-        run_sweep(api, sql, base, 2, args.timeout)  # warm: the dataset, the worker's imports
-        tiny = run_sweep(api, sql, base, args.tiny, args.timeout)
-        bare = bare_lifecycles(MlflowClient(bench.url["mlflow"]), f"{experiment}-bare", args.tiny)
-        long = run_sweep(api, sql, {**LONG, "experiment": experiment}, args.long, args.timeout)
-        machine = bench_stack.machine(bench)
+        grid(stack, base, 2, args.timeout)  # warm: the dataset, the worker's imports
+        tiny = grid(stack, base, args.tiny, args.timeout)
+        mlflow = MlflowClient(stack.bench.url["mlflow"])
+        bare = bare_lifecycles(mlflow, f"{experiment}-bare", args.tiny)
+        long = grid(stack, {**LONG, "experiment": experiment}, args.long, args.timeout)
+        machine = bench_stack.machine(stack.bench)
     return {"tiny": tiny, "bare": bare, "long": long, "machine": machine}
 
 
@@ -110,7 +88,7 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         ("a tiny trial in a burst", f"{1000 * per_tiny:.0f} ms", "≤ 100 ms", per_tiny <= 0.1),
         ("one-second trials: time beyond training", f"{overhead:.1%}", "< 10%", overhead < 0.1),
     ]
-    verdicts = [f"| {n} | {m} | {r} | {'PASS' if ok else '**FAIL**'} |" for n, m, r, ok in targets]
+    rows, passed = verdicts(targets)
     lines = [
         "## Sweeps: what a trial costs beyond its training (Redis + PostgreSQL)",
         "",
@@ -131,24 +109,16 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         f"| {len(long)} | {per_long:.2f} s | training {statistics.fmean(training):.2f} s on "
         "average |",
         "",
-        *targets_table(verdicts, seconds=seconds),
+        *targets_table(rows, seconds=seconds),
     ]
-    return "\n".join(lines) + "\n", all(ok for *_, ok in targets)
+    return "\n".join(lines) + "\n", passed
 
 
 def main() -> int:
-    parser = argument_parser(__doc__)
+    parser = sweep_parser(__doc__, REDIS_DB, timeout=900)
     parser.add_argument("--tiny", type=int, default=100, help="tiny trials in the burst")
     parser.add_argument("--long", type=int, default=10, help="one-second trials")
-    parser.add_argument("--redis-db", type=int, default=REDIS_DB)
-    parser.add_argument("--timeout", type=float, default=900, help="seconds for each sweep")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    out = measure(args)
-    section, passed = report(args, out, time.perf_counter() - started)
-    publish(section, args.write, "trials")
-    print("trial targets:", "PASS" if passed else "FAIL")
-    return 0
+    return run_benchmark(parser.parse_args(), measure, report, "trials")
 
 
 if __name__ == "__main__":
