@@ -58,7 +58,7 @@ def sweep_out(
     rungs: dict[str, list[SweepRung]] | None = None,
 ) -> SweepOut:
     """``error_text(job)``: a trial's error as the API may show it (redacted); ``rungs``: the
-    verdicts of the sweep's halving by job id (store/sweeps.py ``rungs_of``)."""
+    verdicts of the sweep's halving by job id (store/rungs.py ``rungs_of``)."""
     rows = trial_rows(sweep, trials, rungs or {}, error_text)
     best = best_of(sweep, rows)
     summary = sweep_summary(sweep, [trial.status for trial in trials])

@@ -9,12 +9,27 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import pages
-from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
+from store.tables import FINAL_STATUSES, Job, JobEvent, SweepRung, utcnow
+
+# A trial waiting at a rung of its sweep's halving (store/rungs.py): queued, but neither
+# claimed nor sent until it is promoted.
+WAITING_AT_RUNG = exists().where(SweepRung.job_id == Job.id, SweepRung.waiting)
 
 # The detail of the event that says a run's metric curve is incomplete (store/recovery.py reads
 # it back to tag the run when the reconciler closes it).
@@ -183,6 +198,8 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Jo
         Job.attempts - Job.handoffs < Job.max_attempts,
     )
     claimable = or_(Job.status == "queued", expired_with_attempts_left)
+    # A trial waiting at a rung of its sweep is queued, but resumes only once promoted.
+    claimable = and_(claimable, ~WAITING_AT_RUNG)
     previous = session.scalar(select(Job.status).where(Job.id == job_id))
     result = session.execute(
         update(Job)

@@ -6,10 +6,10 @@ and a worker) racing for the same row change it once.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from store.jobs import METRICS_INCOMPLETE, record_event
+from store.jobs import METRICS_INCOMPLETE, WAITING_AT_RUNG, record_event
 from store.tables import FINAL_STATUSES, Job, JobEvent, utcnow
 
 BATCH = 500  # rows per query: a long backlog is worked through over several passes
@@ -77,7 +77,9 @@ def _after_lost_worker(job: Job) -> tuple[str, str, str | None]:
 
 
 def count_queued(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
+    """Queued jobs with a message due: not the trials waiting at a rung."""
+    queued = and_(Job.status == "queued", ~WAITING_AT_RUNG)
+    return session.scalar(select(func.count()).select_from(Job).where(queued))
 
 
 def to_dispatch(
@@ -99,7 +101,12 @@ def to_dispatch(
         due = Job.dispatched_at.is_(None)
     query = (
         select(Job.id)
-        .where(Job.status == "queued", due, Job.cancel_requested.is_(False))
+        .where(
+            Job.status == "queued",
+            due,
+            Job.cancel_requested.is_(False),
+            ~WAITING_AT_RUNG,  # sent when promoted
+        )
         .order_by(Job.created_at)
         .limit(BATCH)
     )

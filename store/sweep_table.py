@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from store import rungs
 from store.tables import Job, Sweep, SweepRung
 
 
@@ -16,10 +17,11 @@ class RungRow:
     rung: int
     epoch: int  # epochs done when judged
     value: float | None  # the objective then
+    state: str  # waiting, promoted or stopped (contract/halving.py)
     promoted: bool
-    rank: int
-    reached: int  # trials that had reached the rung, this one included
-    cutoff: float | None  # the worst value that went on
+    rank: int  # when it was judged (promoted, stopped) or so far (waiting)
+    reached: int  # trials that had reached the rung then, this one included
+    cutoff: float | None  # the worst value that went on then
 
 
 @dataclass
@@ -39,7 +41,7 @@ def trial_rows(
     sweep: Sweep, trials: list[Job], rungs: dict[str, list[SweepRung]], error_text
 ) -> list[TrialRow]:
     """One row a trial, in the order the space made them. ``rungs``: the verdicts by job id
-    (store/sweeps.py ``rungs_of``); ``error_text(job)``: a trial's error as it may be shown."""
+    (store/rungs.py ``rungs_of``); ``error_text(job)``: a trial's error as it may be shown."""
     metric, paths = sweep.objective_metric, list(sweep.request["space"])
     return [
         TrialRow(
@@ -67,8 +69,9 @@ def best_of(sweep: Sweep, rows: list[TrialRow]) -> TrialRow | None:
 
 
 def _verdict(row: SweepRung) -> RungRow:
-    return RungRow(row.rung, row.epoch, row.value, row.promoted, row.rank, row.reached,
-                   row.cutoff)  # fmt: skip
+    verdict = rungs.verdict_of(row)
+    return RungRow(row.rung, row.epoch, row.value, verdict.state, verdict.promoted, row.rank,
+                   row.reached, row.cutoff)  # fmt: skip
 
 
 def _succeeded_metric(trial: Job, key: str) -> Any:

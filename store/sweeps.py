@@ -1,7 +1,7 @@
 """Queries on sweeps: create one with its trials (jobs with its id as sweep_id) in one
-transaction, read a sweep and its trials, cancel them, judge a trial at a rung."""
+transaction, read a sweep and its trials, cancel them, keep its parent run (the halving's
+verdicts are store/rungs.py's)."""
 
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +9,8 @@ from typing import Any
 from sqlalchemy import exists, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from contract.halving import Verdict, judge
 from store import jobs, pages
-from store.tables import FINAL_STATUSES, Job, Sweep, SweepRung, utcnow
+from store.tables import FINAL_STATUSES, Job, Sweep, utcnow
 
 
 class SweepIdempotencyConflictError(Exception):
@@ -113,50 +112,6 @@ def sweep_status(sweep: Sweep, trial_statuses: list[str]) -> str:
             return "cancelled"
         return "succeeded" if "succeeded" in statuses else "failed"
     return "queued" if statuses <= {"queued"} else "running"
-
-
-def reach_rung(
-    session: Session, sweep: Sweep, job_id: str, rung: int, epoch: int, value: float
-) -> Verdict:
-    """The trial's verdict at ``rung`` of the sweep's halving: the stored one if an earlier
-    attempt of the trial reached the rung, otherwise judged against the trials that reached it
-    before, and stored. The sweep's row is locked meanwhile (PostgreSQL; SQLite has one
-    writer), so two trials arriving together are judged one after the other."""
-    session.execute(select(Sweep.id).where(Sweep.id == sweep.id).with_for_update())
-    stored = session.get(SweepRung, (sweep.id, rung, job_id))
-    if stored is None:
-        earlier = session.scalars(
-            select(SweepRung.value).where(SweepRung.sweep_id == sweep.id, SweepRung.rung == rung)
-        )
-        eta = sweep.request["halving"]["eta"]
-        values = [math.nan if v is None else v for v in earlier]
-        verdict = judge(value, values, eta, sweep.objective_goal, rung, epoch)
-        stored = SweepRung(
-            sweep_id=sweep.id, job_id=job_id, rung=rung, epoch=epoch,
-            value=_finite(verdict.value), promoted=verdict.promoted, rank=verdict.rank,
-            reached=verdict.reached, cutoff=_finite(verdict.cutoff),
-        )  # fmt: skip
-        session.add(stored)
-        session.flush()
-    return verdict_of(stored)
-
-
-def verdict_of(row: SweepRung) -> Verdict:
-    value, cutoff = (math.nan if v is None else v for v in (row.value, row.cutoff))
-    return Verdict(row.rung, row.epoch, value, row.promoted, row.rank, row.reached, cutoff)
-
-
-def rungs_of(session: Session, sweep_id: str) -> dict[str, list[SweepRung]]:
-    """{job id: the rungs it reached, in order}, for the sweep's trials table."""
-    found: dict[str, list[SweepRung]] = {}
-    query = select(SweepRung).where(SweepRung.sweep_id == sweep_id).order_by(SweepRung.rung)
-    for row in session.scalars(query):
-        found.setdefault(row.job_id, []).append(row)
-    return found
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def record_parent_run(session: Session, sweep_id: str, run_id: str) -> str:

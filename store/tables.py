@@ -183,10 +183,15 @@ class SweepRung(Base):
         ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
     )
     rung: Mapped[int] = mapped_column(primary_key=True)  # counted from 1
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     epoch: Mapped[int]  # epochs done when judged
     value: Mapped[float | None] = mapped_column(Float)  # None: not finite
     promoted: Mapped[bool]
+    # Paused at the rung, its checkpoint kept: neither promoted nor stopped yet. Such a trial
+    # is queued but never claimed (store/jobs.py).
+    waiting: Mapped[bool] = mapped_column(default=False, server_default=false())
     rank: Mapped[int]
     reached: Mapped[int]
     cutoff: Mapped[float | None] = mapped_column(Float)

@@ -4,7 +4,7 @@ continued) and the checkpoint it resumes from."""
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +58,7 @@ class AttemptContext:
     heartbeat: Heartbeat
     run: tracking.RunRef | None = None
     buffer: metrics_spool.MetricsBuffer | None = None
+    send: Callable[[str], None] | None = None  # publishes a job's message (None: the outbox's)
 
 
 class Phases:

@@ -10,6 +10,8 @@ one pass puts the two back in agreement:
 - the MLflow run of a job that ended while its worker could not close it (MLflow down, the
   worker dead) gets its final status, and the gradq.metrics_incomplete tag when the job's
   events say its metric curve is incomplete;
+- a sweep's trial waiting at a rung of its halving is promoted or stopped once the rung is
+  complete, if whoever should have done it died (store/rungs.py);
 - a sweep's parent run shows its trials as they end, and ends with the last of them
   (workers/sweep_runs.py).
 """
@@ -18,11 +20,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.halving import stop_tags
 from settings import Settings
-from store import recovery
+from store import recovery, rungs
 from store.db import transaction
 from store.jobs import METRICS_INCOMPLETE
 from workers import metrics_spool, mlflow_retry, sweep_runs, tracking
@@ -54,6 +58,8 @@ def reconcile(
     done = Pass()
     with transaction(factory) as session:
         expired = recovery.expire_leases(session)
+    with transaction(factory) as session:
+        settled = rungs.settle_waiting(session)
     waiting = backlog()
     with transaction(factory) as session:
         # A long queue is no lost message: while the broker holds a message per queued job,
@@ -62,8 +68,8 @@ def reconcile(
         stale = recovery.to_dispatch(session, settings.redispatch_seconds, include_stale=lost)
     checkpoints = store_for(settings)
     done.requeued = [job.job_id for job in expired if job.status == "queued"]
-    done.ended = [job.job_id for job in expired if job.status != "queued"]
-    done.sent = [*done.requeued, *stale]
+    done.ended = [job.job_id for job in expired if job.status != "queued"] + settled.stopped
+    done.sent = [*done.requeued, *settled.released, *stale]
     for job_id in done.sent:  # first: MLflow may be slow or down, the broker is not waiting
         send(job_id)
     for job_id in done.ended:
@@ -86,14 +92,22 @@ def close_open_runs(factory: sessionmaker[Session], mlflow: MlflowClient) -> lis
     ids whose runs were closed. MLflow still down: they wait for the next pass."""
     with transaction(factory) as session:
         open_runs = recovery.runs_to_close(session)
+        # Trials stopped while waiting at a rung: their verdict goes on the run as tags.
+        stops = {run.job_id: rungs.stopped_verdict(session, run.job_id)
+                 for run in open_runs if run.status == "cancelled"}  # fmt: skip
     closed = []
     for run in open_runs:
+        tags = {}
+        if run.error:
+            tags["gradq.error"] = run.error[:5000]
+        if run.metrics_incomplete:
+            incomplete = run.metrics_incomplete.removeprefix(METRICS_INCOMPLETE)
+            tags[metrics_spool.METRICS_INCOMPLETE_TAG] = incomplete
+        if verdict := stops.get(run.job_id):
+            tags.update(stop_tags(verdict))
         try:
-            if run.error:
-                mlflow.set_tag(run.mlflow_run_id, "gradq.error", run.error[:5000])
-            if run.metrics_incomplete:
-                incomplete = run.metrics_incomplete.removeprefix(METRICS_INCOMPLETE)
-                mlflow.set_tag(run.mlflow_run_id, metrics_spool.METRICS_INCOMPLETE_TAG, incomplete)
+            if tags:
+                mlflow.log_batch(run.mlflow_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             tracking.end_run(mlflow, run.mlflow_run_id, run.status)
         except Exception as error:
             if mlflow_retry.unreachable(error):

@@ -7,8 +7,10 @@ held open across training or a call to MLflow.
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent import futures
 from contextlib import closing
+from functools import partial
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -51,12 +53,18 @@ log = logging.getLogger(__name__)
 
 
 def run_job(
-    job_id: str, settings: Settings, session_factory: sessionmaker[Session], owner: str
+    job_id: str,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    owner: str,
+    send: Callable[[str], None] | None = None,
 ) -> str | None:
     """Run job ``job_id`` as ``owner``, resuming from its newest checkpoint if an earlier
     attempt left one. Returns its final status; "queued" when it was handed back (the worker
-    is shutting down: the reconciler sends it again); None when there was nothing to do
-    (another worker holds it, or it is finished) or the lease was lost."""
+    is shutting down: the reconciler sends it again; or a sweep's trial waits at a rung);
+    None when there was nothing to do (another worker holds it, or it is finished) or the
+    lease was lost. ``send(job_id)`` publishes the messages of trials its halving promotes
+    (None: the reconciler does)."""
     attempt = claim(job_id, settings, session_factory, owner)
     if attempt is None:
         return None
@@ -64,7 +72,7 @@ def run_job(
     started = time.perf_counter()
     heartbeat = Heartbeat(session_factory, job_id, owner, settings).start()
     client = MlflowClient(settings.mlflow_tracking_uri)
-    context = AttemptContext(attempt, settings, session_factory, client, heartbeat)
+    context = AttemptContext(attempt, settings, session_factory, client, heartbeat, send=send)
     phase = attempt.phases
     try:
         # The run is made (a round trip to MLflow) while this thread loads the data and checks
@@ -106,6 +114,7 @@ def run_job(
         heartbeat.close(final_beat=False)
     if status in FINAL_STATUSES:  # not when another worker holds the job now
         store_for(settings).discard(job_id)
+    halving.after_attempt(context, status)
     log.info("job %s %s in %.3f s: %s", job_id, status, time.perf_counter() - started, phase)
     return status
 
@@ -139,11 +148,12 @@ def train_and_record(
         settings.mlflow_wait_seconds,
         "log params",
     )
-    with attempt.phases("mlflow artifacts"):
-        part = artifacts.FirstPart.of(
-            net, attempt.spec, data.dataset.classes, data.m_train, data.X_train[:, 0]
-        )
-        uploads = artifacts.RunArtifacts(
+    part = artifacts.FirstPart.of(
+        net, attempt.spec, data.dataset.classes, data.m_train, data.X_train[:, 0]
+    )
+    uploads = halving.Deferred(
+        partial(
+            artifacts.RunArtifacts,
             context.client,
             run,
             part,
@@ -151,6 +161,13 @@ def train_and_record(
             resumed=attempt.number > 1,
             sender=mlflow_process.for_settings(settings),
         )
+    )
+    rungs = halving.judge_for(context)  # a trial of a sweep with successive halving
+    if rungs is None or rungs.is_past_last_rung(resume):
+        with attempt.phases("mlflow artifacts"):
+            uploads.start()
+    else:  # a trial stopped or waiting at a rung has no model to leave behind
+        rungs.past_last_rung = uploads.start
     writer = CheckpointWriter(
         store_for(settings),
         context.session_factory,
@@ -159,7 +176,6 @@ def train_and_record(
         lambda: context.heartbeat.lease_lost,
         epochs=attempt.spec.training.epochs,
     )
-    rungs = halving.judge_for(context)  # a trial of a sweep with successive halving
     ended: Ended = ("failed", None, None)  # until the attempt says otherwise
     try:
         # The writer is closed once the attempt is over: the last epoch's checkpoint is
@@ -175,7 +191,7 @@ def train_and_record(
                 ended = "failed", None, f"{error}; lower training.learning_rate"
                 return ended
             seconds = time.perf_counter() - started
-            ended = record_trained(context, data, net, history, seconds, params, uploads)
+            ended = record_trained(context, data, net, history, seconds, params, uploads.start())
             return ended
     finally:
         # A model only for a success; a job handed back (queued) or held by another worker
@@ -216,19 +232,28 @@ def stopped_training(
     writer: CheckpointWriter,
     rungs: halving.RungJudge | None = None,
 ) -> Ended:
-    """A stop between epochs: a cancel, a trial that fell behind at a rung of its sweep, or a
-    hand-back with its checkpoint written."""
+    """A stop between epochs: a cancel, a trial stopped at a rung of its sweep, or a hand-back
+    with its checkpoint written (the worker is stopping, or the trial waits at a rung)."""
     reason = context.heartbeat.stop_reason()
     if reason != "lost" and rungs is not None and rungs.should_stop():
+        if rungs.waiting:
+            return hand_back_with_checkpoint(writer, stopped, rungs.reason())
         rungs.tag_run()
         return "cancelled", None, rungs.reason()
     if reason != "handoff":
         return reason, None, None
+    detail = f"handed back at epoch {stopped.checkpoint.epoch}: worker stopping"
+    return hand_back_with_checkpoint(writer, stopped, detail)
+
+
+def hand_back_with_checkpoint(
+    writer: CheckpointWriter, stopped: TrainingStopped, detail: str
+) -> Ended:
+    """The stop's checkpoint written, the outcome that hands the job back to the queue."""
     writer.close()  # the checkpoint pending, if any, first: the stop's must be the newest
     # If the stop's checkpoint could not be saved, the next attempt resumes from the last one
     # that was (or from the start): work is lost, never the job, and the event says so.
     epoch = stopped.checkpoint.epoch
-    detail = f"handed back at epoch {epoch}: worker stopping"
     # Not twice when the stop came at a checkpoint's epoch (the one close just wrote).
     if writer.saved_epoch != epoch and not writer.save(stopped.checkpoint):
         detail += f"; checkpoint at epoch {epoch} not saved"

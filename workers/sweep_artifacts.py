@@ -37,14 +37,15 @@ def trials_markdown(summary: dict, rows: list[TrialRow]) -> str:
         lines.append(
             f"| {row.job_id[:8]} | {values} | {row.status} | {_number(row.objective)} | {best} |"
         )
-    stopped = [(row, row.rungs[-1]) for row in rows if row.rungs and not row.rungs[-1].promoted]
+    stopped = [(row, row.rungs[-1]) for row in rows if _stopped(row)]
     if stopped:
         lines += [
             "",
             "## Why stopped",
             "",
-            "At each rung a trial goes on only if it is in the top 1/eta of the trials that "
-            "reached the rung before it, itself included.",
+            "At each rung a trial goes on once it is in the top 1/eta of the trials that "
+            "reached the rung, itself included; one that is not waits there. Once every trial "
+            "has reached the rung or ended, those still waiting stop.",
             "",
             f"| trial | rung | epoch | {metric} | cutoff | rank |",
             "|---|---:|---:|---:|---:|---|",
@@ -68,7 +69,7 @@ def plot_trial_curves(
         points = curves.get(row.job_id)
         if not points:
             continue
-        stopped = bool(row.rungs) and not row.rungs[-1].promoted
+        stopped = _stopped(row)
         axes.plot(
             [step for step, _ in points],
             [value for _, value in points],
@@ -86,3 +87,7 @@ def plot_trial_curves(
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
+
+
+def _stopped(row: TrialRow) -> bool:
+    return bool(row.rungs) and row.rungs[-1].state == "stopped"

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.spec import flatten
-from store import sweeps
+from store import rungs, sweeps
 from store.db import transaction
 from store.sweep_table import TrialRow, best_of, trial_rows
 from store.tables import FINAL_STATUSES, Job, Sweep, utcnow
@@ -131,7 +131,7 @@ def read_snapshot(factory: sessionmaker[Session], sweep_id: str) -> Snapshot:
     with transaction(factory) as session:
         sweep = session.get(Sweep, sweep_id)
         trials = sweeps.trials_of(session, sweep_id)
-        rows = trial_rows(sweep, trials, sweeps.rungs_of(session, sweep_id), lambda t: t.error)
+        rows = trial_rows(sweep, trials, rungs.rungs_of(session, sweep_id), lambda t: t.error)
         best = best_of(sweep, rows)
         objective = {"metric": sweep.objective_metric, "goal": sweep.objective_goal}
         summary = {

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from celery.signals import task_postrun, task_prerun
 from mlflow.tracking import MlflowClient
@@ -33,7 +33,9 @@ def train_job(self, job_id: str) -> None:
     shutdown.catch_sigterm_in_pool_child()
     settings = get_settings()
     owner = f"{self.request.hostname or 'worker'}/{os.getpid()}"
-    if run_job(job_id, settings, session_factory(settings.sql_url), owner) == "queued":
+    factory = session_factory(settings.sql_url)
+    send = partial(send_train, factory=factory)  # a sweep's trials its halving promotes
+    if run_job(job_id, settings, factory, owner, send) == "queued":
         # Handed back on a SIGTERM to this child alone (a revoke with terminate): the next
         # job it is given runs; a worker shutting down gives it none.
         shutdown.requested.clear()

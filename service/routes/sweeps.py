@@ -20,6 +20,7 @@ from service.schemas import public_text
 from service.sweep_schemas import SweepList, SweepOut, sweep_out, sweep_summary
 from settings import Settings
 from store import jobs as job_rows
+from store import rungs
 from store import sweeps as sweep_rows
 from store.tables import Sweep
 from store.text import is_storable
@@ -129,8 +130,8 @@ def list_sweeps(
 def get_sweep(sweep_id: str, session: SessionDep, settings: SettingsDep) -> SweepOut:
     sweep = _sweep_or_404(session, sweep_id)
     trials = sweep_rows.trials_of(session, sweep.id)
-    rungs = sweep_rows.rungs_of(session, sweep.id)
-    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings), rungs)
+    verdicts = rungs.rungs_of(session, sweep.id)
+    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings), verdicts)
 
 
 @router.post(
@@ -143,8 +144,8 @@ def cancel_sweep(sweep_id: str, session: SessionDep, settings: SettingsDep) -> S
     sweep = _sweep_or_404(session, sweep_id)
     trials = sweep_rows.request_cancel(session, sweep)
     session.commit()
-    rungs = sweep_rows.rungs_of(session, sweep.id)
-    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings), rungs)
+    verdicts = rungs.rungs_of(session, sweep.id)
+    return sweep_out(sweep, trials, lambda job: public_text(job.error, settings), verdicts)
 
 
 def _sweep_or_404(session: Session, sweep_id: str) -> Sweep:

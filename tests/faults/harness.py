@@ -154,6 +154,16 @@ class FaultStack:
             time.sleep(0.02)
         raise AssertionError(f"job {job_id} not running past epoch {min_epoch}: {job.status}")
 
+    def wait_until_any_running(self, ids, min_epoch: int, timeout: float = 60) -> Job:
+        """The first of the jobs ``ids`` seen running past ``min_epoch``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for job in self.jobs(ids).values():
+                if job.status == "running" and (job.progress_epoch or 0) >= min_epoch:
+                    return job
+            time.sleep(0.02)
+        raise AssertionError(f"none of {len(ids)} jobs running past epoch {min_epoch}")
+
     def wait_final(self, ids, timeout: float) -> dict[str, Job]:
         deadline = time.monotonic() + timeout
         while True:

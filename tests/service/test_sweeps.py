@@ -5,8 +5,9 @@ cancellation, and every bad request a 422 naming its field with nothing stored o
 import pytest
 from sqlalchemy import func, select
 
+from service.sweep_cli import rung_marks
 from store import jobs as job_rows
-from store import sweeps as sweep_rows
+from store import rungs
 from store.db import transaction
 from store.tables import Job, Sweep
 
@@ -116,19 +117,22 @@ def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, ro
     stored = sweep_row(rows, sweep["id"])
     low, mid, _ = (trial["job_id"] for trial in sweep["trials"])
     with transaction(rows) as session:
-        sweep_rows.reach_rung(session, stored, low, 1, 10, 0.6)
-        sweep_rows.reach_rung(session, stored, mid, 1, 10, 0.5)
+        rungs.reach_rung(session, stored, low, 1, 10, 0.6)
+        rungs.reach_rung(session, stored, mid, 1, 10, 0.5)
 
     trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
 
     assert sweep["request"]["halving"] == {"eta": 2, "rungs": [10]}
+    # The second arrival promoted the first; it waits (the third trial has not arrived).
     assert [t["rungs"] for t in trials] == [
-        [{"rung": 1, "epoch": 10, "value": 0.6, "promoted": True, "rank": 1, "reached": 1,
-          "cutoff": 0.6}],
-        [{"rung": 1, "epoch": 10, "value": 0.5, "promoted": False, "rank": 2, "reached": 2,
-          "cutoff": 0.6}],
+        [{"rung": 1, "epoch": 10, "value": 0.6, "state": "promoted", "promoted": True,
+          "rank": 1, "reached": 2, "cutoff": 0.6}],
+        [{"rung": 1, "epoch": 10, "value": 0.5, "state": "waiting", "promoted": False,
+          "rank": 2, "reached": 2, "cutoff": 0.6}],
         [],
     ]  # fmt: skip
+    assert rung_marks(trials[0]["rungs"]) == "1↑ 1/2"
+    assert rung_marks(trials[1]["rungs"]) == "1… 2/2"
 
 
 def sweep_row(rows, sweep_id: str) -> Sweep:

@@ -1,14 +1,16 @@
-"""A sweep's successive halving in the worker: run_job stops a trial that falls behind at a rung
-(cancelled with the reason, its run KILLED and tagged) and trains a promoted one on, in the
-same run, without a repeated step."""
+"""A sweep's successive halving in the worker: run_job hands back a trial that waits at a rung,
+resumes it from its checkpoint in the same run once a later arrival promotes it, trains a
+promoted one on, and stops the rest once the rung is complete (cancelled with the reason, its
+run KILLED and tagged)."""
 
 import time
 
 from mlflow.entities import RunStatus
 
-from store import sweeps
+from store import rungs, sweeps
 from store.db import transaction
 from tests.workers.helpers import FACES_LOGREG, get_job, statuses, with_experiment
+from workers import reconciler
 from workers.run import run_job
 
 OWNER = "test-worker/1"
@@ -33,7 +35,7 @@ def trial_spec(base: dict, learning_rate: float) -> dict:
     return {**base, "training": {**base["training"], "learning_rate": learning_rate}}
 
 
-def test_a_trial_behind_at_a_rung_stops_and_a_promoted_one_trains_on_in_its_run(
+def test_trials_wait_at_a_rung_until_promoted_resume_in_their_run_and_the_rest_stop(
     settings, session_factory, mlflow_client
 ):
     base = with_experiment(FACES_LOGREG)
@@ -48,41 +50,56 @@ def test_a_trial_behind_at_a_rung_stops_and_a_promoted_one_trains_on_in_its_run(
             objective=("cost", "min"),
             idempotency_key=None, request_sha256="0" * 64, token_fingerprint=None,
         )  # fmt: skip
-        first, behind, better = (trial.id for trial in made.trials)
+        first, behind, best = (trial.id for trial in made.trials)
+    sent = []
 
-    # One after another, as one worker takes them: each is judged against those before it.
-    assert run_job(first, settings, session_factory, OWNER) == "succeeded"  # alone at the rung
-    assert run_job(behind, settings, session_factory, OWNER) == "cancelled"  # 2nd of 2: stops
-    assert run_job(better, settings, session_factory, OWNER) == "succeeded"  # 1st of 3: goes on
+    def run(job_id: str) -> str | None:
+        return run_job(job_id, settings, session_factory, OWNER, send=sent.append)
+
+    # One after another, as one worker takes them.
+    assert run(first) == "queued"  # alone at the rung: 1 // 2 go on, so it waits
+    assert sent == []
+    assert run(behind) == "queued"  # two arrived: first, the better, is promoted and sent
+    assert sent == [first]
+    assert run(best) == "succeeded"  # the rung is complete: the best goes on, behind stops
+    assert run(first) == "succeeded"  # resumed from its checkpoint at the rung
 
     stopped = get_job(session_factory, behind)
     assert stopped.error.startswith("stopped at rung 1 (epoch 20): cost ")
-    assert stopped.error.endswith(", rank 2 of 2")
-    assert statuses(session_factory, behind)[-1] == ("running", "cancelled", stopped.error)
-    run = mlflow_client.get_run(stopped.mlflow_run_id)
-    assert run.info.status == RunStatus.to_string(RunStatus.KILLED)
-    assert run.data.tags["gradq.stopped_at_rung"] == "1"
-    assert run.data.tags["gradq.rung_rank"] == "2 of 2"
-    assert float(run.data.tags["gradq.rung_value"]) > float(run.data.tags["gradq.rung_cutoff"])
-    assert run.data.tags["gradq.error"] == stopped.error
+    assert stopped.error.endswith(", rank 3 of 3")
+    (_, paused, waited), (_, ended, why) = statuses(session_factory, behind)[-2:]
+    assert (paused, ended, why) == ("queued", "cancelled", stopped.error)
+    assert waited.startswith("waiting at rung 1 (epoch 20): cost ")
+    assert waited.endswith(", rank 2 of 2 so far")
+    assert sent == [first]  # a stopped trial is never sent again
+    # Its run, SCHEDULED while it waited, is ended by the reconciler with the verdict as tags.
+    assert reconciler.close_open_runs(session_factory, mlflow_client) == [behind]
+    run_info = mlflow_client.get_run(stopped.mlflow_run_id)
+    assert run_info.info.status == RunStatus.to_string(RunStatus.KILLED)
+    assert run_info.data.tags["gradq.stopped_at_rung"] == "1"
+    assert run_info.data.tags["gradq.rung_rank"] == "3 of 3"
+    assert run_info.data.tags["gradq.error"] == stopped.error
     steps = [m.step for m in mlflow_client.get_metric_history(stopped.mlflow_run_id, "cost")]
     assert sorted(steps) == list(range(20))
-    # The stopped trial leaves no model behind (deleted once its uploads are over).
-    assert eventually(lambda: models_of(mlflow_client, run) == [])
+    assert models_of(mlflow_client, run_info) == []  # made only past the last rung: never
 
-    for job_id in (first, better):
+    resumed = get_job(session_factory, first)
+    assert (resumed.attempts, resumed.handoffs) == (2, 1)  # a pause uses up no attempt
+    for job_id in (first, best):
         job = get_job(session_factory, job_id)
         assert job.progress_epoch == EPOCHS
-        assert len(models_of(mlflow_client, mlflow_client.get_run(job.mlflow_run_id))) == 1
+        run_info = mlflow_client.get_run(job.mlflow_run_id)
+        assert run_info.info.status == RunStatus.to_string(RunStatus.FINISHED)
+        assert len(models_of(mlflow_client, run_info)) == 1
         history = mlflow_client.get_metric_history(job.mlflow_run_id, "cost")
         assert sorted(m.step for m in history) == list(range(EPOCHS))  # continuous, no repeat
 
     with transaction(session_factory) as session:
-        verdicts = sweeps.rungs_of(session, made.sweep.id)
-        found = {job: [(r.rung, r.promoted, r.rank, r.reached) for r in rows]
+        verdicts = rungs.rungs_of(session, made.sweep.id)
+        found = {job: [(r.rung, rungs.verdict_of(r).state, r.rank, r.reached) for r in rows]
                  for job, rows in verdicts.items()}  # fmt: skip
     assert found == {
-        first: [(1, True, 1, 1)],
-        behind: [(1, False, 2, 2)],
-        better: [(1, True, 1, 3)],
+        first: [(1, "promoted", 1, 2)],
+        behind: [(1, "stopped", 3, 3)],
+        best: [(1, "promoted", 1, 3)],
     }
