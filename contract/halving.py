@@ -87,26 +87,29 @@ class Arrival:
 def judge_rung(
     arrivals: list[Arrival], eta: int, goal: str, complete: bool
 ) -> dict[str, tuple[str, int, float]]:
-    """The state each waiting trial is in now, {key: (state, rank, cutoff)}, among the
+    """The state each waiting trial is in now, {key: (state, rank, cutoff)}, among the ``n``
     ``arrivals`` at a rung in the order they arrived (goal "max" or "min"): promoted if in the
     top ``n // eta``; once the rung is ``complete``, the top ``max(1, n // eta)`` are promoted
-    and the rest stop; else it waits. A non-finite value ranks last; a tie goes to the earlier
-    arrival. The cutoff is the worst value that goes on (NaN while none can)."""
+    and the rest stop; else it waits. A stopped arrival (or one that ended while it waited)
+    counts in ``n`` but holds no place in the top. A non-finite value ranks last; a tie goes
+    to the earlier arrival. The cutoff is the worst value that goes on (NaN while none can)."""
     sign = 1.0 if goal == "max" else -1.0
 
     def score(arrival: Arrival) -> float:
         return sign * arrival.value if math.isfinite(arrival.value) else -math.inf
 
-    ranked = sorted(arrivals, key=score, reverse=True)  # stable: arrival order breaks ties
-    keep = len(ranked) // eta
+    keep = len(arrivals) // eta
     if complete:
         keep = max(1, keep)
-    cutoff = sign * score(ranked[keep - 1]) if keep else math.nan
+    # Stable: arrival order breaks ties.
+    places = sorted((a for a in arrivals if a.state != "stopped"), key=score, reverse=True)
+    keep = min(keep, len(places))
+    cutoff = sign * score(places[keep - 1]) if keep else math.nan
     states = {}
-    for position, arrival in enumerate(ranked):
+    for position, arrival in enumerate(places):
         if arrival.state != "waiting":
             continue
-        rank = 1 + sum(1 for other in ranked if score(other) > score(arrival))
+        rank = 1 + sum(1 for other in arrivals if score(other) > score(arrival))
         state = "promoted" if position < keep else "stopped" if complete else "waiting"
         states[arrival.key] = (state, rank, cutoff)
     return states

@@ -5,8 +5,9 @@ Every call locks the sweep's row (PostgreSQL; SQLite has one writer), so arrival
 settlements of one sweep are judged one after the other. A waiting trial's job is queued but
 never claimed nor sent (store/jobs.py, store/recovery.py) until it is promoted: then it is
 queued to be sent again, and resumes from its checkpoint at the rung. Its callers send the
-released trials' messages after the commit; the reconciler's ``settle_waiting`` is the net
-for any process that died in between."""
+released trials' messages after the commit (a message lost then is sent again as any stale
+one is: store/recovery.py ``to_dispatch``); the reconciler's ``settle_waiting`` settles what a
+process that died before settling left waiting."""
 
 import math
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ def settle_waiting(session: Session) -> Settled:
         .distinct()
     )
     settled = Settled()
-    for sweep in session.scalars(select(Sweep).where(Sweep.id.in_(waiting))).all():
+    # In one order, so that two passes at once lock the sweeps' rows without a deadlock.
+    sweeps = session.scalars(select(Sweep).where(Sweep.id.in_(waiting)).order_by(Sweep.id))
+    for sweep in sweeps.all():
         found = settle(session, sweep)
         settled.released += found.released
         settled.stopped += found.stopped
@@ -90,9 +93,10 @@ def _lock(session: Session, sweep_id: str) -> None:
 
 def _settle(session: Session, sweep: Sweep, arriving: SweepRung | None = None) -> Settled:
     """Each rung in order, judged among its arrivals. A rung is complete once every trial has
-    reached it or ended; a lower rung's stops may complete the next. A trial still running
-    (between its verdict and its hand-back) may be promoted in its row alone; it is stopped
-    only once it is queued, by the settlement its worker asks for after the hand-back."""
+    reached it or ended; a lower rung's stops, seen by the next, may complete it. A trial
+    still running (between its verdict and its hand-back) may be promoted in its row alone;
+    it is stopped only once it is queued, by the settlement its worker asks for after the
+    hand-back."""
     halving = Halving.model_validate(sweep.request["halving"])
     trials = {job.id: job for job in session.scalars(select(Job).where(Job.sweep_id == sweep.id))}
     settled = Settled()
@@ -111,16 +115,12 @@ def _settle(session: Session, sweep: Sweep, arriving: SweepRung | None = None) -
                 continue
             state, rank, cutoff = states[row.job_id]
             job = trials[row.job_id]
-            if row is not arriving and (
-                state == "waiting" or (state == "stopped" and job.status != "queued")
-            ):
-                continue  # unchanged, or still running: see above
+            if state == "stopped" and job.status != "queued" and row is not arriving:
+                continue  # still running: see above
             row.promoted, row.waiting = state == "promoted", state == "waiting"
             row.rank, row.reached, row.cutoff = rank, len(rows), _finite(cutoff)
             if job.status == "queued" and state != "waiting":
                 _apply(session, job, verdict_of(row), sweep.objective_metric, settled)
-        if not complete:
-            break  # nor is any later rung: a trial waiting here has not reached it
     session.flush()
     return settled
 

@@ -59,6 +59,7 @@ class AttemptContext:
     run: tracking.RunRef | None = None
     buffer: metrics_spool.MetricsBuffer | None = None
     send: Callable[[str], None] | None = None  # publishes a job's message (None: the outbox's)
+    paused_at_rung: bool = False  # handed back waiting at a rung of its sweep's halving
 
 
 class Phases:

@@ -23,6 +23,7 @@ from store.tables import Sweep
 from workers import mlflow_retry
 from workers.artifacts import RunArtifacts
 from workers.attempt import AttemptContext
+from workers.background import in_background
 from workers.checkpoints import store_for
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,9 @@ def after_attempt(context: AttemptContext, status: str | None) -> None:
 
     def settle(session: Session) -> rungs.Settled:
         settled = rungs.settle(session, sweep)
-        if status == "queued" and rungs.send_again_if_promoted(session, job_id):
+        # Only a pause: a hand-back for a stopping worker waits for the reconciler's send.
+        paused = status == "queued" and context.paused_at_rung
+        if paused and rungs.send_again_if_promoted(session, job_id):
             settled.released.append(job_id)
         return settled
 
@@ -143,17 +146,24 @@ def after_attempt(context: AttemptContext, status: str | None) -> None:
 def act_on(context: AttemptContext, settled: rungs.Settled) -> None:
     """After the commit: send the promoted trials' messages (without a way to send, run_job
     called on its own, they are left to the reconciler: the outbox, dispatched_at cleared),
-    and drop the stopped ones' checkpoints."""
-    checkpoints = store_for(context.settings)
-    for job_id in settled.stopped:
-        checkpoints.discard(job_id)
-    if context.send is not None:
-        for job_id in settled.released:
-            context.send(job_id)
-    elif settled.released:
+    and drop the stopped ones' checkpoints, in the background. Errors are logged: the arriving
+    trial goes on, and a message not sent is sent again as any stale one is."""
+    if settled.stopped:
+        checkpoints = store_for(context.settings)
+        in_background("discard checkpoints", lambda: [checkpoints.discard(job_id)
+                                                      for job_id in settled.stopped])  # fmt: skip
+    if not settled.released:
+        return
+    try:
+        if context.send is not None:
+            for job_id in settled.released:
+                context.send(job_id)
+            return
         with transaction(context.session_factory) as session:
             for job_id in settled.released:
                 mark_undispatched(session, job_id)
+    except Exception:
+        log.exception("promoted trials %s not sent", settled.released)
 
 
 def _halving_sweep(context: AttemptContext) -> Sweep | None:

@@ -58,8 +58,12 @@ def reconcile(
     done = Pass()
     with transaction(factory) as session:
         expired = recovery.expire_leases(session)
-    with transaction(factory) as session:
-        settled = rungs.settle_waiting(session)
+    settled = rungs.Settled()
+    try:  # not to hold back the rest of the pass: the next one settles them
+        with transaction(factory) as session:
+            settled = rungs.settle_waiting(session)
+    except Exception:
+        log.exception("sweeps' waiting trials not settled")
     waiting = backlog()
     with transaction(factory) as session:
         # A long queue is no lost message: while the broker holds a message per queued job,

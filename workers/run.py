@@ -237,6 +237,7 @@ def stopped_training(
     reason = context.heartbeat.stop_reason()
     if reason != "lost" and rungs is not None and rungs.should_stop():
         if rungs.waiting:
+            context.paused_at_rung = True
             return hand_back_with_checkpoint(writer, stopped, rungs.reason())
         rungs.tag_run()
         return "cancelled", None, rungs.reason()

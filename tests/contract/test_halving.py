@@ -78,3 +78,15 @@ def test_a_tie_goes_to_the_earlier_arrival_and_a_value_that_is_not_finite_ranks_
     states = judge_rung(arrivals(math.nan, 5.0, math.inf), eta=3, goal="min", complete=True)
     assert states["t1"] == ("promoted", 1, 5.0)
     assert (states["t0"][0], states["t2"][0]) == ("stopped", "stopped")
+
+
+def test_a_trial_that_ended_while_waiting_counts_but_holds_no_place():
+    # The best of three was cancelled while it waited: one of the two others still goes on.
+    gone = [
+        Arrival("t0", 0.9, "stopped"),
+    ]
+    gone += [Arrival("t1", 0.5, "waiting"), Arrival("t2", 0.7, "waiting")]
+    states = judge_rung(gone, eta=3, goal="max", complete=True)
+    assert states == {"t1": ("stopped", 3, 0.7), "t2": ("promoted", 2, 0.7)}
+    # Before the rung is complete it still counts: 3 // 3 = 1 place, taken by the better one.
+    assert judge_rung(gone, eta=3, goal="max", complete=False)["t2"][0] == "promoted"

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from store import jobs, recovery, rungs, sweeps
 from store.db import transaction
-from store.tables import Job, JobEvent, Sweep
+from store.tables import Job, JobEvent, Sweep, SweepRung
 from tests.workers.helpers import FACES_LOGREG, with_experiment
 
 OWNER = "test-worker/1"
@@ -170,3 +170,21 @@ def test_each_rung_is_judged_among_its_own_arrivals_and_read_back_by_trial(sessi
         a: [(1, 0.5, False, False, 2)],
         b: [(1, 0.4, True, False, 1), (2, None, True, False, 1)],
     }
+
+
+def test_a_higher_rung_is_judged_while_a_lower_one_is_not_complete(session_factory):
+    sweep, (a, b, c, _) = halving_sweep(session_factory, 4)
+    reach(session_factory, sweep, a, 1, 0.9)
+    reach(session_factory, sweep, b, 1, 0.8)  # 2 // 2: a goes on; b waits (running)
+    assert hand_back(session_factory, b) == "queued"
+    first, _ = reach(session_factory, sweep, a, 2, 0.6)  # c and d have not reached rung 1
+    assert (first.state, first.rank, first.reached) == ("waiting", 1, 1)
+    hand_back(session_factory, a)
+    reach(session_factory, sweep, c, 1, 0.95)  # 3 // 2: c, the best, goes on
+    second, settled = reach(session_factory, sweep, c, 2, 0.7)  # 2 at rung 2: c goes on
+
+    assert (second.state, second.rank, second.reached) == ("promoted", 1, 2)
+    assert settled.released == []
+    with transaction(session_factory) as session:
+        verdict = rungs.verdict_of(session.get(SweepRung, (sweep.id, 2, a)))
+    assert (verdict.state, verdict.rank, verdict.reached) == ("waiting", 2, 2)  # so far

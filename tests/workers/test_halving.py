@@ -4,13 +4,15 @@ promoted one on, and stops the rest once the rung is complete (cancelled with th
 run KILLED and tagged)."""
 
 import time
+from types import SimpleNamespace
 
 from mlflow.entities import RunStatus
 
-from store import rungs, sweeps
+from store import jobs, rungs, sweeps
 from store.db import transaction
 from tests.workers.helpers import FACES_LOGREG, get_job, statuses, with_experiment
-from workers import reconciler
+from workers import halving, reconciler
+from workers.attempt import AttemptContext
 from workers.run import run_job
 
 OWNER = "test-worker/1"
@@ -103,3 +105,28 @@ def test_trials_wait_at_a_rung_until_promoted_resume_in_their_run_and_the_rest_s
         behind: [(1, "stopped", 3, 3)],
         best: [(1, "promoted", 1, 3)],
     }
+
+
+def test_only_a_trial_paused_at_a_rung_is_sent_again_at_once(settings, session_factory):
+    base = with_experiment(FACES_LOGREG)
+    base["training"]["epochs"] = EPOCHS
+    with transaction(session_factory) as session:
+        made = sweeps.create_sweep(
+            session,
+            request={"base": base, "space": {}, "halving": {"eta": 2, "rungs": [20]}},
+            trial_specs=[base, base], objective=("cost", "min"),
+            idempotency_key=None, request_sha256="0" * 64, token_fingerprint=None,
+        )  # fmt: skip
+        trial = made.trials[0].id
+        assert jobs.claim(session, trial, OWNER, 60) is not None
+    with transaction(session_factory) as session:  # handed back, no message, not waiting
+        assert jobs.release(session, trial, OWNER, "handed back") == "queued"
+    sent = []
+    attempt = SimpleNamespace(job_id=trial, sweep_id=made.sweep.id)
+    context = AttemptContext(attempt, settings, session_factory, None, None, send=sent.append)
+
+    halving.after_attempt(context, "queued")  # a stopping worker's hand-back
+    assert sent == []  # the reconciler sends it, once the worker has stopped taking messages
+    context.paused_at_rung = True
+    halving.after_attempt(context, "queued")  # a pause, whose trial was promoted meanwhile
+    assert sent == [trial]
