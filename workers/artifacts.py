@@ -28,9 +28,8 @@ from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
-import models
 from contract.spec import JobSpec, flatten
-from models import Network, save_weights
+from models import Network, plain, save_weights
 from workers import network_doc, tracking
 from workers.cost_curve import plot_cost_curve
 
@@ -42,7 +41,7 @@ TEMP_PREFIX = "gradq-artifacts-"  # then the process id: remove_orphaned_folders
 MODEL_FOLDER = "model"
 MODEL_NAME = "model"  # the LoggedModel's name: runs:/<run_id>/model still finds it
 MODEL_TYPE = "gradq-network"
-MODELS_PACKAGE = Path(models.__file__).resolve().parent
+PLAIN_WING = Path(plain.__file__).resolve()
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ def save_pyfunc_model(
         path,
         python_model=str(PYFUNC_MODEL_FILE),
         artifacts={"weights": str(weights), "network": str(network_json)},
-        code_paths=[str(MODELS_PACKAGE)],
+        code_paths=[str(PLAIN_WING)],  # what workers/pyfunc_model.py imports
         # Explicit: inferring requirements starts a subprocess and takes seconds.
         pip_requirements=["numpy"],
         mlflow_model=mlflow_model,
