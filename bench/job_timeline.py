@@ -1,13 +1,14 @@
 """When each call of a job's attempt starts and ends, and its fixed cost: time outside training.
 
-``.venv/bin/python bench/job_timeline.py [--epochs 20] [--repeats 12] [--show 2] [--root DIR]``
-runs ``workers.run.run_job`` on short jobs of the long job's network (bench/alone.py: digits,
-[64, 32]) in this process, on a new PostgreSQL database and a real ``mlflow server``, after one
-warm-up job. It prints the first ``--show`` attempts as timelines (ms from the claim: start,
-end, duration, call) and, over all repeats, the medians of the time before training starts,
-after it ends, and the sum (the job's fixed cost). ``--root`` imports gradq from another
-checkout (``git worktree add /tmp/old REV``), so that two versions can be run in alternated
-blocks: the machine's speed drifts over minutes, more than the few ms looked for.
+``.venv/bin/python bench/job_timeline.py [--epochs 20] [--repeats 12] [--show 2] [--root DIR]
+[--tiny]`` runs ``workers.run.run_job`` on short jobs of the long job's network (bench/alone.py:
+digits, [64, 32]; ``--tiny``: bench/trials.py's faces logistic regression) in this process, on a
+new PostgreSQL database and a real ``mlflow server``, after one warm-up job. It prints the first
+``--show`` attempts as timelines (ms from the claim: start, end, duration, call) and, over all
+repeats, the medians of the time before training starts, after it ends, and the sum (the job's
+fixed cost). ``--root`` imports gradq from another checkout (``git worktree add /tmp/old REV``),
+so that two versions can be run in alternated blocks: the machine's speed drifts over minutes,
+more than the few ms looked for.
 
 The calls are timed by wrapping module functions and methods: for the record, not for use.
 """
@@ -27,11 +28,13 @@ parser.add_argument("--epochs", type=int, default=20)
 parser.add_argument("--repeats", type=int, default=12)
 parser.add_argument("--show", type=int, default=2, help="attempts printed as timelines")
 parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+parser.add_argument("--tiny", action="store_true", help="bench/trials.py's tiny trial instead")
 args = parser.parse_args()
 sys.path[:0] = [str(args.root), str(Path(__file__).resolve().parent)]
 
 from alone import LONG_SPEC, with_epochs  # bench/alone.py, of this checkout
 from job_servers import job_servers  # bench/job_servers.py
+from trials import TINY  # bench/trials.py
 
 import store.jobs
 from settings import Settings
@@ -64,8 +67,7 @@ TIMED = [
     (artifacts, "save_weights"),
     (artifacts, "plot_cost_curve"),
     (mlflow_process.MlflowProcess, "log_metrics"),
-    (mlflow_process.MlflowProcess, "log_artifacts"),
-    (mlflow_process.MlflowProcess, "log_artifact"),
+    (mlflow_process.MlflowProcess, "upload"),
     (mlflow_process.MlflowProcess, "write_first_artifacts"),
     (artifacts.RunArtifacts, "finish"),
     (metrics_spool.MetricsBuffer, "close"),
@@ -115,12 +117,13 @@ def main() -> None:
         settings = Settings(**job_servers(stack, "timeline"))
         stack.callback(lambda: mlflow_process.for_settings(settings).close())
         sessions = make_session_factory(make_engine(settings.database_url))
-        spec = {**with_epochs(LONG_SPEC, args.epochs), "experiment": "bench-timeline"}
+        base = TINY if args.tiny else LONG_SPEC
+        spec = {**with_epochs(base, args.epochs), "experiment": "bench-timeline"}
         for r in range(args.repeats + 1):  # the first: a warm-up
             with transaction(sessions) as session:
                 job, _ = store.jobs.create_job(
                     session, spec=spec, experiment=spec["experiment"], name=None,
-                    dataset="digits", epochs=args.epochs,
+                    dataset=spec["dataset"]["name"], epochs=args.epochs,
                 )  # fmt: skip
             timeline.reset()
             status = run.run_job(job.id, settings, sessions, owner="bench/1")

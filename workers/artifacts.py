@@ -25,6 +25,7 @@ import mlflow.pyfunc
 import numpy as np
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model, ModelSignature
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
@@ -32,6 +33,7 @@ from contract.spec import JobSpec, flatten
 from models import Network, plain, save_weights
 from workers import network_doc, tracking
 from workers.cost_curve import plot_cost_curve
+from workers.model_template import ModelTemplates
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ TEMP_PREFIX = "gradq-artifacts-"  # then the process id: remove_orphaned_folders
 MODEL_FOLDER = "model"
 MODEL_NAME = "model"  # the LoggedModel's name: runs:/<run_id>/model still finds it
 MODEL_TYPE = "gradq-network"
+TEMPLATES = ModelTemplates(TEMP_PREFIX)  # this process's saved models, by layout
 PLAIN_WING = Path(plain.__file__).resolve()
 
 
@@ -89,11 +92,17 @@ def write_files_before_training(folder: Path, part: "FirstPart") -> Path:
     run_files.mkdir()
     (run_files / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
     (run_files / "network.md").write_text(network_doc.render(net, spec, part.classes, part.m_train))
-    with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
-        initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
-        save_weights(net.params, initial)
-        save_pyfunc_model(model, net, part.classes, initial, part.mlmodel(), part.example)
-    (model / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
+
+    def save(path: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
+            initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
+            save_weights(net.params, initial)
+            save_pyfunc_model(path, net, part.classes, initial, example=part.example)
+        (path / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
+
+    layout = (part.layer_dims, part.hidden_activation, part.output, part.dtype, part.classes,
+              part.example.tobytes())  # fmt: skip
+    TEMPLATES.copy(layout, save, to=model, ids=part.mlmodel())
     mlmodel = folder.parent / "mlmodel"
     shutil.rmtree(mlmodel, ignore_errors=True)
     mlmodel.mkdir()
@@ -115,6 +124,7 @@ class FirstPart:
     m_train: int
     example: np.ndarray  # (1, n_x): a training example, the model's input example
     run_id: str = ""
+    run_artifact_uri: str = ""
     model: ModelRef | None = None  # known once the LoggedModel is made
 
     @classmethod
@@ -147,9 +157,7 @@ class FirstPart:
                        dtype=self.dtype)  # fmt: skip
 
 
-def write_and_upload_first_part(
-    client: MlflowClient, run_id: str, folder: str, part: FirstPart
-) -> None:
+def write_and_upload_first_part(client: MlflowClient, folder: str, part: FirstPart) -> None:
     """The files known before training written into ``folder``/before (anew, if an earlier
     call left some) and uploaded: spec.json and network.md to the run's root, the model's to
     the LoggedModel's; MLmodel is kept as ``folder``/mlmodel/MLmodel for the end of the run."""
@@ -157,8 +165,29 @@ def write_and_upload_first_part(
     shutil.rmtree(before, ignore_errors=True)
     before.mkdir()
     write_files_before_training(before, part)
-    client.log_artifacts(run_id, str(before / "run"))
-    client.log_model_artifacts(part.model.model_id, str(before / MODEL_FOLDER))
+    upload(client, [(part.run_artifact_uri, str(before / "run")),
+                    (part.model.artifact_location, str(before / MODEL_FOLDER))])  # fmt: skip
+
+
+UPLOAD_THREADS = 4
+
+
+def upload(client: MlflowClient, folders: list[tuple[str, str]]) -> None:
+    """Every file under each folder to the artifacts at its URI (subfolders kept), several at
+    once: each file is a request of its own to the MLflow server, which mostly waits on its
+    store meanwhile. The URIs are known (the run's and the model's), so no request asks for
+    them either."""
+    uploads = []
+    for uri, folder in folders:
+        repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
+        root = Path(folder)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            under = path.parent.relative_to(root).as_posix()
+            uploads.append((repo, str(path), None if under == "." else under))
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="mlflow-upload") as pool:
+        sent = [pool.submit(repo.log_artifact, path, under) for repo, path, under in uploads]
+    for done in sent:
+        done.result()  # the first error, raised
 
 
 def save_pyfunc_model(
@@ -230,30 +259,24 @@ class Sender:
     def __init__(self, client: MlflowClient):
         self.client = client
 
-    def log_artifacts(self, run_id: str, folder: str) -> None:
-        self.client.log_artifacts(run_id, folder)
+    def upload(self, folders: list[tuple[str, str]]) -> None:
+        upload(self.client, folders)
 
-    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, path, artifact_path)
-
-    def log_model_artifacts(self, model_id: str, folder: str) -> None:
-        self.client.log_model_artifacts(model_id, folder)
-
-    def write_first_artifacts(self, run_id: str, folder: str, part: FirstPart) -> None:
-        write_and_upload_first_part(self.client, run_id, folder, part)
+    def write_first_artifacts(self, folder: str, part: FirstPart) -> None:
+        write_and_upload_first_part(self.client, folder, part)
 
 
 class RunArtifacts:
     """The artifacts of one attempt's run. ``RunArtifacts(...)`` before training makes (or,
-    resumed, finds) the run's LoggedModel, links it to the run as its output at the last
-    epoch, and uploads the first part, in a thread. After training, ``model_id()`` is the
-    model's id (for the final metrics, linked to it), and ``finish(net, history, title)``
-    waits for the first part (sending it again if it failed), uploads weights.npz (to the run,
-    and to the model while it draws the plot), cost_curve.png, then MLmodel, and marks the
-    model READY. Safe to call again after an error. ``close()`` removes the local files once
-    the thread is done, without waiting for it: a job that failed or is handed back does not
-    wait on MLflow for files that no longer matter (a model left PENDING, without MLmodel, is
-    not one MLflow offers to load)."""
+    resumed, finds) the run's LoggedModel, links it to the run as its output at the last epoch,
+    and uploads the first part, in a thread. After training, ``model_id()`` is the model's id
+    (for the final metrics, linked to it), and ``finish(net, history, title)`` waits for the
+    first part (sending it again if it failed), then draws and uploads cost_curve.png while the
+    model is completed: weights.npz (to the run and to the model), then MLmodel, and READY. Safe
+    to call again after an error. ``close()`` removes the local files once the thread is done,
+    without waiting for it: a job that failed or is handed back does not wait on MLflow for
+    files that no longer matter (a model left PENDING, without MLmodel, is not one MLflow offers
+    to load)."""
 
     def __init__(
         self,
@@ -265,7 +288,7 @@ class RunArtifacts:
         resumed: bool = False,
         sender: Sender | None = None,
     ):
-        self.client, self.run_id = client, run.run_id
+        self.client, self.run_id, self._run_uri = client, run.run_id, run.artifact_uri
         self._sender = sender or Sender(client)
         self._folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         self._part = part
@@ -288,12 +311,14 @@ class RunArtifacts:
         if model.model_id not in {output.model_id for output in outputs}:  # once a run
             step = self._part.spec.training.epochs
             self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
-        self._part = replace(self._part, run_id=self.run_id, model=model)
+        self._part = replace(
+            self._part, run_id=self.run_id, run_artifact_uri=self._run_uri, model=model
+        )
 
     def _send_first_part(self) -> None:
         if self._part.model is None:
             self._make_model()
-        self._sender.write_first_artifacts(self.run_id, str(self._folder), self._part)
+        self._sender.write_first_artifacts(str(self._folder), self._part)
 
     def model_id(self) -> str:
         """The LoggedModel's id: made in the thread, or now if that failed (MLflow away: the
@@ -315,8 +340,8 @@ class RunArtifacts:
                 log.warning("first artifacts of run %s not sent, again: %s", self.run_id, error)
                 self._send_first_part()
             self._first_part_sent = True
-        # The weights go up (over the helper process's pipe, in the worker) while this thread
-        # draws the plot; then the plot, and MLmodel last. The plot is CPU, an upload mostly
+        # The model is completed in the uploader thread (the weights, then MLmodel, then
+        # READY) while this one draws the plot and sends it: the plot is CPU, an upload mostly
         # the server's time. Every file is written anew on a second call.
         wait([self._last_upload])  # a failed call's weights upload: done before a rewrite
         weights = self._folder / "weights"  # run/weights.npz, model/artifacts/weights.npz
@@ -324,18 +349,20 @@ class RunArtifacts:
         (weights / "model" / WEIGHTS_IN_MODEL).parent.mkdir(parents=True, exist_ok=True)
         save_weights(net.params, weights / "run" / "weights.npz")
         shutil.copyfile(weights / "run" / "weights.npz", weights / "model" / WEIGHTS_IN_MODEL)
-        weights_sent = self._uploader.submit(self._send_weights, weights, model_id)
-        self._last_upload = weights_sent
-        plot = self._folder / "cost_curve.png"
-        plot_cost_curve(history, plot, title=title)
-        self._sender.log_artifact(self.run_id, str(plot), None)
-        weights_sent.result()
-        self._sender.log_model_artifacts(model_id, str(self._mlmodel))  # last: now it loads
-        self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+        model_done = self._uploader.submit(self._complete_model, weights, model_id)
+        self._last_upload = model_done
+        plot = self._folder / "plot"
+        plot.mkdir(exist_ok=True)
+        plot_cost_curve(history, plot / "cost_curve.png", title=title)
+        self._sender.upload([(self._run_uri, str(plot))])
+        model_done.result()
 
-    def _send_weights(self, weights: Path, model_id: str) -> None:
-        self._sender.log_model_artifacts(model_id, str(weights / "model"))
-        self._sender.log_artifacts(self.run_id, str(weights / "run"))  # weights.npz, at the top
+    def _complete_model(self, weights: Path, model_id: str) -> None:
+        model_uri = self._part.model.artifact_location
+        self._sender.upload([(model_uri, str(weights / "model")),
+                             (self._run_uri, str(weights / "run"))])  # fmt: skip
+        self._sender.upload([(model_uri, str(self._mlmodel))])  # last: now it loads
+        self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
 
     def close(self, discard_model: bool = False) -> None:
         """Stop sending; ``discard_model``: the attempt ended without a model (failed or

@@ -1,7 +1,7 @@
 """The MLflow calls made while a job trains, sent by a process of their own.
 
-While the network trains, a worker sends its metrics every second and the run's first artifacts (25
-files, which the helper also writes: workers/artifacts.py). Sent from threads of the training
+While the network trains, a worker sends its metrics every second and the run's first artifacts
+(10 files, which the helper also writes: workers/artifacts.py). Sent from threads of the training
 process, every HTTP request hands the GIL to and fro with the training loop at each of its socket
 waits, and costs the training more than from another process (docs/benchmarks.md, 'Measured by
 hand'). So these calls go over a pipe, one message each (a whole folder of artifacts included), to a
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class MlflowProcess:
-    """``log_metrics`` and ``log_artifacts`` for runs of ``tracking_uri``, by the helper
+    """``log_metrics`` and ``upload`` for runs of ``tracking_uri``, by the helper
     process. Safe to call from several threads: one call at a time goes over the pipe."""
 
     def __init__(self, tracking_uri: str, timeout_seconds: float):
@@ -51,23 +51,14 @@ class MlflowProcess:
         """``metrics_spool.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
         self._call("log_metrics", run_id, rows)
 
-    def log_artifacts(self, run_id: str, folder: str) -> None:
-        """``MlflowClient.log_artifacts``: every file under ``folder``, at the run's root."""
-        self._call("log_artifacts", run_id, folder)
+    def upload(self, folders: list[tuple[str, str]]) -> None:
+        """``artifacts.upload``: every file under each folder to the artifacts at its URI."""
+        self._call("upload", folders)
 
-    def write_first_artifacts(self, run_id: str, folder: str, part: artifacts.FirstPart) -> None:
+    def write_first_artifacts(self, folder: str, part: artifacts.FirstPart) -> None:
         """``artifacts.write_and_upload_first_part``: the files known before training, written
         and uploaded by the helper, beside the training rather than before it."""
-        self._call("write_first_artifacts", run_id, folder, part)
-
-    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
-        """``MlflowClient.log_artifact``: the file ``path`` into ``artifact_path``."""
-        self._call("log_artifact", run_id, path, artifact_path)
-
-    def log_model_artifacts(self, model_id: str, folder: str) -> None:
-        """``MlflowClient.log_model_artifacts``: every file under ``folder``, to the
-        LoggedModel's artifacts."""
-        self._call("log_model_artifacts", model_id, folder)
+        self._call("write_first_artifacts", folder, part)
 
     def start(self) -> "MlflowProcess":
         with self._lock:
@@ -139,9 +130,7 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
     heap.freeze_startup_objects()
     calls = {
         "log_metrics": metrics_spool.log_metrics,
-        "log_artifacts": MlflowClient.log_artifacts,
-        "log_artifact": MlflowClient.log_artifact,
-        "log_model_artifacts": MlflowClient.log_model_artifacts,
+        "upload": artifacts.upload,
         "write_first_artifacts": artifacts.write_and_upload_first_part,
     }
     while True:

@@ -87,6 +87,7 @@ def tag_kind(client: MlflowClient, experiment: str, tags: Mapping[str, str] | No
 class RunRef:
     experiment_id: str
     run_id: str
+    artifact_uri: str = ""  # where its artifacts go (mlflow-artifacts:/...)
 
 
 def start_run(
@@ -103,10 +104,10 @@ def start_run(
         client.update_run(existing_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         log_params_and_tags(client, existing_run_id, {}, tags)
         tag_kind(client, run.info.experiment_id)  # a job resumed in an experiment made before
-        return RunRef(run.info.experiment_id, existing_run_id)
+        return RunRef(run.info.experiment_id, existing_run_id, run.info.artifact_uri)
     found = experiment_id(client, experiment)
     run = client.create_run(found, run_name=run_name, tags=dict(tags))
-    return RunRef(found, run.info.run_id)
+    return RunRef(found, run.info.run_id, run.info.artifact_uri)
 
 
 def unrecorded_run(client: MlflowClient, experiment: str, job_id: str) -> str | None:

@@ -46,9 +46,13 @@ def test_metrics_and_a_folder_of_artifacts_sent_by_the_helper_are_stored(
     (tmp_path / "spec.json").write_text("{}")
     (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
 
+    (tmp_path / "more" / "model").mkdir(parents=True)
+    (tmp_path / "spec.json").rename(tmp_path / "more" / "model" / "spec.json")
+    uri = mlflow_client.get_run(run_id).info.artifact_uri
+
     helper.log_metrics(run_id, ROWS)
-    helper.log_artifacts(run_id, str(tmp_path / "model"))  # at the run's root
-    helper.log_artifact(run_id, str(tmp_path / "spec.json"), "model")
+    # One folder at the run's root, another whose subfolder is kept.
+    helper.upload([(uri, str(tmp_path / "model")), (uri, str(tmp_path / "more"))])
 
     history = mlflow_client.get_metric_history(run_id, "cost")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.25)]
@@ -65,12 +69,13 @@ def test_the_helper_writes_and_uploads_the_files_known_before_training(
     net = Network([64, 16, 10], output="softmax", init="he")
     experiment = mlflow_client.get_run(run_id).info.experiment_id
     model, _ = logged_model_for(mlflow_client, experiment, run_id, "job", {}, resumed=False)
+    uri = mlflow_client.get_run(run_id).info.artifact_uri
     part = replace(FirstPart.of(net, spec, tuple("0123456789"), 1437, np.ones(64)),
-                   run_id=run_id, model=model)  # fmt: skip
+                   run_id=run_id, run_artifact_uri=uri, model=model)  # fmt: skip
     (tmp_path / "before").mkdir()
     (tmp_path / "before" / "stale.txt").write_text("from an attempt that failed")
 
-    helper.write_first_artifacts(run_id, str(tmp_path), part)
+    helper.write_first_artifacts(str(tmp_path), part)
 
     stored = {a.path for a in mlflow_client.list_artifacts(run_id)}
     assert stored == {"spec.json", "network.md"}
