@@ -21,8 +21,8 @@ MAX_TEMPLATES = 8  # layouts a process keeps; the least recently used goes first
 
 
 class ModelTemplates:
-    def __init__(self, prefix: str):
-        self._prefix = prefix
+    def __init__(self, prefix: str, parent: Path | None = None):
+        self._prefix, self._parent = prefix, parent  # parent: the temp folder by default
         self._root: Path | None = None
         self._saved: OrderedDict[str, Path] = OrderedDict()
 
@@ -47,7 +47,8 @@ class ModelTemplates:
             self._saved.move_to_end(key)
             return self._saved[key]
         if self._root is None or not self._root.is_dir():
-            self._root = Path(tempfile.mkdtemp(prefix=f"{self._prefix}{os.getpid()}-"))
+            prefix = f"{self._prefix}{os.getpid()}-"
+            self._root = Path(tempfile.mkdtemp(prefix=prefix, dir=self._parent))
             self._saved.clear()
         path = self._root / key
         shutil.rmtree(path, ignore_errors=True)  # what a failed save left
