@@ -63,7 +63,9 @@ def test_a_worker_logs_json_lines_naming_the_job_and_attempt_while_it_runs_one(
     during = [r for r in records[received + 1 : done + 1] if r["process"] != main]
     assert any(f"job {job_id} succeeded" in r["message"] for r in during)
     assert records[done] in during
-    assert {(r.get("job_id"), r.get("attempt")) for r in during} == {(job_id, 1)}
+    assert {(r.get("job_id"), r.get("attempt")) for r in during} == {(job_id, 1)}, [
+        r for r in during if r.get("job_id") != job_id
+    ]
     job = get_job(session_factory, job_id)
     assert job.attempts == 1
     assert job.metrics_unsent == 0  # its heartbeats reported the spool, empty at the end

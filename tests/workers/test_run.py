@@ -146,7 +146,8 @@ def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
     files = Path(
         mlflow.artifacts.download_artifacts(logged.artifact_location, dst_path=str(tmp_path / "m"))
     )
-    assert (files / "code" / "models" / "network.py").is_file()  # the core travels with it
+    # The plain wing travels with it, as the one module it predicts with.
+    assert sorted(p.name for p in (files / "code").iterdir()) == ["plain.py"]
 
     # its weights are the trained ones (uploaded after training, the rest before)
     top = mlflow_client.download_artifacts(run.info.run_id, "weights.npz", str(tmp_path / "a"))
@@ -472,7 +473,7 @@ def test_an_unreachable_mlflow_fails_the_job_instead_of_leaving_it_running(
     assert job.status == "failed" and "MlflowException" in job.error
 
 
-def test_the_logged_model_loads_its_own_copy_of_the_core_in_a_fresh_python(
+def test_the_logged_model_loads_its_own_copy_of_the_plain_wing_in_a_fresh_python(
     sqlite_url, tmp_path, mlflow_server
 ):
     settings = Settings(
@@ -487,7 +488,7 @@ def test_the_logged_model_loads_its_own_copy_of_the_core_in_a_fresh_python(
         "import sys, numpy, mlflow.pyfunc\n"
         f"model = mlflow.pyfunc.load_model('models:/{model_id}')\n"
         "print(model.predict(numpy.zeros((2, 625), numpy.float32))['class'].tolist())\n"
-        "print(sys.modules['models'].__file__)\n"
+        "print(sys.modules['plain'].__file__)\n"
     )
 
     done = subprocess.run(
@@ -500,9 +501,9 @@ def test_the_logged_model_loads_its_own_copy_of_the_core_in_a_fresh_python(
     )
 
     assert done.returncode == 0, done.stderr[-2000:]
-    classes, models_file = done.stdout.strip().splitlines()[-2:]
+    classes, plain_file = done.stdout.strip().splitlines()[-2:]
     assert classes in ("['non-face', 'non-face']", "['face', 'face']")  # two equal inputs
-    assert "/code/models/__init__.py" in models_file  # the model's copy, not the repository's
+    assert plain_file.endswith("/code/plain.py")  # the model's copy, not the repository's
 
 
 def test_a_stored_spec_that_no_longer_validates_fails_the_job_with_the_reason(
