@@ -17,6 +17,7 @@ import numpy as np
 from contract.network_shape import network_shape
 from contract.spec import JobSpec
 from models import Network, load_weights
+from models.datasets.arrays import NPZ_READ_ERRORS
 from service.mlflow_metrics import TIMEOUT_SECONDS, MlflowUnavailableError
 from store.tables import Dataset, Job
 
@@ -87,7 +88,7 @@ def build_predictor(job: Job, dataset: Dataset, tracking_uri: str) -> Predictor:
     try:
         _check_archive(data, expected_bytes)
         net.params = load_weights(io.BytesIO(data))
-    except (ValueError, zipfile.BadZipFile, OSError) as error:
+    except (*NPZ_READ_ERRORS, KeyError) as error:  # load_weights' own, and the check's
         message = f"the run's weights.npz does not fit the job's network: {error}"
         raise WeightsError(message) from None
     return Predictor(net, classes, tuple(dataset.image_shape))

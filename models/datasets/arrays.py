@@ -16,7 +16,11 @@ from .dataset import DatasetError
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
-NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# NotImplementedError: zipfile's answer to a member of a zip version or compression it does
+# not know (a damaged header can claim any).
+NPZ_READ_ERRORS = (
+    OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error
+)  # fmt: skip
 END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
 END_RECORD_BYTES = 22  # and a comment of at most 65,535 bytes after it
 

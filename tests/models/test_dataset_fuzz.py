@@ -108,3 +108,14 @@ def test_a_zip_whose_local_and_central_headers_disagree_is_a_dataset_error(tmp_p
     path.write_bytes(buffer.getvalue().replace(b"x.npy", b"y.npy", 1))  # the local header only
     with pytest.raises(DatasetError):
         load_dataset(path, limits=LIMITS)
+
+
+def test_a_member_claiming_a_zip_version_python_cannot_read_is_a_dataset_error(tmp_path):
+    # zipfile raises NotImplementedError for it (a damaged header found by the test above).
+    data = bytearray(npz_file())
+    central = data.index(b"PK\x01\x02")  # the first member's central directory entry
+    data[central + 6 : central + 8] = (109).to_bytes(2, "little")  # "version needed": 10.9
+    path = tmp_path / "data.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="data.npz"):
+        load_dataset(path, limits=LIMITS)
