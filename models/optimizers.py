@@ -11,6 +11,8 @@ Its state (velocities, moments, step count) round-trips through ``state()`` /
 ``load_state()`` so that a resumed run continues bit for bit.
 """
 
+import math
+
 import numpy as np
 
 
@@ -144,3 +146,10 @@ def decayed_learning_rate(
     """α_e = α₀ / (1 + decay_rate · ⌊e / decay_every⌋): the course's scheduled decay; constant
     when decay_rate is 0."""
     return learning_rate / (1.0 + decay_rate * (epoch // decay_every))
+
+
+def update_ratio(step_norm: float, weight_norm: float) -> float:
+    """‖ΔW‖ / ‖W‖, W before the update: CS231n's rule of thumb wants about 1e-3 (far below,
+    the layer barely learns; far above, it jumps). NaN for weights all zero (a zeros init
+    before its first update), where no ratio means anything."""
+    return step_norm / weight_norm if weight_norm > 0 else math.nan

@@ -7,7 +7,7 @@ import numpy as np
 
 from models import plain
 from models.batches import Batches
-from models.optimizers import OPTIMIZERS, make_optimizer
+from models.optimizers import OPTIMIZERS, make_optimizer, update_ratio
 
 
 class PlainUpdate:
@@ -71,14 +71,23 @@ class PlainEngine:
             cost_sum += b * plain.cost(A, Y, output, net.params, l2)
             correct += int(np.count_nonzero(net.classify(A)[0] == labels))
             grads = plain.backward(net.params, cache, A, Y, g, l2)
-            if grad_norms is None:  # the epoch's first batch, as the fast engine reports
+            first = grad_norms is None
+            if first:  # the epoch's first batch, as the fast engine reports
                 grad_norms = {
                     f"grad_norm.W{layer}": float(np.linalg.norm(grads[f"dW{layer}"]))
                     for layer in range(1, net.num_layers + 1)
                 }
+                before = {name: W.copy() for name, W in net.params.items() if name[0] == "W"}
             self.update.step(net.params, grads, rate)
+            if first:  # ‖ΔW[l]‖ / ‖W[l]‖, W before the update
+                ratios = {
+                    f"update_ratio.{name}": update_ratio(
+                        float(np.linalg.norm(net.params[name] - W)), float(np.linalg.norm(W))
+                    )
+                    for name, W in before.items()
+                }
         m = self.batches.m
-        return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms}
+        return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms, **ratios}
 
     def predict(self, X: np.ndarray, batch: int) -> np.ndarray:
         return self.net.classify(self.net.forward(X, batch))  # Network.forward is plain's

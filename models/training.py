@@ -4,7 +4,8 @@ that trains one epoch (models/fast/engine.py, or models/plain_engine.py for the 
 Every metric of epoch e describes the network at the *start* of epoch e: ``cost`` and
 ``train_accuracy`` before the epoch's update (with mini-batches, the mean over the epoch's
 batches, each taken before its own update), ``val_accuracy`` and ``grad_norm.W<l>`` (the
-gradient of the epoch's first batch) likewise.
+gradient of the epoch's first batch) likewise; ``update_ratio.W<l>`` is ‖ΔW[l]‖ / ‖W[l]‖ of
+that first batch's update, W[l] before it (NaN while W[l] is all zeros).
 """
 
 import math
@@ -102,9 +103,10 @@ def train(
         the seed's equations as written): the same numbers up to rounding, at other speeds.
 
     Returns the history {"cost": [...], "train_accuracy": [...], "val_accuracy": [...],
-    "learning_rate": [...], "grad_norm.W1": [...], ...}, one value per epoch (the names of
-    the MLflow metrics). Raises DivergenceError on a non-finite cost or weight, and ValueError
-    on bad arguments, non-finite values in X_val (at once) or in X (found when the cost is).
+    "learning_rate": [...], "grad_norm.W1": [...], "update_ratio.W1": [...], ...}, one value
+    per epoch (the names of the MLflow metrics). Raises DivergenceError on a non-finite cost
+    or weight, and ValueError on bad arguments, non-finite values in X_val (at once) or in X
+    (found when the cost is).
     """
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer 'sgd' trains on mini-batches: give a batch_size")

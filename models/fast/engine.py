@@ -14,7 +14,7 @@ from models.fast.gram import STATE_KEYS, GramFirstLayer, gram_form_applies
 from models.fast.propagation import predict, propagate_backward, propagate_forward
 from models.fast.workspace import Workspace
 from models.losses import l2_cost
-from models.optimizers import GradientDescent, make_optimizer
+from models.optimizers import GradientDescent, make_optimizer, update_ratio
 from models.serialization import Checkpoint
 
 
@@ -30,10 +30,10 @@ class FastEngine:
         self._workspaces: dict[int, Workspace] = {}  # by batch size
 
     def train_epoch(self, rate: float, rng: np.random.Generator) -> dict[str, float]:
-        """One epoch: its cost, train_accuracy and grad_norm.W<l>, each as models/training.py
-        defines them."""
+        """One epoch: its cost, train_accuracy, grad_norm.W<l> and update_ratio.W<l>, each as
+        models/training.py defines them."""
         net, gram, l2, update = self.net, self.gram, self.l2, self.update
-        cost_sum, correct, grad_norms = 0.0, 0, None
+        cost_sum, correct, grad_norms, ratios = 0.0, 0, None, {}
         # Plain gradient descent steps inside the weight gradients' products (models/fast/blas.py),
         # from the second batch on: the first one's gradients are kept for their norms.
         fuse = isinstance(update, GradientDescent) and gram is None and not l2 and rate != 0
@@ -51,8 +51,10 @@ class FastEngine:
             grads = propagate_backward(
                 net, A0, Y, ws, l2, scale, first_weights=gram is None, descend_weights=descend
             )
-            if grad_norms is None:  # before the update overwrites the gradients
+            first = grad_norms is None
+            if first:  # before the update overwrites the gradients and the weights
                 grad_norms = self._gradient_norms(grads, ws, scale)
+                before = self._weights_before(ws)
             if descend:
                 update.step(biases, grads, rate, scale)
             elif gram is None:
@@ -60,8 +62,10 @@ class FastEngine:
             else:
                 update.step({k: p for k, p in net.params.items() if k != "W1"}, grads, rate, scale)
                 gram.step(ws.dZ[1], rate / scale)
+            if first:
+                ratios = self._update_ratios(before, grad_norms["grad_norm.W1"] * rate)
         m = self.batches.m
-        return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms}
+        return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms, **ratios}
 
     def predict(self, X: np.ndarray, batch: int) -> np.ndarray:
         """Class indices (1, m) for X: (n_x, m), with the weights as trained so far."""
@@ -113,6 +117,32 @@ class FastEngine:
         if not gram_form_applies(batches.m, *net.layer_dims[:2]):
             return None
         return GramFirstLayer(net.params["W1"], batches.rows)
+
+    def _weights_before(self, ws: Workspace) -> dict[str, np.ndarray | float]:
+        """Copies of the weights before the epoch's first update; in the Gram form, ‖W[1]‖
+        instead (from the product this epoch's forward pass made, as W[1] is never formed)."""
+        before: dict[str, np.ndarray | float] = {
+            name: W.copy() for name, W in self.net.params.items() if name.startswith("W")
+        }
+        if self.gram is not None:
+            before["W1"] = self.gram.weight_norm()
+        return before
+
+    def _update_ratios(self, before, gram_step: float) -> dict[str, float]:
+        """{"update_ratio.W1": ‖ΔW[1]‖ / ‖W[1]‖, ...} of the epoch's first update, W before it.
+        In the Gram form ΔW[1] = -α dW[1] (gradient descent, the only optimizer it runs), so
+        its norm is ``gram_step``: α ‖dW[1]‖."""
+        ratios = {}
+        for layer in range(1, self.net.num_layers + 1):
+            name, was = f"W{layer}", before[f"W{layer}"]
+            if isinstance(was, float):  # the Gram form's W[1]: its norm
+                ratios[f"update_ratio.{name}"] = update_ratio(gram_step, was)
+                continue
+            step = self.net.params[name] - was
+            ratios[f"update_ratio.{name}"] = update_ratio(
+                math.sqrt(float(np.vdot(step, step))), math.sqrt(float(np.vdot(was, was)))
+            )
+        return ratios
 
     def _gradient_norms(self, grads, ws: Workspace, scale: float) -> dict[str, float]:
         """{"grad_norm.W1": ‖dW[1]‖, ...} of gradients that back propagation scaled by

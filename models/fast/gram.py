@@ -57,6 +57,8 @@ class GramFirstLayer:
             self.base = np.array(state["gram_W1_base"], dtype=W1.dtype)
             self.C = np.array(state["gram_C"], dtype=np.float64)
         self.gram, self.base_product = _gram_and_base_product(rows, self.base)
+        self._base_norm2 = float(np.vdot(self.base, self.base))  # ‖W[1]₀‖², for weight_norm
+        self._product: np.ndarray | None = None  # W[1] X of the last product(), for weight_norm
         self._validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def product(self, out: np.ndarray) -> np.ndarray:
@@ -64,7 +66,17 @@ class GramFirstLayer:
         product = self.C @ self.gram
         product += self.base_product
         np.copyto(out, product)
+        self._product = product
         return out
+
+    def weight_norm(self) -> float:
+        """‖W[1]‖ as of the last ``product()`` (C unchanged since), without forming W[1]:
+        ‖W[1]₀ + C Xᵀ‖² = ‖W[1]₀‖² + 2 <C, P₀> + <C G, C> = ‖W[1]₀‖² + <C, P₀> + <C, W[1] X>,
+        as C G = W[1] X - P₀. Two products of n[1]·m terms."""
+        if self._product is None:
+            raise RuntimeError("weight_norm needs a product() first")
+        norm2 = self._base_norm2 + float(np.vdot(self.C, self.base_product))
+        return math.sqrt(max(norm2 + float(np.vdot(self.C, self._product)), 0.0))
 
     def product_with(
         self, X_other: np.ndarray, out: np.ndarray, columns: slice = slice(None)

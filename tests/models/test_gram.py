@@ -91,7 +91,10 @@ def test_resume_in_gram_form_is_bit_identical_and_its_checkpoint_holds_w1():
 
     resumed = net([N_X, 8, 3, 1])
     resumed_history = train(resumed, X, Y, resume_from=checkpoint, **options)
-    assert resumed_history == whole_history
+    # Bit for bit (NaN only where both have it: the update ratio of W[1] all zeros).
+    assert resumed_history.keys() == whole_history.keys()
+    for name, values in whole_history.items():
+        np.testing.assert_array_equal(resumed_history[name], values, err_msg=name)
     for name, value in whole.params.items():
         assert np.array_equal(resumed.params[name], value), name
 
@@ -119,7 +122,10 @@ def test_a_shorter_first_run_resumed_to_more_epochs_equals_the_whole_run(dims):
     assert "gram_C" in saved[-1].optimizer_state  # the case this test is about
     resumed = net(dims)
     resumed_history = train(resumed, X, Y, epochs=100, resume_from=saved[-1], **GD)
-    assert resumed_history == whole_history
+    # Bit for bit (NaN only where both have it: the update ratio of W[1] all zeros).
+    assert resumed_history.keys() == whole_history.keys()
+    for name, values in whole_history.items():
+        np.testing.assert_array_equal(resumed_history[name], values, err_msg=name)
     for name, value in whole.params.items():
         assert np.array_equal(resumed.params[name], value), name
 

@@ -58,6 +58,9 @@ def test_history_has_one_value_per_epoch_for_every_metric():
         "grad_norm.W3",
         "learning_rate",
         "train_accuracy",
+        "update_ratio.W1",
+        "update_ratio.W2",
+        "update_ratio.W3",
         "val_accuracy",
     ]
     assert all(len(values) == 7 for values in history.values())
@@ -86,6 +89,27 @@ def test_gradient_norms_are_those_of_the_first_batch_gradient():
     grads = net.gradients(X, Y)
     history = train(net, X, Y, epochs=1, **SETTINGS["gd"])
     assert history["grad_norm.W2"][0] == pytest.approx(np.linalg.norm(grads["dW2"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+def test_update_ratios_are_the_first_updates_norm_over_the_weights_before_it(engine):
+    X, Y = blobs()
+    net = softmax_net()
+    before, grads = {k: v.copy() for k, v in net.params.items()}, net.gradients(X, Y)
+    history = train(net, X, Y, epochs=1, engine=engine, **SETTINGS["gd"])
+    rate = SETTINGS["gd"]["learning_rate"]
+    for layer in (1, 2, 3):
+        W, dW = before[f"W{layer}"], grads[f"dW{layer}"]
+        expected = rate * np.linalg.norm(dW) / np.linalg.norm(W)  # gradient descent's step
+        assert history[f"update_ratio.W{layer}"][0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_update_ratio_of_weights_all_zero_is_nan_then_a_number():
+    X, Y = blobs()
+    net = Network([X.shape[0], 3], "relu", "softmax", init="zeros")
+    history = train(net, X, Y, epochs=2, **SETTINGS["gd"])
+    first, second = history["update_ratio.W1"]
+    assert math.isnan(first) and second > 0
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
