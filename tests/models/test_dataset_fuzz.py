@@ -117,5 +117,5 @@ def test_a_member_claiming_a_zip_version_python_cannot_read_is_a_dataset_error(t
     data[central + 6 : central + 8] = (109).to_bytes(2, "little")  # "version needed": 10.9
     path = tmp_path / "data.npz"
     path.write_bytes(bytes(data))
-    with pytest.raises(DatasetError, match="data.npz"):
+    with pytest.raises(DatasetError, match=r"data\.npz"):
         load_dataset(path, limits=LIMITS)

@@ -212,7 +212,8 @@ def test_a_job_whose_mlflow_was_away_ends_saying_its_curve_is_incomplete(
     )
     engine = make_engine(sqlite_url)
     factory = make_session_factory(engine)
-    epochs = 3000  # 5 values an epoch: cost, accuracies, learning rate, grad_norm.W1
+    # 6 values an epoch: cost, accuracies, learning rate, grad_norm.W1, update_ratio.W1
+    epochs = 3000
     job_id = create_job(factory, with_experiment(FACES_LOGREG, training={"epochs": epochs}))
     real_train = run.train
 
@@ -234,7 +235,7 @@ def test_a_job_whose_mlflow_was_away_ends_saying_its_curve_is_incomplete(
         assert found.data.tags["gradq.metrics_incomplete"] == (
             f"{undelivered} values not delivered to MLflow"
         )
-        made = epochs * 5 + 1 + 3  # + gradient_check, final.cost and the final accuracies
+        made = epochs * 6 + 1 + 3  # + gradient_check, final.cost and the final accuracies
         assert values_in_mlflow(client, job.mlflow_run_id) == made - undelivered
     finally:
         engine.dispose()

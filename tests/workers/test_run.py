@@ -106,6 +106,9 @@ def test_run_job_trains_records_success_in_sql_and_a_complete_mlflow_run(
     cost = history(mlflow_client, run.info.run_id, "cost")
     assert [step for step, _ in cost] == list(range(epochs))  # once per epoch, no duplicates
     assert len(history(mlflow_client, run.info.run_id, "grad_norm.W1")) == epochs
+    ratios = history(mlflow_client, run.info.run_id, "update_ratio.W1")
+    assert [step for step, _ in ratios] == list(range(epochs))
+    assert all(value > 0 for _, value in ratios[1:])  # the first is NaN for zeros init
     val_accuracy = [value for _, value in history(mlflow_client, run.info.run_id, "val_accuracy")]
     assert len(val_accuracy) == epochs
     curve = [*val_accuracy, job.metrics["val_accuracy"]]  # each epoch's start, then the end
