@@ -121,12 +121,12 @@ class FastEngine:
     def _weights_before(self, ws: Workspace) -> dict[str, np.ndarray | float]:
         """Copies of the weights before the epoch's first update; in the Gram form, ‖W[1]‖
         instead (from the product this epoch's forward pass made, as W[1] is never formed)."""
-        before: dict[str, np.ndarray | float] = {
-            name: W.copy() for name, W in self.net.params.items() if name.startswith("W")
+        gram = self.gram
+        return {
+            name: gram.weight_norm() if gram is not None and name == "W1" else W.copy()
+            for name, W in self.net.params.items()
+            if name[0] == "W"
         }
-        if self.gram is not None:
-            before["W1"] = self.gram.weight_norm()
-        return before
 
     def _update_ratios(self, before, gram_step: float) -> dict[str, float]:
         """{"update_ratio.W1": ‖ΔW[1]‖ / ‖W[1]‖, ...} of the epoch's first update, W before it.
