@@ -33,7 +33,6 @@ from contract.spec import JobSpec, flatten
 from models import Network, plain, save_weights
 from workers import network_doc, tracking
 from workers.cost_curve import plot_cost_curve
-from workers.model_template import ModelTemplates
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ TEMP_PREFIX = "gradq-artifacts-"  # then the process id: remove_orphaned_folders
 MODEL_FOLDER = "model"
 MODEL_NAME = "model"  # the LoggedModel's name: runs:/<run_id>/model still finds it
 MODEL_TYPE = "gradq-network"
-TEMPLATES = ModelTemplates(TEMP_PREFIX)  # this process's saved models, by layout
 PLAIN_WING = Path(plain.__file__).resolve()
 
 
@@ -92,17 +90,11 @@ def write_files_before_training(folder: Path, part: "FirstPart") -> Path:
     run_files.mkdir()
     (run_files / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
     (run_files / "network.md").write_text(network_doc.render(net, spec, part.classes, part.m_train))
-
-    def save(path: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
-            initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
-            save_weights(net.params, initial)
-            save_pyfunc_model(path, net, part.classes, initial, example=part.example)
-        (path / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
-
-    layout = (part.layer_dims, part.hidden_activation, part.output, part.dtype, part.classes,
-              part.example.tobytes())  # fmt: skip
-    TEMPLATES.copy(layout, save, to=model, ids=part.mlmodel())
+    with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
+        initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
+        save_weights(net.params, initial)
+        save_pyfunc_model(model, net, part.classes, initial, part.mlmodel(), part.example)
+    (model / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
     mlmodel = folder.parent / "mlmodel"
     shutil.rmtree(mlmodel, ignore_errors=True)
     mlmodel.mkdir()
