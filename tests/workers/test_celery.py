@@ -120,8 +120,12 @@ def test_a_new_pool_child_removes_the_artifacts_folders_dead_workers_left(
 
     process = worker(database_url=sqlite_url)
 
+    # The log line comes just after the removal: wait for both, not only the folder.
+    removal_logged = "left by a worker process that died"
     deadline = time.monotonic() + 30
-    while orphan.exists() and time.monotonic() < deadline:
+    while (orphan.exists() or removal_logged not in process.log_text()) and (
+        time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert not orphan.exists()
-    assert "left by a worker process that died" in process.log_text()
+    assert removal_logged in process.log_text()
