@@ -120,7 +120,7 @@ class FastEngine:
 
     def _weights_before(self, ws: Workspace) -> dict[str, np.ndarray | float]:
         """Copies of the weights before the epoch's first update; in the Gram form, ‖W[1]‖
-        instead (from the product this epoch's forward pass made, as W[1] is never formed)."""
+        instead (W[1] is never formed)."""
         gram = self.gram
         return {
             name: gram.weight_norm() if gram is not None and name == "W1" else W.copy()

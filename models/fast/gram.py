@@ -6,17 +6,18 @@ combinations of the training examples, because every gradient of W[1] is one:
 with the update W[1] ← W[1] - α dZ[1] Xᵀ becoming C ← C - α dZ[1]. The first layer's product,
 which forward propagation needs every epoch, is then
     W[1] X = W[1]₀ X + C (Xᵀ X) = P₀ + C G,      P₀ = W[1]₀ X: (n[1], m),  G = Xᵀ X: (m, m)
-with P₀ and G computed once. An epoch costs n[1]·m² multiply-adds for this layer instead of
-the 2·n[1]·n_x·m of its forward product and its gradient: for the course's cat pictures
-(n_x = 12288, m = 209) that is 118× less, and those two products were most of the epoch. The
-gradient's norm comes from G as well: ‖dZ[1] Xᵀ‖² = Σ (dZ[1] G) ⊙ dZ[1].
+with P₀ and G computed once. Nor is C G recomputed: each step moves W[1] X by -α dZ[1] G, the
+product that also gives the gradient's norm, ‖dZ[1] Xᵀ‖² = Σ (dZ[1] G) ⊙ dZ[1]. An epoch costs
+n[1]·m² multiply-adds for this layer instead of the 2·n[1]·n_x·m of its forward product and its
+gradient: for the course's cat pictures (n_x = 12288, m = 209) that is 118× less, and those two
+products were most of the epoch.
 
 The numbers are those of the plain loop up to float rounding. G, P₀ and C are kept in float64
 whatever the network's dtype: images are not centred, so P₀ + C G adds terms much larger than
 their sum (~60× on pixel data), which in float32 lost about 7× the accuracy of the plain
 product. The float64 work is small (n[1]·m² an epoch) and its copies are bounded (the inputs are
 converted CHUNK columns at a time). W[1] itself is only formed when someone needs it (a
-checkpoint, the end of training); checkpoints keep W[1]₀ and C as well, so a resumed run
+checkpoint, the end of training); checkpoints keep W[1]₀, C and W[1] X as well, so a resumed run
 continues this same computation bit for bit.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 # asked for: a run of 40 epochs resumed to 100 has to take the same path as a run of 100.
 MAX_M_OVER_N_X = 0.25
 MAX_SETUP_EPOCHS = 200
-STATE_KEYS = ("gram_W1_base", "gram_C")
+STATE_KEYS = ("gram_W1_base", "gram_C")  # what resuming in this form needs ("gram_product" helps)
 CHUNK = 512  # input columns converted to float64 at a time: m × CHUNK × 8 bytes
 
 
@@ -58,23 +59,25 @@ class GramFirstLayer:
             self.C = np.array(state["gram_C"], dtype=np.float64)
         self.gram, self.base_product = _gram_and_base_product(rows, self.base)
         self._base_norm2 = float(np.vdot(self.base, self.base))  # ‖W[1]₀‖², for weight_norm
-        self._product: np.ndarray | None = None  # W[1] X of the last product(), for weight_norm
+        # W[1] X = P₀ + C G, moved by each step; a checkpoint carries it so that a resumed run
+        # goes on with the same rounding (an older checkpoint without it: computed afresh).
+        if state is not None and "gram_product" in state:
+            self._product = np.array(state["gram_product"], dtype=np.float64)
+        else:
+            self._product = self.C @ self.gram
+            self._product += self.base_product
+        self._direction: np.ndarray | None = None  # dZ[1] G from gradient_norm, for step
         self._validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def product(self, out: np.ndarray) -> np.ndarray:
-        """W[1] X: (n[1], m) into ``out``, as P₀ + C G."""
-        product = self.C @ self.gram
-        product += self.base_product
-        np.copyto(out, product)
-        self._product = product
+        """W[1] X: (n[1], m) into ``out`` (P₀ + C G, as the steps so far left it)."""
+        np.copyto(out, self._product)
         return out
 
     def weight_norm(self) -> float:
-        """‖W[1]‖ as of the last ``product()`` (C unchanged since), without forming W[1]:
+        """‖W[1]‖ without forming W[1]:
         ‖W[1]₀ + C Xᵀ‖² = ‖W[1]₀‖² + 2 <C, P₀> + <C G, C> = ‖W[1]₀‖² + <C, P₀> + <C, W[1] X>,
         as C G = W[1] X - P₀. Two products of n[1]·m terms."""
-        if self._product is None:
-            raise RuntimeError("weight_norm needs a product() first")
         norm2 = self._base_norm2 + float(np.vdot(self.C, self.base_product))
         return math.sqrt(max(norm2 + float(np.vdot(self.C, self._product)), 0.0))
 
@@ -93,13 +96,23 @@ class GramFirstLayer:
         return out
 
     def step(self, dZ1: np.ndarray, factor: float = 1.0) -> None:
-        """Gradient descent's W[1] ← W[1] - factor · dZ[1] Xᵀ, as C ← C - factor · dZ[1]."""
+        """Gradient descent's W[1] ← W[1] - factor · dZ[1] Xᵀ, as C ← C - factor · dZ[1] and
+        W[1] X ← W[1] X - factor · dZ[1] G (dZ[1] G from the gradient_norm just taken of these
+        same gradients, if it was)."""
+        direction = self._direction
+        if direction is None:
+            direction = dZ1.astype(np.float64, copy=False) @ self.gram
+        self._direction = None
         self.C -= dZ1 * factor if factor != 1.0 else dZ1
+        direction *= factor
+        self._product -= direction
 
     def gradient_norm(self, dZ1: np.ndarray) -> float:
-        """‖dZ[1] Xᵀ‖ (Frobenius) from dZ[1]: (n[1], m), without forming the gradient."""
+        """‖dZ[1] Xᵀ‖ (Frobenius) from dZ[1]: (n[1], m), without forming the gradient:
+        ‖dZ[1] Xᵀ‖² = <dZ[1] G, dZ[1]>. dZ[1] G is kept for the step on these gradients."""
         dZ1 = dZ1.astype(np.float64, copy=False)
-        return math.sqrt(max(float(np.vdot(dZ1 @ self.gram, dZ1)), 0.0))
+        self._direction = dZ1 @ self.gram
+        return math.sqrt(max(float(np.vdot(self._direction, dZ1)), 0.0))
 
     def is_finite(self) -> bool:
         return math.isfinite(float(self.C.sum()))
@@ -113,7 +126,7 @@ class GramFirstLayer:
         return W1
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"gram_W1_base": self.base, "gram_C": self.C}
+        return {"gram_W1_base": self.base, "gram_C": self.C, "gram_product": self._product}
 
 
 def _gram_and_base_product(rows: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

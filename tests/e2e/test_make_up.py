@@ -54,6 +54,12 @@ def insert_undispatched_job(database: Path, spec: dict) -> str:
     return job_id
 
 
+def hear_ctrl_c() -> None:
+    """As in a terminal's foreground: a suite started in the background by a shell (`&`)
+    passes SIGINT on ignored, and Python then never raises KeyboardInterrupt for it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_gradq_up(
     tmp_path: Path, api_port: int, mlflow_port: int, log_name: str, **extra_env: str
 ):
@@ -71,7 +77,10 @@ def start_gradq_up(
     command = [gradq, "up", "--api-port", str(api_port), "--mlflow-port", str(mlflow_port)]
     log = tmp_path / log_name
     with log.open("wb") as out:
-        up = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=hear_ctrl_c,
+        )  # fmt: skip
     deadline = time.monotonic() + 120
     while b"gradq is up" not in log.read_bytes():
         if up.poll() is not None or time.monotonic() > deadline:

@@ -130,6 +130,25 @@ def test_a_shorter_first_run_resumed_to_more_epochs_equals_the_whole_run(dims):
         assert np.array_equal(resumed.params[name], value), name
 
 
+def test_a_checkpoint_without_the_first_layers_product_resumes_to_the_same_numbers():
+    # Checkpoints made before W[1] X was carried: it is computed afresh as P₀ + C G, so the
+    # run goes on with other rounding, not other numbers.
+    X, Y, _, _ = wide_data()
+    whole_history = train(net([N_X, 4, 1]), X, Y, epochs=100, **GD)
+    saved = []
+
+    class Keep:
+        def on_checkpoint(self, checkpoint):
+            saved.append(checkpoint)
+
+    train(net([N_X, 4, 1]), X, Y, epochs=40, checkpoint_every=40, callbacks=[Keep()], **GD)
+    older = saved[-1]
+    del older.optimizer_state["gram_product"]
+    resumed_history = train(net([N_X, 4, 1]), X, Y, epochs=100, resume_from=older, **GD)
+    for name, values in whole_history.items():
+        np.testing.assert_allclose(resumed_history[name], values, rtol=1e-10, err_msg=name)
+
+
 def test_non_finite_inputs_are_named_in_the_gram_form_too():
     X, Y, _, _ = wide_data()
     X = X.copy()
