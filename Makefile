@@ -30,7 +30,7 @@ lint: $(STAMP)
 # The suite but tests/faults, which stops and kills servers for minutes (make test-faults),
 # and the real Docker engine's compose test (make test-compose).
 test: lint
-	$(PY) -m pytest --ignore=tests/faults --ignore=tests/compose/real_engine
+	$(PY) -m pytest --durations=15 --ignore=tests/faults --ignore=tests/compose/real_engine
 
 test-faults: $(STAMP)
 	$(PY) -m pytest tests/faults

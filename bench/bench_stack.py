@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from sections import cpu  # bench/ is on sys.path: scripts run from it
 from sqlalchemy import create_engine, text
 
 from service.stack import MLFLOW_ENV, api_command, mlflow_command, worker_command
@@ -124,19 +125,13 @@ def cpu_seconds_by(wanted: Callable[[int, str], bool]) -> float:
 
 def machine(bench: Bench) -> list[str]:
     """The markdown lines that say where a run ran: CPU, versions, servers."""
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpuinfo = lambda name: next(  # noqa: E731
-        (ln.split(":", 1)[1].strip() for ln in lines if ln.split(":")[0].strip() == name), "?"
-    )
-    family, model = cpuinfo("cpu family"), cpuinfo("model")
-    cpu = f"{cpuinfo('model name')} (lscpu's family {family}, model {model})"
     engine = create_engine(bench.jobs_db)
     with engine.connect() as connection:
         postgres = connection.execute(text("show server_version")).scalar()
     engine.dispose()
     redis_version = redis.Redis.from_url(bench.broker).info("server")["redis_version"]
     return [
-        f"- Machine: nproc {len(os.sched_getaffinity(0))}, {cpu}",
+        f"- Machine: nproc {len(os.sched_getaffinity(0))}, {cpu()}",
         f"- Python {platform.python_version()}, "
         + ", ".join(f"{name} {version(name)}" for name in PACKAGES)
         + f"; PostgreSQL {postgres}, Redis {redis_version}, both local",

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from sections import (  # bench/ is on sys.path: scripts run from it
     argument_parser,
+    cpu,
     publish,
     targets_table,
 )
@@ -259,8 +260,6 @@ def machine() -> list[str]:
     import sklearn
     import torch
 
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
     try:
         from threadpoolctl import threadpool_info
 
@@ -268,7 +267,7 @@ def machine() -> list[str]:
     except ImportError:
         pools = [str(np.show_config(mode="dicts")["Build Dependencies"]["blas"])]
     return [
-        f"- Machine: nproc {len(os.sched_getaffinity(0))}, {cpu}",
+        f"- Machine: nproc {len(os.sched_getaffinity(0))}, {cpu()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}",
         f"- BLAS and thread pools (threadpoolctl): {'; '.join(pools)}",
