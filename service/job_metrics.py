@@ -88,7 +88,10 @@ def _job_metrics(stats: JobStats) -> list[Metric]:
         jobs.add_metric([state], count)
     return [
         jobs,
-        _gauge("gradq_queue_depth", "Jobs queued in SQL.", stats.by_status["queued"]),
+        _gauge("gradq_queue_depth", "Jobs queued in SQL for a worker to claim.",
+               stats.by_status["queued"] - stats.waiting_at_rung),
+        _gauge("gradq_jobs_waiting_at_rung", "Sweep trials queued but paused at a rung until "
+               "promoted or stopped.", stats.waiting_at_rung),
         _histogram("gradq_job_queue_wait_seconds", "From submission to first start, per job.",
                    stats.queue_wait),
         _histogram("gradq_job_duration_seconds", "From first start to end, per finished job.",
@@ -99,7 +102,7 @@ def _job_metrics(stats: JobStats) -> list[Metric]:
         CounterMetricFamily("gradq_job_requeues", "Running jobs sent back to the queue (a "
                             "worker's hand-back or an expired lease).", value=stats.requeues),
         CounterMetricFamily("gradq_job_handoffs", "Running jobs handed back by a worker "
-                            "shutting down.", value=stats.handoffs),
+                            "shutting down or paused at a sweep's rung.", value=stats.handoffs),
         _gauge("gradq_mlflow_spool_values", "Metric values the running jobs' workers hold "
                "for MLflow, not sent yet.", stats.metrics_unsent),
     ]  # fmt: skip

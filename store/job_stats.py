@@ -8,6 +8,7 @@ from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from store.jobs import WAITING_AT_RUNG
 from store.tables import JOB_STATUSES, Job, JobEvent
 
 
@@ -23,11 +24,12 @@ class Durations:
 @dataclass(frozen=True)
 class JobStats:
     by_status: dict[str, int]
+    waiting_at_rung: int  # queued trials paused at a sweep's rung, not claimable until promoted
     queue_wait: Durations  # created → started, of every job that started
     duration: Durations  # started → finished, of every job that started and finished
     retried: int  # jobs claimed more than once
     attempts: int  # claims of every job, in all
-    handoffs: int  # attempts handed back by a worker shutting down
+    handoffs: int  # attempts handed back: by a worker shutting down, or paused at a rung
     requeues: int  # running → queued: hand-backs and expired leases
     metrics_unsent: int  # metric values the running jobs' workers hold for MLflow
 
@@ -64,6 +66,9 @@ def job_stats(session: Session, bounds: tuple[float, ...]) -> JobStats:
         .select_from(JobEvent)
         .where(JobEvent.from_status == "running", JobEvent.to_status == "queued")
     )
+    waiting = session.scalar(
+        select(func.count()).select_from(Job).where(Job.status == "queued", WAITING_AT_RUNG)
+    )
     unsent = session.scalar(
         select(func.coalesce(func.sum(Job.metrics_unsent), 0)).where(Job.status == "running")
     )
@@ -71,6 +76,7 @@ def job_stats(session: Session, bounds: tuple[float, ...]) -> JobStats:
     lasted = seconds_between(Job.started_at, Job.finished_at, dialect)
     return JobStats(
         by_status={status: int(counts.get(status, 0)) for status in JOB_STATUSES},
+        waiting_at_rung=int(waiting),
         queue_wait=durations(session, waited, bounds),
         duration=durations(session, lasted, bounds),
         retried=int(totals[0]),

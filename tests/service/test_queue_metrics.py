@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from store.tables import Job, JobEvent
+from store.tables import Job, JobEvent, Sweep, SweepRung
 from tests.servers import free_port
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -50,6 +50,23 @@ def insert_jobs(rows) -> None:
         session.add(JobEvent(job_id="s1", from_status="queued", to_status="running"))
 
 
+def insert_trials_at_a_rung(rows) -> None:
+    """A sweep's trials at rung 1: w1 waiting there (queued, not claimable), p1 promoted and
+    queued again, x1 stopped."""
+    with rows() as session, session.begin():
+        session.add(Sweep(id="sw", experiment="e", request={}, objective_metric="val_accuracy",
+                          objective_goal="max"))  # fmt: skip
+        session.add_all([job("w1", "queued", attempts=1, handoffs=1),
+                         job("p1", "queued", attempts=1, handoffs=1),
+                         job("x1", "cancelled", attempts=1)])  # fmt: skip
+        session.flush()
+        verdicts = {"w1": (False, True), "p1": (True, False), "x1": (False, False)}
+        for job_id, (promoted, waiting) in verdicts.items():
+            verdict = {"promoted": promoted, "waiting": waiting, "rank": 1, "reached": 3}
+            session.add(SweepRung(sweep_id="sw", rung=1, job_id=job_id, epoch=9, value=0.5,
+                                  **verdict))  # fmt: skip
+
+
 def test_jobs_by_state_depth_histograms_retries_and_spool_match_the_rows(make_client, rows):
     client = make_client(broker_url="", metrics_cache_seconds=0)
     insert_jobs(rows)
@@ -80,6 +97,18 @@ def test_jobs_by_state_depth_histograms_retries_and_spool_match_the_rows(make_cl
     assert value("gradq_job_handoffs_total") == 1
     assert value("gradq_mlflow_spool_values") == 7  # the running job's only
     assert value("gradq_database_up") == 1
+
+
+def test_a_trial_waiting_at_a_rung_is_queued_but_not_in_the_queues_depth(make_client, rows):
+    client = make_client(broker_url="", metrics_cache_seconds=0)
+    insert_jobs(rows)
+    insert_trials_at_a_rung(rows)
+
+    samples = scrape(client)
+
+    assert samples[("gradq_jobs", (("state", "queued"),))] == 4  # q1, q2, w1, p1
+    assert samples[("gradq_jobs_waiting_at_rung", ())] == 1
+    assert samples[("gradq_queue_depth", ())] == 3  # what a worker may claim
 
 
 def test_the_broker_depth_is_the_length_of_celerys_queue_in_redis(client, redis_queue):
