@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from store import rungs
-from store.tables import Job, Sweep, SweepRung
+from store.tables import FINAL_STATUSES, Job, Sweep, SweepRung
 
 
 @dataclass
@@ -17,7 +17,7 @@ class RungRow:
     rung: int
     epoch: int  # epochs done when judged
     value: float | None  # the objective then
-    state: str  # waiting, promoted or stopped (contract/halving.py)
+    state: str  # waiting, promoted or stopped (contract/halving.py); cancelled: while waiting
     promoted: bool
     rank: int  # when it was judged (promoted, stopped) or so far (waiting)
     reached: int  # trials that had reached the rung then, this one included
@@ -52,7 +52,7 @@ def trial_rows(
             best_value=_succeeded_metric(trial, f"best_{metric}"),
             best_epoch=_succeeded_metric(trial, f"best_{metric}_epoch"),
             error=error_text(trial),
-            rungs=[_verdict(row) for row in rungs.get(trial.id, [])],
+            rungs=[_verdict(row, trial.status) for row in rungs.get(trial.id, [])],
             mlflow_run_id=trial.mlflow_run_id,
         )
         for trial in trials
@@ -68,9 +68,12 @@ def best_of(sweep: Sweep, rows: list[TrialRow]) -> TrialRow | None:
     return pick(ranked, key=lambda row: row.objective)
 
 
-def _verdict(row: SweepRung) -> RungRow:
+def _verdict(row: SweepRung, status: str) -> RungRow:
     verdict = rungs.verdict_of(row)
-    return RungRow(row.rung, row.epoch, row.value, verdict.state, verdict.promoted, row.rank,
+    state = verdict.state
+    if state == "waiting" and status in FINAL_STATUSES:  # cancelled by hand before a verdict
+        state = "cancelled"
+    return RungRow(row.rung, row.epoch, row.value, state, verdict.promoted, row.rank,
                    row.reached, row.cutoff)  # fmt: skip
 
 

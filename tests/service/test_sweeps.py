@@ -134,6 +134,13 @@ def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, ro
     assert rung_marks(trials[0]["rungs"]) == "1↑ 1/2"
     assert rung_marks(trials[1]["rungs"]) == "1… 2/2"
 
+    # Cancelled by hand while it waited: its wait ended with no verdict.
+    assert client.post(f"/v1/jobs/{mid}/cancel").status_code == 202
+    cancelled = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"][1]
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["rungs"][0]["state"] == "cancelled"
+    assert rung_marks(cancelled["rungs"]) == "1⊘ 2/2"
+
 
 def sweep_row(rows, sweep_id: str) -> Sweep:
     with rows() as session:
