@@ -195,23 +195,23 @@ def _batch(job: JobShape, b: int, gradients: bool) -> int:
 
 
 def _checkpoint(job: JobShape) -> int:
-    """One checkpoint copy: parameters, optimizer state, the Gram form's W[1]₀ and C."""
+    """One checkpoint copy: parameters, optimizer state, the Gram form's W[1]₀, C and W[1] X."""
     s, P = job.itemsize, job.num_parameters
     size = P * s * (1 + OPTIMIZER_STATE_COPIES.get(job.optimizer, 3))
     if job.gram_form:
         n_x, n_1 = job.layer_dims[:2]
-        size += n_1 * n_x * s + n_1 * job.m_train * FLOAT64
+        size += n_1 * n_x * s + 2 * n_1 * job.m_train * FLOAT64  # W[1]₀; C and W[1] X
     return size
 
 
 def _gram(job: JobShape) -> int:
-    """The Gram form (models/fast/gram.py): G = XᵀX, P₀ and C in float64, W[1]₀, the cross products
-    with the validation set, and the largest temporaries of its setup and epochs."""
+    """The Gram form (models/fast/gram.py): G = XᵀX, P₀, C and W[1] X in float64, W[1]₀, the cross
+    products with the validation set, and the largest temporaries of its setup and epochs."""
     if not job.gram_form:
         return 0
     n_x, n_1 = job.layer_dims[:2]
     m, m_val, s = job.m_train, job.m_val, job.itemsize
-    resident = (m * m + 2 * n_1 * m + n_1 * m_val + m * m_val) * FLOAT64 + n_1 * n_x * s
+    resident = (m * m + 3 * n_1 * m + n_1 * m_val + m * m_val) * FLOAT64 + n_1 * n_x * s
     setup = (CHUNK * (m + max(m, n_1)) + m * max(m, m_val)) * FLOAT64
     epoch = 3 * n_1 * m * FLOAT64 + n_1 * m * s
     weights = n_1 * n_x * s + 2 * n_1 * CHUNK * FLOAT64  # W[1] formed for a checkpoint
