@@ -1,9 +1,11 @@
 """A run's artifacts after training (workers/artifacts.py RunArtifacts.finish), on a real MLflow
-server: the weights go up while the plot is drawn, and a call that failed can be made again."""
+server: the weights go up while the plot is drawn, a call that failed can be made again, and a
+first part that failed during training is sent again before the model is completed."""
 
 from pathlib import Path
 
 import mlflow.artifacts
+import mlflow.pyfunc
 import numpy as np
 import pytest
 from mlflow.entities import LoggedModelStatus
@@ -59,6 +61,36 @@ def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(
         ),
     ):
         assert np.array_equal(load_weights(where)["W1"], net.params["W1"])
+
+
+def test_a_first_part_that_failed_is_sent_again_before_the_model_is_completed(mlflow_client):
+    spec = JobSpec.model_validate({"experiment": "artifacts", "dataset": {"name": "faces"}})
+    run = tracking.start_run(mlflow_client, experiment="artifacts", run_name="r", tags={})
+    net = Network([625, 1], output="sigmoid", init="random", seed=3)
+    sent = []
+
+    class AwayAtFirst(Sender):
+        def write_first_artifacts(self, folder, part):
+            sent.append(folder)
+            if len(sent) == 1:  # MLflow away while the network trained
+                raise ConnectionError("MLflow away")
+            super().write_first_artifacts(folder, part)
+
+    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
+    uploads = RunArtifacts(mlflow_client, run, part, sender=AwayAtFirst(mlflow_client))
+    try:
+        uploads.finish(net, HISTORY, "r")
+    finally:
+        uploads.close()
+
+    assert len(sent) == 2
+    assert {"spec.json", "network.md", "weights.npz", "cost_curve.png"} <= artifact_paths(
+        mlflow_client, run.run_id
+    )
+    logged = mlflow_client.get_logged_model(uploads.model_id())
+    assert logged.status == LoggedModelStatus.READY
+    model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    assert model.predict(np.zeros((2, 625), dtype=np.float32)).shape[0] == 2
 
 
 def test_a_resumed_run_sends_its_model_to_the_earlier_attempts_logged_model(mlflow_client):
