@@ -11,38 +11,31 @@ loads), the final metrics linked to the model, and its READY status after."""
 
 import json
 import logging
-import os
-import re
 import shutil
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-from mlflow.models import Model, ModelSignature
+from mlflow.models import Model
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
 from contract.spec import JobSpec, flatten
-from models import Network, plain, save_weights
+from models import Network, save_weights
 from workers import network_doc, tracking
 from workers.cost_curve import plot_cost_curve
+from workers.model_files import WEIGHTS_IN_MODEL, save_pyfunc_model
+from workers.orphaned_folders import folder_for_this_process
 
 log = logging.getLogger(__name__)
 
-PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
-WEIGHTS_IN_MODEL = "artifacts/weights.npz"  # where save_model puts the weights artifact
-TEMP_PREFIX = "gradq-artifacts-"  # then the process id: remove_orphaned_folders reads it
 MODEL_FOLDER = "model"
 MODEL_NAME = "model"  # the LoggedModel's name: runs:/<run_id>/model still finds it
 MODEL_TYPE = "gradq-network"
-PLAIN_WING = Path(plain.__file__).resolve()
 
 
 @dataclass(frozen=True)
@@ -182,68 +175,6 @@ def upload(client: MlflowClient, folders: list[tuple[str, str]]) -> None:
         done.result()  # the first error, raised
 
 
-def save_pyfunc_model(
-    path: Path,
-    net: Network,
-    classes: tuple[str, ...],
-    weights: Path,
-    mlflow_model: Model | None = None,
-    example: np.ndarray | None = None,
-) -> None:
-    """The network as an MLflow pyfunc saved from code (workers/pyfunc_model.py) at ``path``,
-    with its signature and, if given, an input example (1, n_x); ``mlflow_model``: the
-    LoggedModel's description, if there is one."""
-    network_json = path.parent / "network.json"
-    network_json.write_text(
-        json.dumps(
-            {
-                "layer_dims": net.layer_dims,
-                "hidden_activation": net.hidden_activation.name,
-                "output": net.output.name,
-                "dtype": net.dtype.name,
-                "classes": list(classes),
-            }
-        )
-    )
-    # MLflow warns at every save that predict has no type hints (its "once" filter is reset
-    # by its own catch_warnings). On purpose: the model takes any (m, n_x) array or DataFrame;
-    # a type hint it understands would make MLflow convert the input, and np.ndarray, which
-    # it does not, trades the warning for a logged "Failed to infer model signature".
-    mlflow.pyfunc.save_model(
-        path,
-        python_model=str(PYFUNC_MODEL_FILE),
-        artifacts={"weights": str(weights), "network": str(network_json)},
-        code_paths=[str(PLAIN_WING)],  # what workers/pyfunc_model.py imports
-        # Explicit: inferring requirements starts a subprocess and takes seconds.
-        pip_requirements=["numpy"],
-        mlflow_model=mlflow_model,
-        signature=model_signature(net.layer_dims[0], net.dtype.name),  # inferring runs the model
-        input_example=example,
-    )
-    _forget_code_model_modules()
-    network_json.unlink()  # inside model/artifacts/ now
-
-
-def model_signature(n_x: int, dtype: str = "float32") -> ModelSignature:
-    """Inputs: (m, n_x) of the network's dtype, one example per row, preprocessed like the
-    training data; outputs: a row per example with its label, class name and probabilities."""
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(dtype), (-1, n_x))]),
-        outputs=Schema([
-            ColSpec(DataType.long, "label"),
-            ColSpec(DataType.string, "class"),
-            ColSpec(Array(DataType.double), "probabilities"),
-        ]),
-    )  # fmt: skip
-
-
-def _forget_code_model_modules() -> None:
-    """MLflow runs the model's code as a new module ``code_model_<uuid>`` at every save and
-    leaves it in sys.modules: a worker that saves a model per job would keep them all."""
-    for name in [n for n in sys.modules if n.startswith("code_model_")]:
-        del sys.modules[name]
-
-
 class Sender:
     """How RunArtifacts sends files: by ``client``; the worker's go through its helper process
     instead (workers/mlflow_process.py MlflowProcess, the same methods)."""
@@ -282,7 +213,7 @@ class RunArtifacts:
     ):
         self.client, self.run_id, self._run_uri = client, run.run_id, run.artifact_uri
         self._sender = sender or Sender(client)
-        self._folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        self._folder = folder_for_this_process()
         self._part = part
         params = {k: str(v) for k, v in flatten(part.spec.model_dump(mode="json")).items()}
         self._find_or_make = partial(
@@ -376,32 +307,3 @@ class RunArtifacts:
             self.client.delete_logged_model(self._part.model.model_id)
         except Exception as error:  # best effort: the job's end does not wait on it
             log.warning("logged model of run %s not deleted: %s", self.run_id, error)
-
-
-def log_orphaned_folders_removed() -> None:
-    """A new pool child (one replaces a child that died) clears what dead ones left."""
-    for folder in remove_orphaned_folders():
-        log.info("removed %s, left by a worker process that died", folder)
-
-
-def remove_orphaned_folders(root: Path | None = None) -> list[Path]:
-    """Remove the artifacts folders (in ``root``, the temp folder by default) of processes
-    that died before removing their own, such as a worker child SIGKILLed mid-training;
-    returns them. A folder of a live process, or of a name not ours, is left alone."""
-    removed = []
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
-        match = re.fullmatch(rf"{TEMP_PREFIX}(\d+)-\w+", folder.name)
-        if match and folder.is_dir() and not _process_alive(int(match[1])):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user's
-        return True
-    return True

@@ -11,7 +11,7 @@ from celery.signals import (
 
 import logs
 from settings import get_settings
-from workers import artifacts, blas_threads, heap, mlflow_process, shutdown
+from workers import blas_threads, heap, mlflow_process, orphaned_folders, shutdown
 
 
 @celeryd_init.connect
@@ -41,7 +41,7 @@ def main_process_started(**_) -> None:
 def pool_child_started(**_) -> None:
     shutdown.forget_requests()  # a fresh child of a pool that a forked parent may have flagged
     blas_threads.limit_for_pool_child()
-    artifacts.log_orphaned_folders_removed()  # what children that died left in /tmp
+    orphaned_folders.log_orphaned_folders_removed()  # what children that died left in /tmp
     mlflow_process.start_for_pool_child()  # its imports done before the first job
     heap.freeze_startup_objects()  # last: what the child made since the fork, steps included
 

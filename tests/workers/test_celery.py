@@ -15,7 +15,7 @@ from store.db import make_engine, make_session_factory
 from tests.processes import gradq_env, start_celery_worker
 from tests.servers import REDIS_URL, need
 from tests.workers.helpers import FACES_LOGREG, create_job, get_job, statuses, with_experiment
-from workers.artifacts import TEMP_PREFIX
+from workers.orphaned_folders import TEMP_PREFIX
 
 WORKER_SETTINGS = {"progress_seconds": 0.1, "metrics_flush_seconds": 0.5}
 

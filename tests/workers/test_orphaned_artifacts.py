@@ -11,7 +11,8 @@ import numpy as np
 from contract.spec import JobSpec
 from models import Network
 from workers import tracking
-from workers.artifacts import TEMP_PREFIX, FirstPart, RunArtifacts, remove_orphaned_folders
+from workers.artifacts import FirstPart, RunArtifacts
+from workers.orphaned_folders import TEMP_PREFIX, remove_orphaned_folders
 
 
 def dead_pid() -> int:
