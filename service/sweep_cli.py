@@ -92,13 +92,13 @@ def trials_table(current: dict) -> Table:
     return table
 
 
-RUNG_MARKS = {"promoted": "↑", "waiting": "…", "stopped": "✗", "cancelled": "⊘"}
+RUNG_MARKS = {"promoted": "↑", "waiting": "…", "stopped": "✗", "cancelled": "⊘", "failed": "!"}
 
 
 def rung_marks(rungs: list[dict]) -> str:
     """A trial's way up the rungs: "1↑ 2↑ 3✗" (promoted at 1 and 2, stopped at 3; "…" waits
-    there, "⊘" was cancelled while waiting), each with its rank among those that had reached
-    the rung."""
+    there; "⊘" and "!": cancelled or failed while waiting), each with its rank among those that
+    had reached the rung."""
     return " ".join(
         f"{r['rung']}{RUNG_MARKS[r['state']]} {r['rank']}/{r['reached']}" for r in rungs
     )

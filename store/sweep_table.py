@@ -17,7 +17,8 @@ class RungRow:
     rung: int
     epoch: int  # epochs done when judged
     value: float | None  # the objective then
-    state: str  # waiting, promoted or stopped (contract/halving.py); cancelled: while waiting
+    state: str  # waiting, promoted or stopped (contract/halving.py); or the trial's end,
+    # cancelled or failed, when it came while the trial waited here
     promoted: bool
     rank: int  # when it was judged (promoted, stopped) or so far (waiting)
     reached: int  # trials that had reached the rung then, this one included
@@ -71,8 +72,8 @@ def best_of(sweep: Sweep, rows: list[TrialRow]) -> TrialRow | None:
 def _verdict(row: SweepRung, status: str) -> RungRow:
     verdict = rungs.verdict_of(row)
     state = verdict.state
-    if state == "waiting" and status in FINAL_STATUSES:  # cancelled by hand before a verdict
-        state = "cancelled"
+    if state == "waiting" and status in FINAL_STATUSES:  # it ended before a verdict came
+        state = status
     return RungRow(row.rung, row.epoch, row.value, state, verdict.promoted, row.rank,
                    row.reached, row.cutoff)  # fmt: skip
 

@@ -142,6 +142,21 @@ def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, ro
     assert rung_marks(cancelled["rungs"]) == "1⊘ 2/2"
 
 
+def test_a_trial_that_failed_while_waiting_at_a_rung_shows_it_there(client, rows):
+    sweep = client.post("/v1/sweeps", json=GRID | {"halving": {"eta": 2, "rungs": [10]}}).json()
+    stored = sweep_row(rows, sweep["id"])
+    low, mid, _ = (trial["job_id"] for trial in sweep["trials"])
+    with transaction(rows) as session:
+        rungs.reach_rung(session, stored, low, 1, 10, 0.6)
+        rungs.reach_rung(session, stored, mid, 1, 10, 0.5)  # waits
+        session.get(Job, mid).status = "failed"  # as when its attempts ran out
+
+    failed = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"][1]
+
+    assert failed["rungs"][0]["state"] == "failed"
+    assert rung_marks(failed["rungs"]) == "1! 2/2"
+
+
 def sweep_row(rows, sweep_id: str) -> Sweep:
     with rows() as session:
         found = session.get(Sweep, sweep_id)
