@@ -42,10 +42,10 @@ def train_alone(spec: JobSpec, sessions, callbacks=()) -> float:
     return time.perf_counter() - started
 
 
-def epochs_for(seconds: float, sessions) -> tuple[int, float]:
-    """The epochs of LONG_SPEC that train for about ``seconds`` alone, and the seconds an epoch
+def epochs_for(seconds: float, sessions, spec: dict = LONG_SPEC) -> tuple[int, float]:
+    """The epochs of ``spec`` that train for about ``seconds`` alone, and the seconds an epoch
     took: the median of three probes of PROBE_EPOCHS epochs. (Three 30-epoch probes once gave
     a job that trained 4.0 s, not 5.5: 18.7 ms an epoch where the job's own were 13.6.)"""
-    probe = JobSpec.model_validate(with_epochs(LONG_SPEC, PROBE_EPOCHS))
+    probe = JobSpec.model_validate(with_epochs(spec, PROBE_EPOCHS))
     per_epoch = statistics.median(train_alone(probe, sessions) for _ in range(3)) / PROBE_EPOCHS
     return math.ceil(seconds / per_epoch), per_epoch
