@@ -112,13 +112,20 @@ def test_the_sweep_ranks_its_succeeded_trials_and_names_the_best(client, rows):
     assert by_cost["objective"] == {"metric": "cost", "goal": "min"}
 
 
-def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, rows):
+def one_promoted_one_waiting(client, rows) -> tuple[dict, str]:
+    """A grid sweep with halving (eta 2, a rung at epoch 10) whose first two trials reached the
+    rung: the first promoted by the second, which waits. (The sweep as posted, the second's id.)"""
     sweep = client.post("/v1/sweeps", json=GRID | {"halving": {"eta": 2, "rungs": [10]}}).json()
     stored = sweep_row(rows, sweep["id"])
     low, mid, _ = (trial["job_id"] for trial in sweep["trials"])
     with transaction(rows) as session:
         rungs.reach_rung(session, stored, low, 1, 10, 0.6)
         rungs.reach_rung(session, stored, mid, 1, 10, 0.5)
+    return sweep, mid
+
+
+def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, rows):
+    sweep, mid = one_promoted_one_waiting(client, rows)
 
     trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
 
@@ -143,12 +150,8 @@ def test_a_sweep_with_halving_shows_each_trials_verdicts_at_the_rungs(client, ro
 
 
 def test_a_trial_that_failed_while_waiting_at_a_rung_shows_it_there(client, rows):
-    sweep = client.post("/v1/sweeps", json=GRID | {"halving": {"eta": 2, "rungs": [10]}}).json()
-    stored = sweep_row(rows, sweep["id"])
-    low, mid, _ = (trial["job_id"] for trial in sweep["trials"])
+    sweep, mid = one_promoted_one_waiting(client, rows)
     with transaction(rows) as session:
-        rungs.reach_rung(session, stored, low, 1, 10, 0.6)
-        rungs.reach_rung(session, stored, mid, 1, 10, 0.5)  # waits
         session.get(Job, mid).status = "failed"  # as when its attempts ran out
 
     failed = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"][1]
