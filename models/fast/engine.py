@@ -63,7 +63,7 @@ class FastEngine:
                 update.step({k: p for k, p in net.params.items() if k != "W1"}, grads, rate, scale)
                 gram.step(ws.dZ[1], rate / scale)
             if first:
-                ratios = self._update_ratios(before, grad_norms["grad_norm.W1"] * rate)
+                ratios = self._update_ratios(before, grad_norms, rate)
         m = self.batches.m
         return {"cost": cost_sum / m, "train_accuracy": correct / m, **grad_norms, **ratios}
 
@@ -119,29 +119,34 @@ class FastEngine:
         return GramFirstLayer(net.params["W1"], batches.rows)
 
     def _weights_before(self, ws: Workspace) -> dict[str, np.ndarray | float]:
-        """Copies of the weights before the epoch's first update; in the Gram form, ‖W[1]‖
-        instead (W[1] is never formed)."""
-        gram = self.gram
-        return {
-            name: gram.weight_norm() if gram is not None and name == "W1" else W.copy()
-            for name, W in self.net.params.items()
-            if name[0] == "W"
-        }
+        """What the update ratios need of the weights before the epoch's first update: with
+        gradient descent, only ‖W[l]‖ (its step is α dW[l], whose norm is known; in the Gram
+        form W[1] is never formed); with another optimizer, a copy of W[l]."""
+        gram, descent = self.gram, isinstance(self.update, GradientDescent)
+        before = {}
+        for name, W in self.net.params.items():
+            if name[0] != "W":
+                continue
+            if gram is not None and name == "W1":
+                before[name] = gram.weight_norm()
+            else:
+                before[name] = math.sqrt(float(np.vdot(W, W))) if descent else W.copy()
+        return before
 
-    def _update_ratios(self, before, gram_step: float) -> dict[str, float]:
+    def _update_ratios(self, before, grad_norms: dict[str, float], rate: float) -> dict[str, float]:
         """{"update_ratio.W1": ‖ΔW[1]‖ / ‖W[1]‖, ...} of the epoch's first update, W before it.
-        In the Gram form ΔW[1] = -α dW[1] (gradient descent, the only optimizer it runs), so
-        its norm is ``gram_step``: α ‖dW[1]‖."""
+        Where ``before`` holds a norm, the update was gradient descent's ΔW = -α dW, so
+        ‖ΔW‖ = α ‖dW‖ (grad_norm)."""
         ratios = {}
         for layer in range(1, self.net.num_layers + 1):
             name, was = f"W{layer}", before[f"W{layer}"]
-            if isinstance(was, float):  # the Gram form's W[1]: its norm
-                ratios[f"update_ratio.{name}"] = update_ratio(gram_step, was)
-                continue
-            step = self.net.params[name] - was
-            ratios[f"update_ratio.{name}"] = update_ratio(
-                math.sqrt(float(np.vdot(step, step))), math.sqrt(float(np.vdot(was, was)))
-            )
+            if isinstance(was, float):
+                step_norm, weight_norm = rate * grad_norms[f"grad_norm.{name}"], was
+            else:
+                step = self.net.params[name] - was
+                step_norm = math.sqrt(float(np.vdot(step, step)))
+                weight_norm = math.sqrt(float(np.vdot(was, was)))
+            ratios[f"update_ratio.{name}"] = update_ratio(step_norm, weight_norm)
         return ratios
 
     def _gradient_norms(self, grads, ws: Workspace, scale: float) -> dict[str, float]:
