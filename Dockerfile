@@ -20,6 +20,7 @@ COPY store /src/store
 COPY contract /src/contract
 COPY broker /src/broker
 COPY migrations /src/migrations
+COPY mlflow_server /src/mlflow_server
 RUN /opt/gradq/bin/pip install --no-deps /src \
     && find /opt/gradq -name '__pycache__' -prune -exec rm -rf {} +
 

@@ -2,16 +2,17 @@
 
 ``.venv/bin/python bench/metric_store.py --write docs/benchmarks.md`` stores, in a new
 PostgreSQL database of its own (dropped at the end), batches of 1,000 metric values as a worker
-sends them (100 epochs of the long job's 10 names) into one run, two ways, alternated:
+sends them (100 epochs of the long job's 10 names) into one run each way, the ways rotated:
 
 - MLflow's own ``SqlAlchemyStore.log_batch``, the handler behind the server's
   ``runs/log-batch`` without HTTP and JSON;
+- gradq's ``BatchMetricsStore.log_batch`` (mlflow_server/store.py), the same handler as
+  ``mlflow server --app-name gradq`` runs it;
 - the same rows put into the same ``metrics`` table in one multi-row INSERT, as SQLAlchemy
   Core does it, and by PostgreSQL's COPY, the batch's latest values upserted into
   ``latest_metrics`` each time: what the rows cost without MLflow's handler.
 
-Every value the service's jobs log goes through the first; both open speed targets (a trial's
-fixed cost, the long job's 5%) are the MLflow server's time on these values.
+Every value the service's jobs log goes through the second.
 """
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
@@ -34,6 +35,7 @@ from sections import argument_parser, cpu, publish, targets_table  # bench/ on s
 from sqlalchemy import MetaData, create_engine, insert
 from sqlalchemy.dialects.postgresql import insert as upsert
 
+from mlflow_server.store import BatchMetricsStore
 from tests.servers import empty_postgres_database
 
 DIAGNOSTICS = [f"{kind}.W{layer}" for kind in ("grad_norm", "update_ratio") for layer in (1, 2, 3)]
@@ -41,6 +43,8 @@ NAMES = ["cost", "train_accuracy", "val_accuracy", "learning_rate", *DIAGNOSTICS
 EPOCHS_A_BATCH = 100  # 1,000 values: MLflow's limit for one log_batch call
 WAYS = {
     "mlflow": "MLflow's SqlAlchemyStore.log_batch (the server's handler)",
+    "gradq": "gradq's BatchMetricsStore.log_batch (mlflow_server/store.py, the server's as gradq "
+    "runs it)",
     "insert": "the same rows in one multi-row INSERT (SQLAlchemy Core), the latest values upserted",
     "copy": "the same rows by COPY (psycopg2), the latest values upserted",
 }
@@ -83,26 +87,32 @@ def measure(repeats: int) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {way: [] for way in WAYS}
     database = empty_postgres_database("gradq_bench_metrics")
     with database as url, tempfile.TemporaryDirectory() as artifacts:
-        store = SqlAlchemyStore(url, artifacts)
+        stores = {
+            "mlflow": SqlAlchemyStore(url, artifacts),
+            "gradq": BatchMetricsStore(url, artifacts),
+        }
         engine = create_engine(url)
         tables = MetaData()
         tables.reflect(engine, only=["metrics", "latest_metrics"])
+        store = stores["mlflow"]  # makes the runs of every way
         experiment = store.create_experiment("metric-store")
         runs = {way: store.create_run(experiment, "bench", 0, [], way).info.run_id for way in WAYS}
         step, order = 0, list(WAYS)
         for repeat in range(repeats + 1):  # the first of each: warm-up, not counted
-            for way in order[repeat % 3 :] + order[: repeat % 3]:  # rotated each repeat
+            turn = repeat % len(order)
+            for way in order[turn:] + order[:turn]:  # rotated each repeat
                 metrics = batch(step)
                 started = time.perf_counter()
-                if way == "mlflow":
-                    store.log_batch(runs[way], metrics, [], [])
+                if way in stores:
+                    stores[way].log_batch(runs[way], metrics, [], [])
                 else:
                     store_rows(engine, tables, runs[way], metrics, copy=way == "copy")
                 if repeat:
                     seconds[way].append(time.perf_counter() - started)
             step += EPOCHS_A_BATCH
         engine.dispose()
-        store.engine.dispose()
+        for each in stores.values():
+            each.engine.dispose()
     return seconds
 
 
@@ -114,7 +124,7 @@ def report(seconds: dict[str, list[float]], took: float) -> str:
     ratios = [
         f"| MLflow's store ÷ {way}, per value (no target) | {median['mlflow'] / median[way]:.1f} "
         "| - | - |"
-        for way in ("insert", "copy")
+        for way in ("gradq", "insert", "copy")
     ]
     lines = [
         "## MLflow's tracking store: the cost of a metric value",

@@ -29,12 +29,14 @@ def tracking_server_command(
     backend_store_uri: str, artifacts: str, host: str, port: int
 ) -> list[str]:
     # One uvicorn worker: with several, every keep-alive answer waits for a delayed ACK
-    # (DESIGN.md section 11), and one is plenty for one machine's workers.
+    # (DESIGN.md section 11), and one is plenty for one machine's workers. --app-name gradq:
+    # MLflow's app with a tracking store that stores a batch's metrics in one statement
+    # (mlflow_server/).
     return [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_store_uri,
         "--serve-artifacts", "--artifacts-destination", artifacts,
-        "--host", host, "--port", str(port), "--workers", "1",
+        "--host", host, "--port", str(port), "--workers", "1", "--app-name", "gradq",
     ]  # fmt: skip
 
 

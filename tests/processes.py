@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.stack import tracking_server_command
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,27 +92,16 @@ def wait_until(ready, process: Process, what: str, timeout: float) -> None:
 
 
 def start_mlflow_server(folder: Path, backend_store_uri: str = "", timeout: float = 60.0):
-    """An ``mlflow server`` on a free port with its store and artifacts under ``folder``.
+    """An ``mlflow server`` on a free port with its store and artifacts under ``folder``, by
+    make up's command (service/stack.py).
 
     --workers 1: uvicorn with several workers never sets TCP_NODELAY, and every keep-alive
     request then waits ~43 ms for a delayed ACK (DESIGN.md section 11).
     """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    command = [
-        str(BIN / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    store = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
+    command = tracking_server_command(store, str(folder / "artifacts"), "127.0.0.1", port)
     # MLflow's job runner (a dozen huey consumer processes) serves features gradq does not use,
     # and costs seconds at start and memory all along.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -16,6 +16,8 @@ FORBIDDEN = {
     "store": {"service", "workers"},
     "contract": {"service", "workers"},
     "broker": {"service", "workers"},
+    # MLflow's server process imports it: MLflow and SQLAlchemy only, none of gradq.
+    "mlflow_server": {"service", "workers", "store", "contract", "broker", "models"},
 }
 
 
