@@ -4,6 +4,7 @@ the local PostgreSQL and Redis, comes up and trains a job."""
 
 import re
 import sys
+import tomllib
 
 import pytest
 
@@ -138,3 +139,17 @@ def test_mlflow_has_its_own_database_and_accepts_its_service_name_as_host(servic
     allowed = services["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     assert {"mlflow:5000", "localhost:*", "127.0.0.1:*"} <= set(allowed)
     assert services["api"]["environment"]["GRADQ_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_the_image_holds_every_package_and_module_pyproject_installs():
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [name.rstrip("*") for name in setuptools["packages"]["find"]["include"]]
+    modules = [f"{name}.py" for name in setuptools["py-modules"]]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    allowed = (REPO / ".dockerignore").read_text().split()
+    for package in packages:
+        assert f"COPY {package} /src/{package}" in dockerfile
+        assert f"!{package}/" in allowed
+    for module in modules:
+        assert re.search(rf"^COPY .*\b{re.escape(module)}\b.* /src/$", dockerfile, re.MULTILINE)
+        assert f"!{module}" in allowed
