@@ -29,6 +29,7 @@ FIRST = [
     Metric("grad_norm.W1", -INF, 1001, 1),
     Metric("val_accuracy", 0.8, 1005, 3),
     Metric("val_accuracy", 0.6, 1004, 2),  # older than the one before it: not the latest
+    Metric("a/b: é-1.x", 1e-300, 1000, 0),  # every kind of character MLflow allows in a name
 ]
 # Sent again with a new value after a lost answer: only the new one is stored.
 RESENT = [*FIRST, Metric("cost", 0.4, 1003, 3)]
@@ -84,9 +85,10 @@ def test_batches_leave_the_rows_mlflows_store_leaves(stores):
             store.log_batch(runs[store], batch, [], [])
     rows, latest = stored(ours, runs[ours])
     assert (rows, latest) == stored(theirs, runs[theirs])
-    assert len(rows) == 7 + 1 + 2  # FIRST's values (one sent twice), RESENT's new one, OLDER's
+    assert len(rows) == 8 + 1 + 2  # FIRST's values (one sent twice), RESENT's new one, OLDER's
     assert dict((key, value) for key, value, *_ in latest) == {
         "cost": 0.4, "grad_norm.W1": -1.7976931348623157e308, "val_accuracy": 0.85,
+        "a/b: é-1.x": 1e-300,
     }  # fmt: skip
     [nan] = [m for m in ours.get_metric_history(runs[ours], "cost") if m.step == 2]
     assert math.isnan(nan.value)
@@ -94,13 +96,15 @@ def test_batches_leave_the_rows_mlflows_store_leaves(stores):
 
 def test_a_new_batch_is_two_statements_and_a_resent_one_takes_mlflows_path(stores):
     ours = stores[0]
+    copied = ours.db_type == "postgresql"  # COPY, by psycopg2's cursor: no SQLAlchemy event
     run = new_run(ours)[1]
     statements = []
     listen = partial(event.listen, ours.engine, "before_cursor_execute")
     listen(lambda _c, _cur, sql, *_: statements.append(" ".join(sql.replace('"', "").split()[:3])))
     ours.log_batch(run, FIRST, [], [])
     writes = [s for s in statements if s.startswith(("INSERT", "UPDATE", "DELETE"))]
-    assert writes == ["INSERT INTO metrics", "INSERT INTO latest_metrics"]
+    assert writes == [*([] if copied else ["INSERT INTO metrics"]), "INSERT INTO latest_metrics"]
+    assert len(stored(ours, run)[0]) == len(set(FIRST))  # by COPY, on PostgreSQL
     statements.clear()
     ours.log_batch(run, RESENT, [], [])
     assert "SELECT latest_metrics.key AS" in statements  # MLflow's reconciliation of the latest
@@ -127,6 +131,22 @@ def test_metrics_linked_to_a_model_are_kept_as_mlflow_keeps_them(stores):
     got = {store: store.get_logged_model(model).metrics for store, (model, _) in models.items()}
     assert [(m.key, m.value, m.step) for m in got[stores[0]]] == [("val_accuracy", 0.8, 5)]
     assert [(m.key, m.value, m.step) for m in got[stores[1]]] == [("val_accuracy", 0.8, 5)]
+
+
+@pytest.mark.parametrize("metric", [Metric("no\tname", 1.0, 1, 0), Metric("x", "1", 1, 0),
+                                    Metric("x", 1.0, -1.5, 0)])  # fmt: skip
+def test_a_bad_metric_is_refused_as_mlflows_store_refuses_it(stores, metric):
+    refusals = []
+    for store in stores:
+        run = new_run(store)[1]
+        one, batch = partial(store.log_metric, run, metric), partial(store.log_batch, run, [metric])
+        for log in (one, partial(batch, [], [])):
+            with pytest.raises(MlflowException) as refused:
+                log()
+            refusals.append((store, refused.value.error_code, str(refused.value)))
+        assert stored(store, run) == ([], [])
+    ours, theirs = refusals[:2], refusals[2:]
+    assert [refusal[1:] for refusal in ours] == [refusal[1:] for refusal in theirs]
 
 
 def test_a_deleted_run_refuses_metrics_as_mlflows_store_does(stores):
