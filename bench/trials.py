@@ -6,7 +6,9 @@ bench/bench_stack.py (an MLflow server on PostgreSQL, the API, one Celery worker
 
 1. a burst: a grid sweep of ``--tiny`` trials (faces logistic regression, 10 epochs, about a
    millisecond of training each) sent at once; a trial's cost is the time from the first
-   trial's claim to the last one's end, divided by the trials;
+   trial's claim to the last one's end, divided by the trials; beside it, the CPU time each
+   process of the stack spent in the burst, a trial: however the trials overlap, the machine's
+   cores cannot do a trial in less than all of it divided by the cores;
 2. beside it, against the same MLflow server, a bare run lifecycle as any tracked script does
    it (create the run, log the same params, end it), ``--tiny`` times: the floor MLflow sets;
 3. a sweep of ``--long`` trials of about a second of training each (digits, [64, 32], the
@@ -19,6 +21,7 @@ trials (Ray Tune's published bar is 20%).
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
 import datetime
+import os
 import shlex
 import statistics
 import sys
@@ -67,19 +70,40 @@ def bare_lifecycles(client: MlflowClient, experiment: str, count: int) -> list[f
     return seconds
 
 
+# Processes whose CPU a tiny trial costs, by the bench's names (a session each, children in it).
+CPU_OF = {"mlflow": "the MLflow server", "worker": "the worker (its pool child and helper too)",
+          "api": "the API"}  # fmt: skip
+
+
+def cpu_seconds(stack: SweepStack) -> dict[str, float]:
+    """CPU seconds so far of CPU_OF's processes, of PostgreSQL's, and of the whole machine."""
+    sessions = {name: stack.bench.processes[name].popen.pid for name in CPU_OF}
+    seconds = {
+        name: bench_stack.cpu_seconds_by(lambda session, _, pid=pid: session == pid)
+        for name, pid in sessions.items()
+    }
+    seconds["postgres"] = bench_stack.cpu_seconds_by(lambda _, name: name == "postgres")
+    busy = [int(n) for n in Path("/proc/stat").read_text().split()[1:9]]  # user ... steal
+    seconds["machine"] = (sum(busy) - busy[3] - busy[4]) / os.sysconf("SC_CLK_TCK")  # not idle
+    return seconds
+
+
 def measure(args) -> dict:
     with sweep_stack("trials", args.redis_db) as stack:
         experiment = f"bench-trials-{int(time.time())}"
         base = {**TINY, "experiment": experiment}
         grid(stack, base, 2, args.timeout)  # warm: the dataset, the worker's imports
+        before = cpu_seconds(stack)
         tiny = grid(stack, base, args.tiny, args.timeout)
+        cpu = {name: spent - before[name] for name, spent in cpu_seconds(stack).items()}
         mlflow = MlflowClient(stack.bench.url["mlflow"])
         bare = bare_lifecycles(mlflow, f"{experiment}-bare", args.tiny)
         epochs, _ = epochs_for(LONG_SECONDS, make_session_factory(stack.sql), LONG)
         long_spec = with_epochs({**LONG, "experiment": experiment}, epochs)
         long = grid(stack, long_spec, args.long, args.timeout)
         machine = bench_stack.machine(stack.bench)
-    return {"tiny": tiny, "bare": bare, "long": long, "epochs": epochs, "machine": machine}
+    return {"tiny": tiny, "bare": bare, "long": long, "epochs": epochs, "machine": machine,
+            "cpu": cpu}  # fmt: skip
 
 
 def report(args, out: dict, seconds: float) -> tuple[str, bool]:
@@ -95,6 +119,10 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         ("one-second trials: time beyond training", f"{overhead:.1%}", "< 10%", overhead < 0.1),
     ]
     rows, passed = verdicts(targets)
+    cpu = {name: 1000 * seconds / len(tiny) for name, seconds in out["cpu"].items()}
+    cores = len(os.sched_getaffinity(0))
+    labels = {**CPU_OF, "postgres": "PostgreSQL"}
+    cpu_rows = [f"| {labels[name]} | {ms:.0f} |" for name, ms in cpu.items() if name in labels]
     lines = [
         "## Sweeps: what a trial costs beyond its training (Redis + PostgreSQL)",
         "",
@@ -114,6 +142,16 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         f"| one-second trials (digits, [64, 32], adam, {out['epochs']} epochs) "
         f"| {len(long)} | {per_long:.2f} s | training {statistics.fmean(training):.2f} s on "
         "average |",
+        "",
+        "CPU time of the tiny burst, a trial:",
+        "",
+        "| process | CPU ms a trial |",
+        "|---|---:|",
+        *cpu_rows,
+        f"| every process of the machine (/proc/stat, not idle) | {cpu['machine']:.0f} |",
+        "",
+        f"On {cores} cores, all of it allows no less than {cpu['machine'] / cores:.0f} ms a trial, "
+        "however the trials' work overlapped.",
         "",
         *targets_table(rows, seconds=seconds),
     ]
