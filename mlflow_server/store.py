@@ -1,9 +1,9 @@
-"""MLflow's SQL tracking store, but a batch of metric values is one INSERT, not an ORM object
+"""MLflow's SQL tracking store, but a batch of metric values is one statement, not an ORM object
 a value.
 
 MLflow's ``SqlAlchemyStore`` makes a ``SqlMetric`` per value and reconciles ``latest_metrics``
-in Python; on PostgreSQL that is about 85 µs a value, most of the MLflow server's work for a
-training job (docs/benchmarks.md, "MLflow's tracking store"). Here the same rows go in as one
+in Python: most of the MLflow server's work for a training job, and several times what the rows
+cost (docs/benchmarks.md, "MLflow's tracking store"). Here the same rows go in as one
 COPY (PostgreSQL through psycopg2) or one multi-row INSERT, and the latest value of each name as
 one upsert that only moves forward. A batch of which some values are stored already (sent again
 after a lost answer) takes MLflow's own path, which keeps only the new ones; so do MySQL and SQL
@@ -47,7 +47,7 @@ class BatchMetricsStore(SqlAlchemyStore):
             if not rows:
                 return None
             # Rows stored already make it fail (the primary key is the whole row), not skip them:
-            # SQLAlchemy sends INSERT ... ON CONFLICT DO NOTHING a row at a time, 5x slower.
+            # SQLAlchemy would send INSERT ... ON CONFLICT DO NOTHING a row at a time.
             try:
                 self.insert_metrics(session, rows)
             except (IntegrityError, self.engine.dialect.loaded_dbapi.IntegrityError):
@@ -58,7 +58,7 @@ class BatchMetricsStore(SqlAlchemyStore):
         return super()._log_metrics_once(run_id, metrics)
 
     def insert_metrics(self, session, rows: list[dict]) -> None:
-        """COPY on PostgreSQL through psycopg2 (half an INSERT's time), else a multi-row INSERT
+        """COPY on PostgreSQL through psycopg2 (the cheapest way in), else a multi-row INSERT
         (SQLAlchemy's insertmanyvalues)."""
         if self.db_type == "postgresql":
             with closing(session.connection().connection.cursor()) as cursor:
