@@ -4,10 +4,11 @@ a value.
 MLflow's ``SqlAlchemyStore`` makes a ``SqlMetric`` per value and reconciles ``latest_metrics``
 in Python: most of the MLflow server's work for a training job, and several times what the rows
 cost (docs/benchmarks.md, "MLflow's tracking store"). Here the same rows go in as one
-COPY (PostgreSQL through psycopg2) or one multi-row INSERT, and the latest value of each name as
-one upsert that only moves forward. A batch of which some values are stored already (sent again
-after a lost answer) takes MLflow's own path, which keeps only the new ones; so do MySQL and SQL
-Server.
+COPY (PostgreSQL through psycopg2; an INSERT of many rows elsewhere), and the latest value of
+each name as one upsert that only moves forward. A batch of which some values are stored already
+(sent again after a lost answer) takes MLflow's own path, which keeps only the new ones; so do
+MySQL and SQL Server, and steps or times that are not integers (the Python API allows floats,
+which each database rounds its own way; the REST API sends integers).
 """
 
 import io
@@ -19,13 +20,15 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.validation import _validate_metric
 from sqlalchemy import insert, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 # The dialects with an upsert (INSERT ... ON CONFLICT DO UPDATE), for latest_metrics.
 UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 LATEST_COLUMNS = ("value", "timestamp", "step", "is_nan")
 COPY_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 COPY_METRICS = f"COPY metrics ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+# Each upsert statement binds 6 values a row: SQLite before 3.32 takes 999 at the most.
+UPSERT_ROWS = 150
 # COPY's text format: these characters in a value would end a field, a row or an escape.
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -39,7 +42,8 @@ class BatchMetricsStore(SqlAlchemyStore):
 
     def _log_metrics_once(self, run_id: str, metrics: list[Metric]) -> None:
         upsert = UPSERT.get(self.db_type)
-        if upsert is None:
+        integers = all(type(m.step) is int and type(m.timestamp) is int for m in metrics)
+        if upsert is None or not integers:
             return super()._log_metrics_once(run_id, metrics)
         rows = self.metric_rows(run_id, metrics)
         with self.ManagedSessionMaker(read_only=False) as session:
@@ -50,22 +54,23 @@ class BatchMetricsStore(SqlAlchemyStore):
             # SQLAlchemy would send INSERT ... ON CONFLICT DO NOTHING a row at a time.
             try:
                 self.insert_metrics(session, rows)
-            except (IntegrityError, self.engine.dialect.loaded_dbapi.IntegrityError):
+            except IntegrityError:
                 session.rollback()
             else:
-                session.execute(latest_upsert(upsert, latest_rows(rows)))
+                latest = latest_rows(rows)
+                for start in range(0, len(latest), UPSERT_ROWS):
+                    session.execute(latest_upsert(upsert, latest[start : start + UPSERT_ROWS]))
                 return None
         return super()._log_metrics_once(run_id, metrics)
 
     def insert_metrics(self, session, rows: list[dict]) -> None:
-        """COPY on PostgreSQL through psycopg2 (the cheapest way in), else a multi-row INSERT
-        (SQLAlchemy's insertmanyvalues)."""
-        if self.db_type == "postgresql":
-            with closing(session.connection().connection.cursor()) as cursor:
-                if hasattr(cursor, "copy_expert"):  # psycopg2's (psycopg 3 has another COPY)
-                    cursor.copy_expert(COPY_METRICS, io.StringIO(copy_text(rows)))
-                    return
-        session.execute(insert(SqlMetric.__table__), rows)
+        """COPY on PostgreSQL through psycopg2 (the cheapest way in), else an INSERT of all
+        the rows (SQLAlchemy's executemany)."""
+        connection = session.connection()
+        if connection.dialect.driver == "psycopg2":  # its COPY (psycopg 3 has another)
+            copy_metrics(connection, rows)
+        else:
+            session.execute(insert(SqlMetric.__table__), rows)
 
     def metric_rows(self, run_id: str, metrics: list[Metric]) -> list[dict]:
         """The ``metrics`` table's rows of validated ``metrics``, sanitized as MLflow does (NaN
@@ -79,24 +84,43 @@ class BatchMetricsStore(SqlAlchemyStore):
         return list(rows.values())
 
 
+def copy_metrics(connection, rows: list[dict]) -> None:
+    """``rows`` into ``metrics`` by COPY. Its errors are raised as SQLAlchemy raises a
+    statement's, so MLflow's session handles them alike: a duplicate row is an IntegrityError,
+    a deadlock is retried, a lost connection is dropped from the pool."""
+    dialect, raw = connection.dialect, connection.connection
+    with closing(raw.cursor()) as cursor:
+        try:
+            cursor.copy_expert(COPY_METRICS, io.StringIO(copy_text(rows)))
+        except dialect.loaded_dbapi.Error as error:
+            lost = dialect.is_disconnect(error, raw.dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                COPY_METRICS, None, error, dialect.loaded_dbapi.Error, connection_invalidated=lost
+            ) from error
+
+
 def copy_text(rows: list[dict]) -> str:
     """``rows`` in COPY's text format, COPY_COLUMNS in order."""
     return "".join(
         f"{row['key'].translate(COPY_ESCAPES)}\t{float(row['value'])!r}\t{int(row['timestamp'])}\t"
-        f"{int(row['step'])}\t{'t' if row['is_nan'] else 'f'}\t{row['run_uuid']}\n"
+        f"{int(row['step'])}\t{'t' if row['is_nan'] else 'f'}\t"
+        f"{row['run_uuid'].translate(COPY_ESCAPES)}\n"
         for row in rows
     )
 
 
 def latest_rows(rows: list[dict]) -> list[dict]:
     """Each name's most recent row of ``rows``: the largest (step, timestamp, value), MLflow's
-    order for ``latest_metrics``."""
+    order for ``latest_metrics``; sorted by name, as MLflow does, so that two batches upserting
+    the same names lock their rows in one order (no deadlock)."""
     latest: dict[str, dict] = {}
     for row in rows:
         held = latest.get(row["key"])
         if held is None or recency(row) > recency(held):
             latest[row["key"]] = row
-    return list(latest.values())
+    return [latest[key] for key in sorted(latest)]
 
 
 def recency(row: dict) -> tuple:
