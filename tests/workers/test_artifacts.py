@@ -1,7 +1,8 @@
 """A run's artifacts after training (workers/artifacts.py RunArtifacts.finish), on a real MLflow
-server: the weights go up while the plot is drawn, a call that failed can be made again, and a
-first part that failed during training is sent again before the model is completed."""
+server: the plot is drawn while the first part is still on its way, a call that failed can be made
+again, and a first part that failed during training is sent again before the model is completed."""
 
+import time
 from pathlib import Path
 
 import mlflow.artifacts
@@ -30,8 +31,9 @@ def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(
 
     class AwayOnce(Sender):
         def upload(self, folders: list[tuple[str, str]]):
-            if any(Path(folder).name == "plot" for _, folder in folders):
-                calls.extend(p.name for _, f in folders for p in Path(f).iterdir())
+            plots = [Path(folder) for _, folder in folders if Path(folder).name == "plot"]
+            if plots:
+                calls.extend(p.name for folder in plots for p in folder.iterdir())
                 if len(calls) == 1:  # the plot's first upload: MLflow away for a moment
                     raise ConnectionError("MLflow away")
             super().upload(folders)
@@ -91,6 +93,34 @@ def test_a_first_part_that_failed_is_sent_again_before_the_model_is_completed(ml
     assert logged.status == LoggedModelStatus.READY
     model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
     assert model.predict(np.zeros((2, 625), dtype=np.float32)).shape[0] == 2
+
+
+def test_the_plot_is_drawn_while_the_first_part_is_still_being_sent(mlflow_client):
+    spec = JobSpec.model_validate({"experiment": "artifacts", "dataset": {"name": "faces"}})
+    run = tracking.start_run(mlflow_client, experiment="artifacts", run_name="r", tags={})
+    net = Network([625, 1], output="sigmoid", init="random", seed=3)
+    seen = []
+
+    class SlowFirstPart(Sender):
+        def write_first_artifacts(self, folder, part):
+            plot = Path(folder) / "plot" / "cost_curve.png"
+            waited = time.monotonic() + 30
+            while not plot.exists() and time.monotonic() < waited:  # a short job's end
+                time.sleep(0.01)
+            seen.append(plot.exists())
+            super().write_first_artifacts(folder, part)
+
+    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
+    uploads = RunArtifacts(mlflow_client, run, part, sender=SlowFirstPart(mlflow_client))
+    try:
+        uploads.finish(net, HISTORY, "r")
+    finally:
+        uploads.close()
+
+    assert seen == [True]
+    assert {"spec.json", "weights.npz", "cost_curve.png"} <= artifact_paths(
+        mlflow_client, run.run_id
+    )
 
 
 def test_a_resumed_run_sends_its_model_to_the_earlier_attempts_logged_model(mlflow_client):
