@@ -12,7 +12,6 @@ loads), the final metrics linked to the model, and its READY status after."""
 import json
 import logging
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
@@ -28,7 +27,7 @@ from contract.spec import JobSpec, flatten
 from models import Network, save_weights
 from workers import network_doc, tracking
 from workers.cost_curve import plot_cost_curve
-from workers.model_files import WEIGHTS_IN_MODEL, save_pyfunc_model
+from workers.model_files import WEIGHTS_IN_MODEL, write_model_files
 from workers.orphaned_folders import folder_for_this_process
 
 log = logging.getLogger(__name__)
@@ -83,11 +82,7 @@ def write_files_before_training(folder: Path, part: "FirstPart") -> Path:
     run_files.mkdir()
     (run_files / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
     (run_files / "network.md").write_text(network_doc.render(net, spec, part.classes, part.m_train))
-    with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
-        initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
-        save_weights(net.params, initial)
-        save_pyfunc_model(model, net, part.classes, initial, part.mlmodel(), part.example)
-    (model / WEIGHTS_IN_MODEL).unlink()  # the trained ones are uploaded at the end
+    write_model_files(model, net, part.classes, part.mlmodel(), part.example)
     mlmodel = folder.parent / "mlmodel"
     shutil.rmtree(mlmodel, ignore_errors=True)
     mlmodel.mkdir()

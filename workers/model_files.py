@@ -2,8 +2,13 @@
 (workers/pyfunc_model.py, with models/plain.py as its one code path), its signature and input
 example."""
 
+import atexit
+import hashlib
 import json
+import shutil
 import sys
+import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -11,7 +16,8 @@ import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
-from models import Network, plain
+from models import Network, plain, save_weights
+from workers.orphaned_folders import folder_for_this_process
 
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 PLAIN_WING = Path(plain.__file__).resolve()
@@ -58,6 +64,66 @@ def save_pyfunc_model(
     )
     _forget_code_model_modules()
     network_json.unlink()  # inside model/artifacts/ now
+
+
+SAVED_LAYOUTS = 4  # the model folders a process keeps to copy from: a sweep's trials share one
+_saved: OrderedDict[str, Path] = OrderedDict()
+_saved_root: Path | None = None
+
+
+def write_model_files(
+    path: Path,
+    net: Network,
+    classes: tuple[str, ...],
+    mlflow_model: Model | None,
+    example: np.ndarray,
+) -> None:
+    """The model's files at ``path``, without its weights (WEIGHTS_IN_MODEL, sent at the end).
+
+    Every file but MLmodel depends only on the network's layout, its classes and the input
+    example, and the trials of a sweep mostly share them: the files of the last SAVED_LAYOUTS
+    layouts saved in this process are copied rather than saved again (save_model validates
+    and writes them all, and checks the installed packages, at each call), and MLmodel is
+    made this model's (``mlflow_model``'s ids and time)."""
+    mlflow_model = mlflow_model or Model()  # what save_model makes of None
+    key = _layout_key(net, classes, example)
+    if key in _saved:
+        _saved.move_to_end(key)
+        shutil.copytree(_saved[key], path)
+        _describe(path / "MLmodel", mlflow_model)
+        return
+    with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
+        initial = Path(scratch) / "weights.npz"  # the architecture is what matters here
+        save_weights(net.params, initial)
+        save_pyfunc_model(path, net, classes, initial, mlflow_model, example)
+    (path / WEIGHTS_IN_MODEL).unlink()
+    _keep(key, path)
+
+
+def _layout_key(net: Network, classes: tuple[str, ...], example: np.ndarray) -> str:
+    """What the model's files other than MLmodel's ids and time are made from."""
+    layout = [net.layer_dims, net.hidden_activation.name, net.output.name, net.dtype.name,
+              list(classes), example.dtype.str, example.shape]  # fmt: skip
+    return hashlib.sha256(json.dumps(layout).encode() + example.tobytes()).hexdigest()
+
+
+def _keep(key: str, path: Path) -> None:
+    global _saved_root
+    if _saved_root is None:  # named after this process: removed even if it is killed
+        _saved_root = folder_for_this_process()
+        atexit.register(shutil.rmtree, _saved_root, ignore_errors=True)
+    shutil.copytree(path, _saved_root / key, dirs_exist_ok=True)
+    _saved[key] = _saved_root / key
+    while len(_saved) > SAVED_LAYOUTS:
+        shutil.rmtree(_saved.popitem(last=False)[1], ignore_errors=True)
+
+
+def _describe(mlmodel: Path, description: Model) -> None:
+    """The MLmodel file at ``mlmodel`` made ``description``'s: its model, run and time."""
+    model = Model.load(mlmodel)
+    for field in ("artifact_path", "model_uuid", "run_id", "model_id", "utc_time_created"):
+        setattr(model, field, getattr(description, field))
+    model.save(mlmodel)
 
 
 def model_signature(n_x: int, dtype: str = "float32") -> ModelSignature:

@@ -1,0 +1,102 @@
+"""The model's files before training (workers/model_files.py write_model_files): a layout saved
+once in a process is copied for the next model of that layout, and the copy is the model a
+fresh save would make, with its own ids."""
+
+import filecmp
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pytest
+import yaml
+from mlflow.models import Model
+
+from models import Network, save_weights
+from workers import model_files
+
+CLASSES = ("non-face", "face")
+PER_SAVE = {"utc_time_created", "artifact_path", "model_uuid", "run_id", "model_id"}
+
+
+@pytest.fixture
+def saves(monkeypatch) -> list[Path]:
+    """The folders save_pyfunc_model really saved (it still does), with no layout kept before."""
+    monkeypatch.setattr(model_files, "_saved", type(model_files._saved)())
+    saved, save = [], model_files.save_pyfunc_model
+
+    def counted(path, *args, **kwargs):
+        saved.append(path)
+        return save(path, *args, **kwargs)
+
+    monkeypatch.setattr(model_files, "save_pyfunc_model", counted)
+    return saved
+
+
+def description(model_id: str, run_id: str) -> Model:
+    location = f"mlflow-artifacts:/1/models/{model_id}/artifacts"
+    return Model(artifact_path=location, model_uuid=model_id, run_id=run_id, model_id=model_id)
+
+
+def mlmodel(folder: Path) -> dict:
+    return yaml.safe_load((folder / "MLmodel").read_text())
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_second_model_of_a_layout_is_a_copy_of_the_first_with_its_own_ids(saves, tmp_path):
+    net = Network([40, 3, 1], "relu", "sigmoid", "random", seed=1)
+    example = np.linspace(0, 1, 40, dtype=np.float32).reshape(1, -1)
+    first, second = tmp_path / "first", tmp_path / "second"
+    model_files.write_model_files(first, net, CLASSES, description("m-1", "r-1"), example)
+    model_files.write_model_files(second, net, CLASSES, description("m-2", "r-2"), example)
+
+    assert saves == [first]
+    assert files(second) == files(first)
+    assert model_files.WEIGHTS_IN_MODEL not in files(second)  # sent at the end
+    for name in files(first):
+        if name != "MLmodel":
+            assert filecmp.cmp(first / name, second / name, shallow=False), name
+    made = mlmodel(second)
+    assert {k: v for k, v in made.items() if k not in PER_SAVE} == {
+        k: v for k, v in mlmodel(first).items() if k not in PER_SAVE
+    }
+    assert (made["model_id"], made["model_uuid"], made["run_id"]) == ("m-2", "m-2", "r-2")
+    assert made["artifact_path"] == "mlflow-artifacts:/1/models/m-2/artifacts"
+    assert made["utc_time_created"] > mlmodel(first)["utc_time_created"]
+
+    # With its weights, the copy loads as a model and predicts as the network does.
+    save_weights(net.params, second / model_files.WEIGHTS_IN_MODEL)
+    loaded = mlflow.pyfunc.load_model(str(second))
+    x = np.random.default_rng(0).random((5, 40), dtype=np.float32)
+    answer = loaded.predict(x)
+    assert list(answer["label"]) == list(net.predict(x.T).ravel())
+
+
+@pytest.mark.parametrize("change", ["layout", "classes", "example"])
+def test_a_model_of_another_layout_classes_or_example_is_saved_anew(saves, tmp_path, change):
+    net = Network([40, 1], output="sigmoid", init="zeros")
+    example = np.zeros((1, 40), dtype=np.float32)
+    model_files.write_model_files(tmp_path / "a", net, CLASSES, description("m-1", "r"), example)
+    other = {
+        "layout": (Network([40, 2, 1], "relu", "sigmoid", "he"), CLASSES, example),
+        "classes": (net, ("cat", "dog"), example),
+        "example": (net, CLASSES, example + 1),
+    }[change]
+    model_files.write_model_files(tmp_path / "b", *other[:2], description("m-2", "r"), other[2])
+    assert saves == [tmp_path / "a", tmp_path / "b"]
+    assert mlmodel(tmp_path / "b")["model_id"] == "m-2"
+
+
+def test_a_process_keeps_the_last_few_layouts_only(saves, tmp_path):
+    example = np.zeros((1, 8), dtype=np.float32)
+    for width in range(1, model_files.SAVED_LAYOUTS + 2):
+        net = Network([8, width, 1], "relu", "sigmoid", "he")
+        model_files.write_model_files(tmp_path / f"w{width}", net, CLASSES, None, example)
+    assert len(model_files._saved) == model_files.SAVED_LAYOUTS
+    assert all(folder.is_dir() for folder in model_files._saved.values())
+    net = Network([8, 1, 1], "relu", "sigmoid", "he")  # the first: no longer kept
+    model_files.write_model_files(tmp_path / "again", net, CLASSES, None, example)
+    assert saves[-1] == tmp_path / "again"
+    assert len(saves) == model_files.SAVED_LAYOUTS + 2
