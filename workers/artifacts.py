@@ -12,7 +12,7 @@ loads), the final metrics linked to the model, and its READY status after."""
 import json
 import logging
 import shutil
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -188,10 +188,10 @@ class RunArtifacts:
     """The artifacts of one attempt's run. ``RunArtifacts(...)`` before training makes (or,
     resumed, finds) the run's LoggedModel, links it to the run as its output at the last epoch,
     and uploads the first part, in a thread. After training, ``model_id()`` is the model's id
-    (for the final metrics, linked to it), and ``finish(net, history, title)`` draws
-    cost_curve.png, waits for the first part (sending it again if it failed), then uploads the
-    plot and weights.npz (to the run and to the model), then MLmodel, and sets READY. Safe to
-    call again after an error. ``close()`` removes the local files once the thread is done,
+    (for the final metrics, linked to it), and ``finish(net, history, title)`` draws and
+    uploads cost_curve.png while the thread, once the first part is sent (again, if it failed),
+    completes the model: weights.npz (to the run and to the model), then MLmodel, and READY.
+    Safe to call again after an error. ``close()`` removes the local files once the thread is done,
     without waiting for it: a job that failed or is handed back does not wait on MLflow for
     files that no longer matter (a model left PENDING, without MLmodel, is not one MLflow offers
     to load)."""
@@ -221,6 +221,7 @@ class RunArtifacts:
         self._first_part = self._uploader.submit(self._send_first_part)
         self._last_upload = self._first_part  # the thread's last call reading self._folder
         self._first_part_sent = False
+        self._completing: Future | None = None  # finish's upload of the model's last files
 
     def _make_model(self) -> None:
         model, made = self._find_or_make(self._resumed)
@@ -250,34 +251,40 @@ class RunArtifacts:
         return self._part.model.model_id
 
     def finish(self, net: Network, history: dict[str, list[float]], title: str) -> None:
-        # The plot first: it is CPU in this process, drawn while the helper may still be
-        # writing and sending the first part (a short job's end waits on that otherwise).
-        plot = self._folder / "plot"
-        plot.mkdir(exist_ok=True)
-        plot_cost_curve(history, plot / "cost_curve.png", title=title)
         model_id = self.model_id()
-        if not self._first_part_sent:
-            try:
-                self._first_part.result()
-            except Exception as error:  # MLflow was away: send it now (wait_for retries us)
-                log.warning("first artifacts of run %s not sent, again: %s", self.run_id, error)
-                self._send_first_part()
-            self._first_part_sent = True
-        # Every file is written anew on a second call.
-        wait([self._last_upload])  # a failed call's weights upload: done before a rewrite
+        # A failed call's upload done before its files are written again (the first call's
+        # previous upload is the first part, of other files: not waited for).
+        if self._completing is not None:
+            wait([self._completing])
         weights = self._folder / "weights"  # run/weights.npz, model/artifacts/weights.npz
         (weights / "run").mkdir(parents=True, exist_ok=True)
         (weights / "model" / WEIGHTS_IN_MODEL).parent.mkdir(parents=True, exist_ok=True)
         save_weights(net.params, weights / "run" / "weights.npz")
         shutil.copyfile(weights / "run" / "weights.npz", weights / "model" / WEIGHTS_IN_MODEL)
-        self._last_upload = self._uploader.submit(self._complete_model, weights, plot, model_id)
-        self._last_upload.result()
+        # The model is completed in the uploader thread, after the first part (the weights,
+        # then MLmodel, then READY), while this one draws the plot and sends it: the plot is
+        # CPU, the rest mostly the helper's and the server's time.
+        self._completing = self._last_upload = self._uploader.submit(
+            self._complete_model, weights, model_id
+        )
+        plot = self._folder / "plot"
+        plot.mkdir(exist_ok=True)
+        plot_cost_curve(history, plot / "cost_curve.png", title=title)
+        self._sender.upload([(self._run_uri, str(plot))])
+        self._completing.result()
 
-    def _complete_model(self, weights: Path, plot: Path, model_id: str) -> None:
+    def _complete_model(self, weights: Path, model_id: str) -> None:
+        if not self._first_part_sent:  # done: this thread sent it (or failed to) before
+            if self._first_part.exception() is not None:  # MLflow was away: send it now
+                log.warning(
+                    "first artifacts of run %s not sent, again: %s",
+                    self.run_id, self._first_part.exception(),
+                )  # fmt: skip
+                self._send_first_part()
+            self._first_part_sent = True
         model_uri = self._part.model.artifact_location
         self._sender.upload([(model_uri, str(weights / "model")),
-                             (self._run_uri, str(weights / "run")),
-                             (self._run_uri, str(plot))])  # fmt: skip
+                             (self._run_uri, str(weights / "run"))])  # fmt: skip
         self._sender.upload([(model_uri, str(self._mlmodel))])  # last: now it loads
         self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
 
