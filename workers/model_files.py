@@ -2,10 +2,8 @@
 (workers/pyfunc_model.py, with models/plain.py as its one code path), its signature and input
 example."""
 
-import atexit
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 from collections import OrderedDict
@@ -17,7 +15,6 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
 from models import Network, plain, save_weights
-from workers.orphaned_folders import folder_for_this_process
 
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 PLAIN_WING = Path(plain.__file__).resolve()
@@ -66,9 +63,9 @@ def save_pyfunc_model(
     network_json.unlink()  # inside model/artifacts/ now
 
 
-SAVED_LAYOUTS = 4  # the model folders a process keeps to copy from: a sweep's trials share one
-_saved: OrderedDict[str, Path] = OrderedDict()
-_saved_root: Path | None = None
+SAVED_LAYOUTS = 4  # the models a process keeps the files of: a sweep's trials share one
+KEPT_BYTES = 8 * 2**20  # a model's files larger than this (a wide input example) are not kept
+_saved: OrderedDict[str, dict[str, bytes]] = OrderedDict()  # relative path: content
 
 
 def write_model_files(
@@ -82,14 +79,16 @@ def write_model_files(
 
     Every file but MLmodel depends only on the network's layout, its classes and the input
     example, and the trials of a sweep mostly share them: the files of the last SAVED_LAYOUTS
-    layouts saved in this process are copied rather than saved again (save_model validates
-    and writes them all, and checks the installed packages, at each call), and MLmodel is
-    made this model's (``mlflow_model``'s ids and time)."""
+    layouts saved in this process are kept in memory and written again rather than saved
+    again (save_model validates and writes them all, and checks the installed packages, at
+    each call); MLmodel is then made this model's (``mlflow_model``'s ids and time)."""
     mlflow_model = mlflow_model or Model()  # what save_model makes of None
     key = _layout_key(net, classes, example)
     if key in _saved:
         _saved.move_to_end(key)
-        shutil.copytree(_saved[key], path)
+        for name, content in _saved[key].items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_bytes(content)
         _describe(path / "MLmodel", mlflow_model)
         return
     with tempfile.TemporaryDirectory(prefix="gradq-weights-") as scratch:
@@ -97,7 +96,11 @@ def write_model_files(
         save_weights(net.params, initial)
         save_pyfunc_model(path, net, classes, initial, mlflow_model, example)
     (path / WEIGHTS_IN_MODEL).unlink()
-    _keep(key, path)
+    files = [p for p in path.rglob("*") if p.is_file()]
+    if sum(p.stat().st_size for p in files) <= KEPT_BYTES:
+        _saved[key] = {p.relative_to(path).as_posix(): p.read_bytes() for p in files}
+    while len(_saved) > SAVED_LAYOUTS:
+        _saved.popitem(last=False)
 
 
 def _layout_key(net: Network, classes: tuple[str, ...], example: np.ndarray) -> str:
@@ -105,17 +108,6 @@ def _layout_key(net: Network, classes: tuple[str, ...], example: np.ndarray) -> 
     layout = [net.layer_dims, net.hidden_activation.name, net.output.name, net.dtype.name,
               list(classes), example.dtype.str, example.shape]  # fmt: skip
     return hashlib.sha256(json.dumps(layout).encode() + example.tobytes()).hexdigest()
-
-
-def _keep(key: str, path: Path) -> None:
-    global _saved_root
-    if _saved_root is None:  # named after this process: removed even if it is killed
-        _saved_root = folder_for_this_process()
-        atexit.register(shutil.rmtree, _saved_root, ignore_errors=True)
-    shutil.copytree(path, _saved_root / key, dirs_exist_ok=True)
-    _saved[key] = _saved_root / key
-    while len(_saved) > SAVED_LAYOUTS:
-        shutil.rmtree(_saved.popitem(last=False)[1], ignore_errors=True)
 
 
 def _describe(mlmodel: Path, description: Model) -> None:

@@ -95,8 +95,17 @@ def test_a_process_keeps_the_last_few_layouts_only(saves, tmp_path):
         net = Network([8, width, 1], "relu", "sigmoid", "he")
         model_files.write_model_files(tmp_path / f"w{width}", net, CLASSES, None, example)
     assert len(model_files._saved) == model_files.SAVED_LAYOUTS
-    assert all(folder.is_dir() for folder in model_files._saved.values())
     net = Network([8, 1, 1], "relu", "sigmoid", "he")  # the first: no longer kept
     model_files.write_model_files(tmp_path / "again", net, CLASSES, None, example)
     assert saves[-1] == tmp_path / "again"
     assert len(saves) == model_files.SAVED_LAYOUTS + 2
+
+
+def test_the_files_of_a_model_too_large_to_keep_are_saved_each_time(saves, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_files, "KEPT_BYTES", 1000)  # the input example alone is larger
+    net = Network([400, 1], output="sigmoid", init="zeros")
+    example = np.zeros((1, 400), dtype=np.float32)
+    for name in ("a", "b"):
+        model_files.write_model_files(tmp_path / name, net, CLASSES, None, example)
+    assert saves == [tmp_path / "a", tmp_path / "b"]
+    assert not model_files._saved
