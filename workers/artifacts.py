@@ -191,10 +191,10 @@ class RunArtifacts:
     (for the final metrics, linked to it), and ``finish(net, history, title)`` draws and
     uploads cost_curve.png while the thread, once the first part is sent (again, if it failed),
     completes the model: weights.npz (to the run and to the model), then MLmodel, and READY.
-    Safe to call again after an error. ``close()`` removes the local files once the thread is done,
-    without waiting for it: a job that failed or is handed back does not wait on MLflow for
-    files that no longer matter (a model left PENDING, without MLmodel, is not one MLflow offers
-    to load)."""
+    Safe to call again after an error. ``close()`` removes the local files once the thread is
+    done, without waiting for it: a job that failed or is handed back does not wait on MLflow
+    for files that no longer matter (a model left PENDING, without MLmodel, is not one MLflow
+    offers to load)."""
 
     def __init__(
         self,

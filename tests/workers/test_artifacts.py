@@ -65,10 +65,21 @@ def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(
         assert np.array_equal(load_weights(where)["W1"], net.params["W1"])
 
 
-def test_a_first_part_that_failed_is_sent_again_before_the_model_is_completed(mlflow_client):
+def finished(client, sender: type[Sender]) -> tuple[str, RunArtifacts]:
+    """A new run's artifacts sent through ``sender`` and finished: the run's id, the artifacts."""
     spec = JobSpec.model_validate({"experiment": "artifacts", "dataset": {"name": "faces"}})
-    run = tracking.start_run(mlflow_client, experiment="artifacts", run_name="r", tags={})
+    run = tracking.start_run(client, experiment="artifacts", run_name="r", tags={})
     net = Network([625, 1], output="sigmoid", init="random", seed=3)
+    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
+    uploads = RunArtifacts(client, run, part, sender=sender(client))
+    try:
+        uploads.finish(net, HISTORY, "r")
+    finally:
+        uploads.close()
+    return run.run_id, uploads
+
+
+def test_a_first_part_that_failed_is_sent_again_before_the_model_is_completed(mlflow_client):
     sent = []
 
     class AwayAtFirst(Sender):
@@ -78,16 +89,11 @@ def test_a_first_part_that_failed_is_sent_again_before_the_model_is_completed(ml
                 raise ConnectionError("MLflow away")
             super().write_first_artifacts(folder, part)
 
-    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
-    uploads = RunArtifacts(mlflow_client, run, part, sender=AwayAtFirst(mlflow_client))
-    try:
-        uploads.finish(net, HISTORY, "r")
-    finally:
-        uploads.close()
+    run_id, uploads = finished(mlflow_client, AwayAtFirst)
 
     assert len(sent) == 2
     assert {"spec.json", "network.md", "weights.npz", "cost_curve.png"} <= artifact_paths(
-        mlflow_client, run.run_id
+        mlflow_client, run_id
     )
     logged = mlflow_client.get_logged_model(uploads.model_id())
     assert logged.status == LoggedModelStatus.READY
@@ -96,9 +102,6 @@ def test_a_first_part_that_failed_is_sent_again_before_the_model_is_completed(ml
 
 
 def test_the_plot_is_drawn_while_the_first_part_is_still_being_sent(mlflow_client):
-    spec = JobSpec.model_validate({"experiment": "artifacts", "dataset": {"name": "faces"}})
-    run = tracking.start_run(mlflow_client, experiment="artifacts", run_name="r", tags={})
-    net = Network([625, 1], output="sigmoid", init="random", seed=3)
     seen = []
 
     class SlowFirstPart(Sender):
@@ -110,17 +113,10 @@ def test_the_plot_is_drawn_while_the_first_part_is_still_being_sent(mlflow_clien
             seen.append(plot.exists())
             super().write_first_artifacts(folder, part)
 
-    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
-    uploads = RunArtifacts(mlflow_client, run, part, sender=SlowFirstPart(mlflow_client))
-    try:
-        uploads.finish(net, HISTORY, "r")
-    finally:
-        uploads.close()
+    run_id, _ = finished(mlflow_client, SlowFirstPart)
 
     assert seen == [True]
-    assert {"spec.json", "weights.npz", "cost_curve.png"} <= artifact_paths(
-        mlflow_client, run.run_id
-    )
+    assert {"spec.json", "weights.npz", "cost_curve.png"} <= artifact_paths(mlflow_client, run_id)
 
 
 def test_a_resumed_run_sends_its_model_to_the_earlier_attempts_logged_model(mlflow_client):
