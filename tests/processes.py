@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.stack import tracking_server_command
+from service.stack import MLFLOW_ENV, tracking_server_command
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,10 +102,7 @@ def start_mlflow_server(folder: Path, backend_store_uri: str = "", timeout: floa
     port = free_port()
     store = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
     command = tracking_server_command(store, str(folder / "artifacts"), "127.0.0.1", port)
-    # MLflow's job runner (a dozen huey consumer processes) serves features gradq does not use,
-    # and costs seconds at start and memory all along.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    process = start(command, folder / "mlflow-server.log", env)
+    process = start(command, folder / "mlflow-server.log", MLFLOW_ENV)  # as make up's
     process.url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _health_ok(process.url), process, "mlflow server", timeout)
     return process
