@@ -12,6 +12,7 @@ loads), the final metrics linked to the model, and its READY status after."""
 import json
 import logging
 import shutil
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
@@ -216,12 +217,23 @@ class RunArtifacts:
         )
         self._resumed = resumed
         self._mlmodel = self._folder / "mlmodel"  # MLmodel, written there with the first part
+        self._model_lock = threading.Lock()  # one LoggedModel, whichever thread makes it
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlflow-artifacts")
-        self._model_made = self._uploader.submit(self._make_model)
-        self._first_part = self._uploader.submit(self._send_first_part)
-        self._last_upload = self._first_part  # the thread's last call reading self._folder
+        self._tasks: list[Future] = []  # what the thread was given: the folder outlives them
+        self._model_made = self._submit(self._ensure_model)
+        self._first_part = self._submit(self._send_first_part)
         self._first_part_sent = False
         self._completing: Future | None = None  # finish's upload of the model's last files
+
+    def _submit(self, call, *args) -> Future:
+        task = self._uploader.submit(call, *args)
+        self._tasks.append(task)
+        return task
+
+    def _ensure_model(self) -> None:
+        with self._model_lock:
+            if self._part.model is None:
+                self._make_model()
 
     def _make_model(self) -> None:
         model, made = self._find_or_make(self._resumed)
@@ -235,8 +247,7 @@ class RunArtifacts:
         )
 
     def _send_first_part(self) -> None:
-        if self._part.model is None:
-            self._make_model()
+        self._ensure_model()
         self._sender.write_first_artifacts(str(self._folder), self._part)
 
     def model_id(self) -> str:
@@ -246,8 +257,7 @@ class RunArtifacts:
             self._model_made.result()
         except Exception as error:
             log.warning("logged model of run %s not made, again: %s", self.run_id, error)
-        if self._part.model is None:
-            self._make_model()
+        self._ensure_model()
         return self._part.model.model_id
 
     def finish(self, net: Network, history: dict[str, list[float]], title: str) -> None:
@@ -264,9 +274,7 @@ class RunArtifacts:
         # The model is completed in the uploader thread, after the first part (the weights,
         # then MLmodel, then READY), while this one draws the plot and sends it: the plot is
         # CPU, the rest mostly the helper's and the server's time.
-        self._completing = self._last_upload = self._uploader.submit(
-            self._complete_model, weights, model_id
-        )
+        self._completing = self._submit(self._complete_model, weights, model_id)
         plot = self._folder / "plot"
         plot.mkdir(exist_ok=True)
         plot_cost_curve(history, plot / "cost_curve.png", title=title)
@@ -291,15 +299,22 @@ class RunArtifacts:
     def close(self, discard_model: bool = False) -> None:
         """Stop sending; ``discard_model``: the attempt ended without a model (failed or
         stopped), so its LoggedModel is deleted, once made, rather than left PENDING in the
-        Models tab. Neither waits for the thread."""
+        Models tab (and not completed first). Neither waits for the thread."""
         if discard_model:
-            self._first_part.cancel()  # no longer wanted, if not begun
-            self._last_upload = self._uploader.submit(self._discard_model)  # after the rest
+            for unwanted in (self._first_part, self._completing):
+                if unwanted is not None:
+                    unwanted.cancel()  # if not begun
+            self._submit(self._discard_model)  # after the rest
         self._uploader.shutdown(wait=False, cancel_futures=not discard_model)
-        # Removed once the thread is done with them (at once if it is already).
-        self._last_upload.add_done_callback(
-            lambda _: shutil.rmtree(self._folder, ignore_errors=True)
-        )
+        # Removed once every call given to the thread is done (at once if they all are).
+        tasks = list(self._tasks)
+
+        def remove_when_all_done(_: Future) -> None:
+            if all(task.done() for task in tasks):
+                shutil.rmtree(self._folder, ignore_errors=True)
+
+        for task in tasks:
+            task.add_done_callback(remove_when_all_done)
 
     def _discard_model(self) -> None:
         if self._part.model is None:

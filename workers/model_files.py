@@ -111,7 +111,9 @@ def _layout_key(net: Network, classes: tuple[str, ...], example: np.ndarray) -> 
 
 
 def _describe(mlmodel: Path, description: Model) -> None:
-    """The MLmodel file at ``mlmodel`` made ``description``'s: its model, run and time."""
+    """The MLmodel file at ``mlmodel`` made ``description``'s: its model, run and time. (The
+    artifacts' ``uri``, where save_model found them, stays the first save's: a local scratch
+    path either way, which nothing reads.)"""
     model = Model.load(mlmodel)
     for field in ("artifact_path", "model_uuid", "run_id", "model_id", "utc_time_created"):
         setattr(model, field, getattr(description, field))

@@ -2,6 +2,7 @@
 server: the plot is drawn while the first part is still on its way, a call that failed can be made
 again, and a first part that failed during training is sent again before the model is completed."""
 
+import threading
 import time
 from pathlib import Path
 
@@ -138,3 +139,37 @@ def test_a_resumed_run_sends_its_model_to_the_earlier_attempts_logged_model(mlfl
     assert [m.model_id for m in found if m.source_run_id == run.run_id] == ids[:1]
     outputs = mlflow_client.get_run(run.run_id).outputs.model_outputs
     assert [o.model_id for o in outputs] == ids[:1]  # linked once
+
+
+def test_a_model_discarded_while_its_last_files_wait_is_deleted_not_completed(mlflow_client):
+    spec = JobSpec.model_validate({"experiment": "artifacts", "dataset": {"name": "faces"}})
+    run = tracking.start_run(mlflow_client, experiment="artifacts", run_name="r", tags={})
+    net = Network([625, 1], output="sigmoid", init="random", seed=3)
+    first_part_may_go, sent = threading.Event(), []
+
+    class SlowFirstPart(Sender):
+        def write_first_artifacts(self, folder, part):
+            first_part_may_go.wait(30)  # the first part still being written and sent
+            super().write_first_artifacts(folder, part)
+
+        def upload(self, folders):
+            sent.extend(Path(folder).name for _, folder in folders)
+            if any(Path(folder).name == "plot" for _, folder in folders):
+                raise ConnectionError("MLflow away")
+            super().upload(folders)
+
+    part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
+    uploads = RunArtifacts(mlflow_client, run, part, sender=SlowFirstPart(mlflow_client))
+    with pytest.raises(ConnectionError):
+        uploads.finish(net, HISTORY, "r")  # the model's last files wait behind the first part
+    uploads.close(discard_model=True)  # the job failed
+    assert uploads._folder.is_dir()  # the first part is still being written into it
+    first_part_may_go.set()
+
+    waited = time.monotonic() + 60
+    while uploads._folder.exists() and time.monotonic() < waited:
+        time.sleep(0.05)
+    assert not uploads._folder.exists()  # removed once the thread was done with it
+    assert sent == ["plot"]  # neither weights.npz nor MLmodel sent
+    models = mlflow_client.search_logged_models([run.experiment_id])
+    assert run.run_id not in {m.source_run_id for m in models}
