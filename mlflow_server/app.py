@@ -4,7 +4,8 @@ mlflow_server/store.py.
 MLflow finds this module through the ``mlflow.app`` entry point (pyproject.toml) and serves its
 ``app`` with uvicorn. The tracking store is built at the first request, after this import
 registered its builder, so only the server process changes: a client given a database URI,
-the model registry and every other store stay MLflow's.
+the model registry and every other store stay MLflow's. It also serves one route of gradq's,
+the workers' batch upload of artifacts (mlflow_server/batch_upload.py).
 """
 
 import os
@@ -13,7 +14,9 @@ from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
 from mlflow.server import handlers
 from mlflow.server.constants import READ_REPLICA_BACKEND_STORE_URI_ENV_VAR
 from mlflow.server.fastapi_app import app
+from starlette.routing import Mount
 
+from mlflow_server import batch_upload
 from mlflow_server.store import UPSERT, BatchMetricsStore
 
 __all__ = ["app"]
@@ -28,3 +31,8 @@ def batch_metrics_store(store_uri: str, artifact_uri: str | None):
 
 for scheme in UPSERT:
     handlers._tracking_store_registry.register(scheme, batch_metrics_store)
+
+# Ahead of the Flask app mounted at "/", which would take every path (as MLflow's own
+# FastAPI routes are: mlflow.server.fastapi_app).
+app.include_router(batch_upload.router)
+app.router.routes.sort(key=lambda route: isinstance(route, Mount) and route.path == "")

@@ -91,9 +91,12 @@ def wait_until(ready, process: Process, what: str, timeout: float) -> None:
 # -- MLflow ---------------------------------------------------------------------------------
 
 
-def start_mlflow_server(folder: Path, backend_store_uri: str = "", timeout: float = 60.0):
+def start_mlflow_server(
+    folder: Path, backend_store_uri: str = "", timeout: float = 60.0, plain: bool = False
+):
     """An ``mlflow server`` on a free port with its store and artifacts under ``folder``, by
-    make up's command (service/stack.py).
+    make up's command (service/stack.py); ``plain``: without ``--app-name gradq``, MLflow's
+    server as it comes.
 
     --workers 1: uvicorn with several workers never sets TCP_NODELAY, and every keep-alive
     request then waits ~43 ms for a delayed ACK (DESIGN.md section 11).
@@ -102,6 +105,8 @@ def start_mlflow_server(folder: Path, backend_store_uri: str = "", timeout: floa
     port = free_port()
     store = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
     command = tracking_server_command(store, str(folder / "artifacts"), "127.0.0.1", port)
+    if plain:
+        command = command[: command.index("--app-name")]
     process = start(command, folder / "mlflow-server.log", MLFLOW_ENV)  # as make up's
     process.url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _health_ok(process.url), process, "mlflow server", timeout)

@@ -11,6 +11,7 @@ loads), the final metrics linked to the model, and its READY status after."""
 
 import json
 import logging
+import posixpath
 import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -21,12 +22,13 @@ from pathlib import Path
 import numpy as np
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from contract.spec import JobSpec, flatten
 from models import Network, save_weights
-from workers import network_doc, tracking
+from workers import artifact_batch, network_doc, tracking
 from workers.cost_curve import plot_cost_curve
 from workers.model_files import WEIGHTS_IN_MODEL, write_model_files
 from workers.orphaned_folders import folder_for_this_process
@@ -153,22 +155,44 @@ def write_and_upload_first_part(client: MlflowClient, folder: str, part: FirstPa
 UPLOAD_THREADS = 4
 
 
+@dataclass(frozen=True)
+class Upload:
+    repo: ArtifactRepository
+    local: str
+    under: str | None  # the folder under the repository's root, None for the root
+    served: tuple[str, str] | None  # (server, path under its artifact root), if proxied
+
+
 def upload(client: MlflowClient, folders: list[tuple[str, str]]) -> None:
-    """Every file under each folder to the artifacts at its URI (subfolders kept), several at
-    once: each file is a request of its own to the MLflow server, which mostly waits on its
-    store meanwhile. The URIs are known (the run's and the model's), so no request asks for
-    them either."""
+    """Every file under each folder to the artifacts at its URI (subfolders kept): to a
+    proxied store, a batch a request where the server takes batches (workers/artifact_batch.py,
+    in the folders' order); else a request a file, several at once (the server mostly waits on
+    its store meanwhile). The URIs are known (the run's and the model's), so no request asks
+    for them either."""
     uploads = []
     for uri, folder in folders:
         repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
-        root = Path(folder)
+        root, served = Path(folder), artifact_batch.served_path(repo)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            under = path.parent.relative_to(root).as_posix()
-            uploads.append((repo, str(path), None if under == "." else under))
+            relative = path.relative_to(root).as_posix()
+            under = posixpath.dirname(relative) or None
+            at = (served[0], posixpath.join(served[1], relative)) if served else None
+            uploads.append(Upload(repo, str(path), under, at))
+    by_server: dict[str, list[Upload]] = {}
+    for one in uploads:
+        if one.served is not None:
+            by_server.setdefault(one.served[0], []).append(one)
+    sent = set()
+    for server, those in by_server.items():
+        files = [(one.local, one.served[1]) for one in those]
+        if len(files) > 1 and artifact_batch.send(server, files):
+            too_large = {local for local, _ in artifact_batch.batches(files)[1]}
+            sent.update(one.local for one in those if one.local not in too_large)
+    one_by_one = [one for one in uploads if one.local not in sent]
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="mlflow-upload") as pool:
-        sent = [pool.submit(repo.log_artifact, path, under) for repo, path, under in uploads]
-    for done in sent:
-        done.result()  # the first error, raised
+        done = [pool.submit(one.repo.log_artifact, one.local, one.under) for one in one_by_one]
+    for each in done:
+        each.result()  # the first error, raised
 
 
 class Sender:

@@ -1,0 +1,126 @@
+"""A run's folders uploaded to MLflow (workers/artifacts.py upload) through gradq's batch upload
+(workers/artifact_batch.py): one request for a folder of files on gradq's server, a request a file
+on a plain ``mlflow server``, the same files either way; and batches cut to the server's limits."""
+
+import io
+import os
+import re
+import tarfile
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from contract.artifact_batch import BATCH_ROUTE, MAX_BATCH_BYTES, MAX_BATCH_FILES
+from tests.processes import start_mlflow_server
+from workers import artifact_batch
+from workers.artifacts import upload
+
+UPLOAD = re.compile(r'"PUT /api/2\.0/mlflow-artifacts/artifacts/\S+ HTTP/1\.1" 200')
+BATCH = re.compile(rf'"PUT {re.escape(BATCH_ROUTE)} HTTP/1\.1" (\d+)')
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory):
+    server = start_mlflow_server(tmp_path_factory.mktemp("plain-mlflow"), plain=True)
+    yield server
+    server.stop()
+
+
+def requests_seen(server, expected: tuple[int, list[str]]) -> tuple[int, list[str]]:
+    """(file uploads, batch answers' statuses) in the server's access log, once they reach
+    ``expected`` (uvicorn writes a line after its answer) or after 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        text = server.log_text()
+        seen = len(UPLOAD.findall(text)), BATCH.findall(text)
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.05)
+
+
+def folder_of_files(root, count: int) -> dict[str, bytes]:
+    files = {f"file-{i}.txt": os.urandom(100 * i) for i in range(count)}
+    files["sub/deeper/weights.npz"] = os.urandom(20_000)
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return files
+
+
+def downloaded(client: MlflowClient, run_id: str, names, into) -> dict[str, bytes]:
+    return {name: open(client.download_artifacts(run_id, name, str(into)), "rb").read()
+            for name in names}  # fmt: skip
+
+
+def test_a_folder_goes_up_in_one_request_to_gradqs_server(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server.url)
+    run = client.create_run(client.create_experiment("batched")).info
+    files = folder_of_files(tmp_path / "files", 12)
+    uploads, batches = requests_seen(mlflow_server, (-1, []))  # before
+    upload(client, [(run.artifact_uri, str(tmp_path / "files"))])
+    assert requests_seen(mlflow_server, (uploads, [*batches, "200"])) == (
+        uploads, [*batches, "200"],
+    )  # fmt: skip
+    assert downloaded(client, run.run_id, files, tmp_path / "back") == files
+
+
+def test_a_plain_mlflow_server_gets_a_request_a_file(plain_server, tmp_path):
+    client = MlflowClient(plain_server.url)
+    files = folder_of_files(tmp_path / "files", 5)
+    for attempt in range(2):
+        run = client.create_run(client.create_experiment(f"plain-{attempt}")).info
+        upload(client, [(run.artifact_uri, str(tmp_path / "files"))])
+        assert downloaded(client, run.run_id, files, tmp_path / f"back-{attempt}") == files
+    # The batch route asked for once: its 404 is remembered.
+    assert requests_seen(plain_server, (2 * len(files), ["404"])) == (2 * len(files), ["404"])
+
+
+def test_a_file_too_large_for_a_batch_goes_by_itself(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server.url)
+    run = client.create_run(client.create_experiment("too-large")).info
+    files = folder_of_files(tmp_path / "files", 3)
+    large = tmp_path / "files" / "large.bin"
+    with open(large, "wb") as out:
+        out.truncate(MAX_BATCH_BYTES)  # over what a batch holds once headers are counted
+    uploads, batches = requests_seen(mlflow_server, (-1, []))
+    upload(client, [(run.artifact_uri, str(tmp_path / "files"))])
+    assert requests_seen(mlflow_server, (uploads + 1, [*batches, "200"])) == (
+        uploads + 1, [*batches, "200"],
+    )  # fmt: skip
+    assert downloaded(client, run.run_id, files, tmp_path / "back") == files
+    back = client.download_artifacts(run.run_id, "large.bin", str(tmp_path / "back"))
+    assert os.path.getsize(back) == MAX_BATCH_BYTES
+
+
+def sized(folder, sizes: list[int]) -> list[tuple[str, str]]:
+    files = []
+    for i, size in enumerate(sizes):
+        path = folder / f"{i}.bin"
+        with open(path, "wb") as out:
+            out.truncate(size)  # sparse: cheap to make at any size
+        files.append((str(path), f"run/artifacts/{'long-name-' * 12}{i}.bin"))
+    return files
+
+
+def test_batches_keep_under_the_servers_limits(tmp_path):
+    end = artifact_batch.END_ROOM
+    room = artifact_batch.room_in_tar("run/artifacts/" + "long-name-" * 12 + "0.bin", 0)
+    largest = MAX_BATCH_BYTES - end - room  # fills a tar to the limit with its headers
+    files = sized(tmp_path, [largest, 1, largest + 1, 10, 20])
+    cut, alone = artifact_batch.batches(files)
+    assert cut == [[files[0]], [files[1], files[3], files[4]]]
+    assert alone == [files[2]]
+    # At the limit, but for the end's padding to a whole record (counted as a whole one).
+    assert (
+        MAX_BATCH_BYTES - tarfile.RECORDSIZE < len(artifact_batch.tar_of(cut[0])) <= MAX_BATCH_BYTES
+    )
+    with tarfile.open(fileobj=io.BytesIO(artifact_batch.tar_of(cut[1]))) as tar:
+        assert tar.getnames() == [path for _, path in cut[1]]  # in order
+
+
+def test_batches_keep_under_the_servers_file_count(tmp_path):
+    files = sized(tmp_path, [1] * (2 * MAX_BATCH_FILES + 1))
+    cut, alone = artifact_batch.batches(files)
+    assert [len(batch) for batch in cut] == [MAX_BATCH_FILES, MAX_BATCH_FILES, 1]
+    assert [file for batch in cut for file in batch] == files and alone == []

@@ -1,0 +1,100 @@
+"""Files sent to an MLflow server's proxied artifacts (``mlflow-artifacts:`` URIs) a tar at a
+time, by the batch upload of gradq's server (contract/artifact_batch.py), rather than a request
+a file. A server without it (a plain ``mlflow server``: 404) is remembered, and its files go by
+MLflow's own upload, as do a file too large for a batch and every other kind of store."""
+
+import io
+import logging
+import tarfile
+import threading
+from pathlib import Path
+
+from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.request_utils import augmented_raise_for_status
+from mlflow.utils.rest_utils import http_request
+
+from contract.artifact_batch import BATCH_ROUTE, MAX_BATCH_BYTES, MAX_BATCH_FILES, TAR_CONTENT_TYPE
+
+log = logging.getLogger(__name__)
+
+SERVICE_ROOT = "/api/2.0/mlflow-artifacts/artifacts/"  # in a proxied repository's http URL
+# The tar's end: two zero blocks, then padding to tarfile's 10240-byte record.
+END_ROOM = 2 * 512 + tarfile.RECORDSIZE
+
+File = tuple[str, str]  # (local path, path under the server's artifact root)
+
+_without_route: set[str] = set()  # servers that answered 404: a plain mlflow server
+_without_route_lock = threading.Lock()
+
+
+def served_path(repo) -> tuple[str, str] | None:
+    """(the server's URL, the path under its artifact root) of a proxied repository, whose
+    files a batch may carry; None for any other."""
+    if not isinstance(repo, MlflowArtifactsRepository):
+        return None
+    server, found, path = repo.artifact_uri.partition(SERVICE_ROOT)
+    return (server, path.strip("/")) if found else None
+
+
+def batches(files: list[File]) -> tuple[list[list[File]], list[File]]:
+    """``files``, in order, cut into batches that keep under the server's limits, and the
+    files too large for any batch."""
+    cut, alone, room, current = [], [], 0, []
+    for local, path in files:
+        needed = room_in_tar(path, Path(local).stat().st_size)
+        if needed > MAX_BATCH_BYTES - END_ROOM:
+            alone.append((local, path))
+            continue
+        full = room + needed > MAX_BATCH_BYTES - END_ROOM or len(current) == MAX_BATCH_FILES
+        if current and full:
+            cut.append(current)
+            current, room = [], 0
+        current.append((local, path))
+        room += needed
+    if current:
+        cut.append(current)
+    return cut, alone
+
+
+def room_in_tar(path: str, size: int) -> int:
+    """The bytes a file takes in tar_of's tar: its headers (a long name's pax header too) and
+    its data padded to 512-byte blocks."""
+    info = tarfile.TarInfo(path)
+    info.size = size
+    header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    return len(header) + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def tar_of(files: list[File]) -> bytes:
+    """A plain tar of ``files``, each named by its artifact path, in order."""
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for local, path in files:
+            info = tar.gettarinfo(local, arcname=path)
+            info.uid = info.gid = info.mtime = 0
+            info.uname = info.gname = ""
+            info.mode = 0o644
+            with open(local, "rb") as data:
+                tar.addfile(info, data)
+    return body.getvalue()
+
+
+def send(server: str, files: list[File]) -> bool:
+    """``files`` written by ``server``'s batch upload, in order,
+    a batch a request; False if it has none (nothing sent). Files too large for a batch are
+    the caller's to send."""
+    with _without_route_lock:
+        if server in _without_route:
+            return False
+    creds = get_default_host_creds(server)
+    for batch in batches(files)[0]:
+        response = http_request(creds, BATCH_ROUTE, "PUT", data=tar_of(batch),
+                                extra_headers={"Content-Type": TAR_CONTENT_TYPE})  # fmt: skip
+        if response.status_code in (404, 405):
+            with _without_route_lock:
+                _without_route.add(server)
+            log.info("%s has no batch upload (a plain mlflow server): a request a file", server)
+            return False
+        augmented_raise_for_status(response)
+    return True
