@@ -163,12 +163,25 @@ class Upload:
     served: tuple[str, str] | None  # (server, path under its artifact root), if proxied
 
 
-def upload(client: MlflowClient, folders: list[tuple[str, str]]) -> None:
-    """Every file under each folder to the artifacts at its URI (subfolders kept): to a
-    proxied store, a batch a request where the server takes batches (workers/artifact_batch.py,
-    in the folders' order); else a request a file, several at once (the server mostly waits on
-    its store meanwhile). The URIs are known (the run's and the model's), so no request asks
-    for them either."""
+Folders = list[tuple[str, str]]  # (artifact URI, local folder): its files go there
+
+
+def upload(client: MlflowClient, folders: Folders, last: Folders = ()) -> None:
+    """Every file under each folder to the artifacts at its URI (subfolders kept), and those
+    of ``last`` once all the others are stored (a model's MLmodel, which makes it loadable).
+    To a proxied store, a batch a request where the server takes batches
+    (workers/artifact_batch.py: it writes them in order, so ``last`` can ride along); else a
+    request a file, several at once (the server mostly waits on its store meanwhile). The URIs
+    are known (the run's and the model's), so no request asks for them either."""
+    first, then = files_of(client, folders), files_of(client, last)
+    if then and not send(first + then, all_batched=True):
+        send(first)
+        send(then)
+    elif not then:
+        send(first)
+
+
+def files_of(client: MlflowClient, folders: Folders) -> list[Upload]:
     uploads = []
     for uri, folder in folders:
         repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
@@ -178,21 +191,33 @@ def upload(client: MlflowClient, folders: list[tuple[str, str]]) -> None:
             under = posixpath.dirname(relative) or None
             at = (served[0], posixpath.join(served[1], relative)) if served else None
             uploads.append(Upload(repo, str(path), under, at))
-    by_server: dict[str, list[Upload]] = {}
-    for one in uploads:
-        if one.served is not None:
-            by_server.setdefault(one.served[0], []).append(one)
-    sent = set()
-    for server, those in by_server.items():
+    return uploads
+
+
+def send(uploads: list[Upload], all_batched: bool = False) -> bool:
+    """``uploads`` sent: in batches where they can be, the rest a request a file; with
+    ``all_batched``, only if every one can go in one server's batches (else nothing is sent).
+    Whether they were."""
+    servers = {one.served[0] if one.served else None for one in uploads}
+    if all_batched and (None in servers or len(servers) > 1):
+        return False
+    batched = set()
+    for server in servers - {None}:
+        those = [one for one in uploads if one.served and one.served[0] == server]
         files = [(one.local, one.served[1]) for one in those]
+        too_large = {local for local, _ in artifact_batch.batches(files)[1]}
+        if all_batched and too_large:
+            return False
         if len(files) > 1 and artifact_batch.send(server, files):
-            too_large = {local for local, _ in artifact_batch.batches(files)[1]}
-            sent.update(one.local for one in those if one.local not in too_large)
-    one_by_one = [one for one in uploads if one.local not in sent]
+            batched.update(one.local for one in those if one.local not in too_large)
+        elif all_batched:
+            return False
+    one_by_one = [one for one in uploads if one.local not in batched]
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="mlflow-upload") as pool:
         done = [pool.submit(one.repo.log_artifact, one.local, one.under) for one in one_by_one]
     for each in done:
         each.result()  # the first error, raised
+    return True
 
 
 class Sender:
@@ -202,8 +227,8 @@ class Sender:
     def __init__(self, client: MlflowClient):
         self.client = client
 
-    def upload(self, folders: list[tuple[str, str]]) -> None:
-        upload(self.client, folders)
+    def upload(self, folders: Folders, last: Folders = ()) -> None:
+        upload(self.client, folders, last)
 
     def write_first_artifacts(self, folder: str, part: FirstPart) -> None:
         write_and_upload_first_part(self.client, folder, part)
@@ -316,8 +341,8 @@ class RunArtifacts:
             self._first_part_sent = True
         model_uri = self._part.model.artifact_location
         self._sender.upload([(model_uri, str(weights / "model")),
-                             (self._run_uri, str(weights / "run"))])  # fmt: skip
-        self._sender.upload([(model_uri, str(self._mlmodel))])  # last: now it loads
+                             (self._run_uri, str(weights / "run"))],
+                            last=[(model_uri, str(self._mlmodel))])  # now it loads  # fmt: skip
         self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
 
     def close(self, discard_model: bool = False) -> None:

@@ -51,9 +51,10 @@ class MlflowProcess:
         """``metrics_spool.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
         self._call("log_metrics", run_id, rows)
 
-    def upload(self, folders: list[tuple[str, str]]) -> None:
-        """``artifacts.upload``: every file under each folder to the artifacts at its URI."""
-        self._call("upload", folders)
+    def upload(self, folders: artifacts.Folders, last: artifacts.Folders = ()) -> None:
+        """``artifacts.upload``: every file under each folder to the artifacts at its URI,
+        those of ``last`` after the others."""
+        self._call("upload", folders, last)
 
     def write_first_artifacts(self, folder: str, part: artifacts.FirstPart) -> None:
         """``artifacts.write_and_upload_first_part``: the files known before training, written

@@ -21,7 +21,7 @@ from store import rungs, sweeps
 from store.db import transaction
 from store.sweep_table import TrialRow, best_of, trial_rows
 from store.tables import FINAL_STATUSES, Job, Sweep, utcnow
-from workers import mlflow_retry, registry, sweep_artifacts, tracking
+from workers import artifacts, mlflow_retry, registry, sweep_artifacts, tracking
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ def upload_tables(client: MlflowClient, snapshot: Snapshot) -> None:
         (path / "trials.md").write_text(sweep_artifacts.trials_markdown(snapshot.summary, rows))
         best = snapshot.summary["best_job"]
         sweep_artifacts.plot_trial_curves(curves, rows, best, path / "cost_curves.png")
-        client.log_artifacts(snapshot.run_id, folder)
+        parent = client.get_run(snapshot.run_id).info.artifact_uri
+        artifacts.upload(client, [(parent, folder)])  # in one batch where the server takes it
 
 
 def register_best(

@@ -124,3 +124,42 @@ def test_batches_keep_under_the_servers_file_count(tmp_path):
     cut, alone = artifact_batch.batches(files)
     assert [len(batch) for batch in cut] == [MAX_BATCH_FILES, MAX_BATCH_FILES, 1]
     assert [file for batch in cut for file in batch] == files and alone == []
+
+
+def test_the_last_files_ride_at_the_end_of_the_batch(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server.url)
+    run = client.create_run(client.create_experiment("last-batched")).info
+    files = folder_of_files(tmp_path / "files", 3)
+    (tmp_path / "last").mkdir()
+    (tmp_path / "last" / "MLmodel").write_text("flavors: {}\n")
+    uploads, batches = requests_seen(mlflow_server, (-1, []))
+    upload(client, [(run.artifact_uri, str(tmp_path / "files"))],
+           last=[(run.artifact_uri, str(tmp_path / "last"))])  # fmt: skip
+    expected = (uploads, [*batches, "200"])  # one request for all
+    assert requests_seen(mlflow_server, expected) == expected
+    back = downloaded(client, run.run_id, [*files, "MLmodel"], tmp_path / "back")
+    assert back == {**files, "MLmodel": b"flavors: {}\n"}
+
+
+def test_the_last_files_go_after_the_rest_to_a_plain_server(plain_server, tmp_path):
+    client = MlflowClient(plain_server.url)
+    run = client.create_run(client.create_experiment("last-plain")).info
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "small.txt").write_text("small")
+    # Large enough to be answered well after a small file sent beside it at the same time.
+    (tmp_path / "files" / "large.bin").write_bytes(bytes(30 * 2**20))
+    (tmp_path / "last").mkdir()
+    (tmp_path / "last" / "MLmodel").write_text("flavors: {}\n")
+    files = ["small.txt", "large.bin"]
+    upload(client, [(run.artifact_uri, str(tmp_path / "files"))],
+           last=[(run.artifact_uri, str(tmp_path / "last"))])  # fmt: skip
+
+    def mine():
+        return [line for line in plain_server.log_text().splitlines()
+                if UPLOAD.search(line) and run.run_id in line]  # fmt: skip
+
+    deadline = time.monotonic() + 5  # uvicorn logs a request as it answers
+    while len(mine()) < len(files) + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(mine()) == len(files) + 1
+    assert "/MLmodel HTTP" in mine()[-1]  # answered last: sent once the others were stored

@@ -31,13 +31,13 @@ def test_a_finish_that_failed_uploading_the_plot_succeeds_when_called_again(
     calls = []
 
     class AwayOnce(Sender):
-        def upload(self, folders: list[tuple[str, str]]):
+        def upload(self, folders, last=()):
             plots = [Path(folder) for _, folder in folders if Path(folder).name == "plot"]
             if plots:
                 calls.extend(p.name for folder in plots for p in folder.iterdir())
                 if len(calls) == 1:  # the plot's first upload: MLflow away for a moment
                     raise ConnectionError("MLflow away")
-            super().upload(folders)
+            super().upload(folders, last)
 
     part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
     uploads = RunArtifacts(mlflow_client, run, part, sender=AwayOnce(mlflow_client))
@@ -152,11 +152,11 @@ def test_a_model_discarded_while_its_last_files_wait_is_deleted_not_completed(ml
             first_part_may_go.wait(30)  # the first part still being written and sent
             super().write_first_artifacts(folder, part)
 
-        def upload(self, folders):
-            sent.extend(Path(folder).name for _, folder in folders)
+        def upload(self, folders, last=()):
+            sent.extend(Path(folder).name for _, folder in [*folders, *last])
             if any(Path(folder).name == "plot" for _, folder in folders):
                 raise ConnectionError("MLflow away")
-            super().upload(folders)
+            super().upload(folders, last)
 
     part = FirstPart.of(net, spec, CLASSES, 10, np.zeros(625))
     uploads = RunArtifacts(mlflow_client, run, part, sender=SlowFirstPart(mlflow_client))
