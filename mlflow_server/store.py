@@ -1,5 +1,5 @@
 """MLflow's SQL tracking store, but a batch of metric values is one statement, not an ORM object
-a value.
+a value, and ending a run does not load the whole run to answer with its info.
 
 MLflow's ``SqlAlchemyStore`` makes a ``SqlMetric`` per value and reconciles ``latest_metrics``
 in Python: most of the MLflow server's work for a training job, and several times what the rows
@@ -9,14 +9,20 @@ each name as one upsert that only moves forward. A batch of which some values ar
 (sent again after a lost answer) takes MLflow's own path, which keeps only the new ones; so do
 MySQL and SQL Server, and steps or times that are not integers (the Python API allows floats,
 which each database rounds its own way; the REST API sends integers).
+
+``update_run_info`` (the REST API's runs/update, a run's end) is MLflow's but for its answer:
+MLflow builds the whole run (every param, tag and latest metric, three more queries) and
+returns only its info; here the info is built from the run's row (docs/benchmarks.md, "What a
+trial's requests cost the MLflow server").
 """
 
 import io
 from contextlib import closing
 
-from mlflow.entities import Metric
-from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+from mlflow.entities import Metric, RunInfo, RunStatus
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.validation import _validate_metric
 from sqlalchemy import insert, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +45,39 @@ class BatchMetricsStore(SqlAlchemyStore):
         # each once, where it comes in (log_metric and log_batch are _log_metrics' callers).
         _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
         super().log_metric(run_id, metric)
+
+    def update_run_info(self, run_id, run_status, end_time, run_name) -> RunInfo:
+        with self.ManagedSessionMaker(read_only=False) as session:
+            run = self._get_run(run_uuid=run_id, session=session)
+            self._check_run_is_active(run)
+            if run_status is not None:
+                run.status = RunStatus.to_string(run_status)
+            if end_time is not None:
+                run.end_time = end_time
+            if run_name:
+                run.name = run_name
+                run_name_tag = self._try_get_run_tag(session, run_id, MLFLOW_RUN_NAME)
+                if run_name_tag is None:
+                    run.tags.append(SqlTag(key=MLFLOW_RUN_NAME, value=run_name))
+                else:
+                    run_name_tag.value = run_name
+            session.add(run)
+            return self.run_info(session, run)
+
+    def run_info(self, session, run: SqlRun) -> RunInfo:
+        """``SqlRun.to_mlflow_entity().info``, without loading the run's params, tags and
+        metrics: a run without a name takes it from its mlflow.runName tag, as there."""
+        info = RunInfo(
+            run_id=run.run_uuid, run_name=run.name, experiment_id=str(run.experiment_id),
+            user_id=run.user_id, status=run.status, start_time=run.start_time,
+            end_time=run.end_time, lifecycle_stage=run.lifecycle_stage,
+            artifact_uri=run.artifact_uri,
+        )  # fmt: skip
+        if not info.run_name:
+            tag = self._try_get_run_tag(session, run.run_uuid, MLFLOW_RUN_NAME)
+            if tag is not None and tag.value:
+                info._set_run_name(tag.value)
+        return info
 
     def _log_metrics_once(self, run_id: str, metrics: list[Metric]) -> None:
         upsert = UPSERT.get(self.db_type)
