@@ -9,18 +9,24 @@ helper process that owns an MlflowClient and calls the same functions.
 
 The helper is a new Python process (``python -m workers.mlflow_process``), not a fork: a
 forked child would share the parent's pooled HTTP connections. It starts with the first call
-(a worker's pool child starts it when the child starts) and again after it died. An error
+(a worker's pool child starts it when the child starts) and again after it died. Each call
+carries an id, so that the helper serves several at once and answers each as it ends. An error
 comes back as what ``mlflow_retry.unreachable`` needs to tell "try again" from "refused": a
 ConnectionError, or the MlflowException with its code.
 """
 
+import itertools
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -35,17 +41,25 @@ from workers import artifacts, heap, metrics_spool, mlflow_retry
 log = logging.getLogger(__name__)
 
 
+CALL_THREADS = 4  # calls the helper serves at once
+
+
 class MlflowProcess:
     """``log_metrics`` and ``upload`` for runs of ``tracking_uri``, by the helper
-    process. Safe to call from several threads: one call at a time goes over the pipe."""
+    process. Safe to call from several threads, and served at once: a run's end sends its
+    last metrics, its weights and its plot side by side."""
 
     def __init__(self, tracking_uri: str, timeout_seconds: float):
         self.tracking_uri = tracking_uri
         # A call the helper has not answered by then is given up and the helper killed.
         self.timeout_seconds = timeout_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # starting, stopping and sending
         self._process: subprocess.Popen | None = None
+        self._socket: socket.socket | None = None
         self._pipe: Connection | None = None
+        self._waiting: dict[int, futures.Future] = {}  # the calls sent to this helper
+        self._reader: threading.Thread | None = None
+        self._ids = itertools.count()
 
     def log_metrics(self, run_id: str, rows: Sequence[metrics_spool.MetricRow]) -> None:
         """``metrics_spool.log_metrics`` for ``run_id``: at most MAX_METRICS_PER_BATCH rows."""
@@ -71,18 +85,25 @@ class MlflowProcess:
             self._stop()
 
     def _call(self, name: str, *args: Any) -> None:
+        answer: futures.Future = futures.Future()
         with self._lock:
             self._start()
+            call_id, pipe = next(self._ids), self._pipe
+            self._waiting[call_id] = answer
             try:
                 # With the job being logged, so that the helper's lines name it too.
-                self._pipe.send((name, args, logs.current()))
-                if not self._pipe.poll(self.timeout_seconds):
-                    raise TimeoutError(f"no answer in {self.timeout_seconds:g} s")
-                answer = self._pipe.recv()
-            except (OSError, EOFError) as error:  # the helper died or hangs: a new one next
+                pipe.send((call_id, name, args, logs.current()))
+            except OSError as error:  # the helper died: a new one next
                 self._stop()
                 raise ConnectionError(f"MLflow helper process: {error!r}") from error
-        _raise_if_error(answer)
+        try:
+            reply = answer.result(self.timeout_seconds)
+        except futures.TimeoutError:
+            with self._lock:
+                if self._pipe is pipe:  # the helper hangs: killed, a new one next
+                    self._stop()
+            reply = ("unreachable", "", f"TimeoutError: no answer in {self.timeout_seconds:g} s")
+        _raise_if_error(reply)
 
     def _start(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -101,22 +122,47 @@ class MlflowProcess:
                 [sys.executable, "-m", __name__, str(theirs.fileno()), self.tracking_uri],
                 pass_fds=[theirs.fileno()],
             )
-        self._pipe = Connection(ours.detach())
+        self._socket, self._pipe = ours, Connection(os.dup(ours.fileno()))
+        self._waiting = {}
+        self._reader = threading.Thread(target=_read_answers, args=(self._pipe, self._waiting),
+                                        name="mlflow-helper-answers", daemon=True)  # fmt: skip
+        self._reader.start()
 
     def _stop(self) -> None:
-        if self._pipe is not None:
-            self._pipe.close()  # the helper exits at its next read
+        if self._socket is not None:
+            # Shut down rather than closed under the reader blocked on it: it reads the end
+            # and fails the calls still waiting; the helper exits at its next read.
+            with suppress(OSError):  # shut down already
+                self._socket.shutdown(socket.SHUT_RDWR)
+            self._reader.join(5)
+            self._socket.close()
+            self._pipe.close()
         if self._process is not None:
             try:
                 self._process.wait(1)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        self._process = self._pipe = None
+        self._process = self._socket = self._pipe = self._reader = None
+
+
+def _read_answers(pipe: Connection, waiting: dict[int, futures.Future]) -> None:
+    """Hand each answer read from ``pipe`` to its call; at the pipe's end, fail the calls
+    still waiting as a lost helper (ConnectionError: the worker's retry logic tries again)."""
+    try:
+        while True:
+            call_id, reply = pipe.recv()
+            answered = waiting.pop(call_id, None)
+            if answered is not None:
+                answered.set_result(reply)
+    except (EOFError, OSError) as error:
+        for call_id in list(waiting):
+            waiting.pop(call_id).set_result(("unreachable", "", f"helper lost: {error!r}"))
 
 
 def serve(pipe: Connection, tracking_uri: str) -> None:
-    """The helper: answer each (name, args) read from ``pipe`` until the pipe closes.
+    """The helper: answer each (call id, name, args, job) read from ``pipe``, up to
+    CALL_THREADS at once, until the pipe closes; then finish the calls begun.
 
     It ignores SIGINT and SIGTERM, which a Ctrl-C or a stop sends to the worker's whole
     process group: it lives as long as its parent holds the pipe, so that a parent handing
@@ -134,19 +180,26 @@ def serve(pipe: Connection, tracking_uri: str) -> None:
         "upload": artifacts.upload,
         "write_first_artifacts": artifacts.write_and_upload_first_part,
     }
-    while True:
-        try:
-            name, args, job = pipe.recv()
-        except (EOFError, OSError):
-            return
+    sending = threading.Lock()
+
+    def answer(call_id: int, name: str, args: tuple, job: logs.JobContext | None) -> None:
+        # Process-wide: the calls at once are one job's (a pool child runs one at a time).
         logs.set_current(job)
         try:
             calls[name](client, *args)
-            pipe.send(None)
+            reply = None
         except Exception as error:
-            pipe.send(_as_answer(error))
-        finally:
-            logs.set_current(None)
+            reply = _as_answer(error)
+        with sending, suppress(OSError):  # the worker gone: nobody to answer
+            pipe.send((call_id, reply))
+
+    with ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="call") as pool:
+        while True:
+            try:
+                call_id, name, args, job = pipe.recv()
+            except (EOFError, OSError):
+                return
+            pool.submit(answer, call_id, name, args, job)
 
 
 def _as_answer(error: Exception) -> tuple[str, str, str]:

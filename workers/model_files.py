@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def save_pyfunc_model(
 SAVED_LAYOUTS = 4  # the models a process keeps the files of: a sweep's trials share one
 KEPT_BYTES = 8 * 2**20  # a model's files larger than this (a wide input example) are not kept
 _saved: OrderedDict[str, dict[str, bytes]] = OrderedDict()  # relative path: content
+_saving = threading.Lock()  # the helper serves calls at once; save_model is not thread-safe
 
 
 def write_model_files(
@@ -82,7 +84,11 @@ def write_model_files(
     layouts saved in this process are kept in memory and written again rather than saved
     again (save_model validates and writes them all, and checks the installed packages, at
     each call); MLmodel is then made this model's (``mlflow_model``'s ids and time)."""
-    mlflow_model = mlflow_model or Model()  # what save_model makes of None
+    with _saving:
+        _write_model_files(path, net, classes, mlflow_model or Model(), example)
+
+
+def _write_model_files(path, net, classes, mlflow_model: Model, example) -> None:
     key = _layout_key(net, classes, example)
     if key in _saved:
         _saved.move_to_end(key)

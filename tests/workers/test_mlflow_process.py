@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,6 +146,34 @@ def test_a_helper_that_dies_during_a_call_is_an_error_the_worker_retries(silent_
     assert mlflow_retry.unreachable(raised.value)
 
 
+def test_calls_are_served_at_once_each_answered_as_it_ends(silent_server, tmp_path):
+    helper = MlflowProcess(silent_server, timeout_seconds=60).start()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "weights.npz").write_bytes(b"weights")
+    errors = []
+
+    def stuck_call():
+        try:
+            helper.log_metrics("0" * 32, ROWS)
+        except ConnectionError as error:
+            errors.append(error)
+
+    stuck = threading.Thread(target=stuck_call, daemon=True)
+    try:
+        stuck.start()  # its server never answers
+        time.sleep(0.5)
+        started = time.monotonic()
+        # A local store: the helper writes the files itself, not waiting for the call before.
+        helper.upload([((tmp_path / "store").as_uri(), str(tmp_path / "files"))])
+        assert time.monotonic() - started < 5  # MLflow's request timeout is longer
+        assert (tmp_path / "store" / "weights.npz").read_bytes() == b"weights"
+        assert stuck.is_alive()  # still waiting for its answer
+    finally:
+        helper.close()  # the stuck call fails as a lost helper
+    stuck.join(10)
+    assert "helper lost" in str(errors[0])
+
+
 def test_a_call_not_answered_in_time_kills_the_helper(silent_server):
     helper = MlflowProcess(silent_server, timeout_seconds=3).start()
     process = helper._process
@@ -167,9 +196,8 @@ def test_the_helper_outlives_a_sigterm_to_the_process_group_and_ends_with_its_pi
     with pytest.raises(subprocess.TimeoutExpired):
         process.wait(1)
 
-    helper._pipe.close()  # the worker's end gone (it exited, or was killed)
+    helper._socket.shutdown(socket.SHUT_RDWR)  # the worker's end gone (it exited, or was killed)
     assert process.wait(10) == 0
-    helper._process = helper._pipe = None
 
 
 def test_a_worker_has_one_helper_at_a_time(tmp_path, mlflow_server):
