@@ -93,9 +93,10 @@ def measure(args) -> dict:
         experiment = f"bench-trials-{int(time.time())}"
         base = {**TINY, "experiment": experiment}
         grid(stack, base, 2, args.timeout)  # warm: the dataset, the worker's imports
-        before = cpu_seconds(stack)
+        before, logged = cpu_seconds(stack), requests_logged(stack)
         tiny = grid(stack, base, args.tiny, args.timeout)
         cpu = {name: spent - before[name] for name, spent in cpu_seconds(stack).items()}
+        requests = requests_logged(stack)[len(logged) :]
         mlflow = MlflowClient(stack.bench.url["mlflow"])
         bare = bare_lifecycles(mlflow, f"{experiment}-bare", args.tiny)
         epochs, _ = epochs_for(LONG_SECONDS, make_session_factory(stack.sql), LONG)
@@ -103,7 +104,13 @@ def measure(args) -> dict:
         long = grid(stack, long_spec, args.long, args.timeout)
         machine = bench_stack.machine(stack.bench)
     return {"tiny": tiny, "bare": bare, "long": long, "epochs": epochs, "machine": machine,
-            "cpu": cpu}  # fmt: skip
+            "cpu": cpu, "requests": requests}  # fmt: skip
+
+
+def requests_logged(stack: SweepStack) -> list[str]:
+    """The requests the MLflow server has answered so far, as its access log names them."""
+    log = stack.bench.processes["mlflow"].log_text()
+    return [line for line in log.splitlines() if ' HTTP/1.1" ' in line]
 
 
 def report(args, out: dict, seconds: float) -> tuple[str, bool]:
@@ -121,6 +128,7 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
     ]
     rows, passed = verdicts(targets)
     cpu = {name: 1000 * seconds / len(tiny) for name, seconds in out["cpu"].items()}
+    uploads = sum(1 for line in out["requests"] if '"PUT ' in line)
     cores = len(os.sched_getaffinity(0))
     labels = {**CPU_OF, "postgres": "PostgreSQL"}
     cpu_rows = [f"| {labels[name]} | {ms:.0f} |" for name, ms in cpu.items() if name in labels]
@@ -140,6 +148,8 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         f"{per_tiny / bare:.1f} times it |",
         f"| … each trial's own claim to end, median | | "
         f"{1000 * statistics.median(attempts):.0f} ms | |",
+        f"| … requests to the MLflow server | | {len(out['requests']) / len(tiny):.1f} "
+        f"| {uploads / len(tiny):.1f} of them uploads of files |",
         f"| one-second trials (digits, [64, 32], adam, {out['epochs']} epochs) "
         f"| {len(long)} | {per_long:.2f} s | training {statistics.fmean(training):.2f} s on "
         "average |",
