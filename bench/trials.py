@@ -21,6 +21,7 @@ trials (Ray Tune's published bar is 20%).
 # ruff: noqa: E402  (tests/ is not installed: the repository root goes on sys.path first)
 
 import datetime
+import itertools
 import os
 import shlex
 import statistics
@@ -113,6 +114,13 @@ def requests_logged(stack: SweepStack) -> list[str]:
     return [line for line in log.splitlines() if ' HTTP/1.1" ' in line]
 
 
+def between(trials: list) -> list[float]:
+    """Seconds from each trial's end to the claim of the one that started next."""
+    ordered = sorted(trials, key=lambda trial: trial.started_at)
+    return [(after.started_at - before.finished_at).total_seconds()
+            for before, after in itertools.pairwise(ordered)]  # fmt: skip
+
+
 def report(args, out: dict, seconds: float) -> tuple[str, bool]:
     tiny, long = out["tiny"], out["long"]
     per_tiny = span(tiny) / len(tiny)
@@ -154,7 +162,9 @@ def report(args, out: dict, seconds: float) -> tuple[str, bool]:
         f"| {len(long)} | {per_long:.2f} s | training {statistics.fmean(training):.2f} s on "
         "average |",
         f"| … each trial's own claim to end, median | | "
-        f"{statistics.median(long_attempts):.2f} s | the rest of a trial is between attempts |",
+        f"{statistics.median(long_attempts):.2f} s | |",
+        f"| … from a trial's end to the next one's claim, median | | "
+        f"{1000 * statistics.median(between(long)):.0f} ms | |",
         "",
         "CPU time of the tiny burst, a trial:",
         "",

@@ -1,8 +1,8 @@
 """The batch upload of gradq's MLflow server (mlflow_server/batch_upload.py), used by the
 workers (workers/artifact_batch.py): one request carries a tar of files, each named by its
 path under the server's artifact root (what MLflow's own upload puts in its URL), written in
-the tar's order. MLflow's upload takes one file a request, and most of a request's cost on the
-server is outside its handler (docs/benchmarks.md, "Where a tiny trial's time goes")."""
+the tar's order. MLflow's upload takes one file a request, each a round trip and a handler's
+work of its own (docs/benchmarks.md, "Where a trial's time goes")."""
 
 BATCH_ROUTE = "/gradq/api/2.0/mlflow-artifacts/batch"
 TAR_CONTENT_TYPE = "application/x-tar"

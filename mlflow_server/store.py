@@ -12,8 +12,8 @@ which each database rounds its own way; the REST API sends integers).
 
 ``update_run_info`` (the REST API's runs/update, a run's end) is MLflow's but for its answer:
 MLflow builds the whole run (every param, tag and latest metric, three more queries) and
-returns only its info; here the info is built from the run's row (docs/benchmarks.md, "What a
-trial's requests cost the MLflow server").
+returns only its info; here the info is built from the run's row (docs/benchmarks.md, "Where a
+trial's time goes").
 """
 
 import io
