@@ -2,19 +2,22 @@
 artifact destination, each by MLflow's own artifact repository as its upload route would.
 
 The body is hostile until checked: it is refused (413) over MAX_BATCH_BYTES before it is all
-read, and every member is checked before any is written: a plain tar (no compression), regular
-files only (no links, devices, folders or sparse files), each a plain relative path MLflow's
-own check accepts, named once, at most MAX_BATCH_FILES of them. A refusal is MLflow's error
-shape (``error_code``, ``message``) naming the member and the reason.
+read, and every member is checked before any is written. Only the tar gradq's workers send is
+read, by the few lines below rather than by ``tarfile``: plain POSIX ustar headers of regular
+files, checksums right, sizes in octal, each member's data inside the body. Every extension a
+tar may carry (pax and GNU headers, long names, sparse files, links, devices, folders) is
+refused: ``tarfile`` acts on them in ways a body can abuse (sizes that outgrow the body,
+headers that take quadratic time to parse). Each name is a plain relative path MLflow's own
+check accepts, named once, never a folder of another, at most MAX_BATCH_FILES of them. A refusal
+is MLflow's error shape (``error_code``, ``message``) naming the member and the reason.
 """
 
 import asyncio
 import json
 import os
 import posixpath
-import shutil
-import tarfile
 import tempfile
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from fastapi import APIRouter, Request
@@ -36,13 +39,25 @@ from contract.artifact_batch import (
 
 router = APIRouter()
 IN_MEMORY_BYTES = 8 * 2**20  # a larger body is spooled to a temporary file
-PLAIN_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+BLOCK = 512  # a tar is headers and data in blocks of 512 bytes
+REGULAR_FILE = (b"0", b"\0")  # ustar's type flags of a regular file
+USTAR = b"ustar\x0000"  # POSIX ustar's magic and version
+COPY_CHUNK = 2**20
+SHOWN_NAME = 200  # characters of a member's name an error shows
 
 
 class BatchError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    path: str  # where it goes: the name, scoped to the request's workspace
+    offset: int  # of its data in the body
+    size: int
 
 
 @router.put(BATCH_ROUTE)
@@ -54,8 +69,8 @@ async def upload_batch(request: Request) -> JSONResponse:
         if content_type != TAR_CONTENT_TYPE:
             raise BatchError(415, f"the body must be {TAR_CONTENT_TYPE}, not {content_type!r}")
         with tempfile.SpooledTemporaryFile(IN_MEMORY_BYTES) as body:
-            await read_body(request, body)
-            written = await asyncio.to_thread(write_members, body)
+            size = await read_body(request, body)
+            written = await asyncio.to_thread(write_members, body, size)
     except BatchError as refused:
         return error(refused.status, str(refused))
     except MlflowException as refused:  # from the artifact repository
@@ -65,12 +80,13 @@ async def upload_batch(request: Request) -> JSONResponse:
 
 
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error_code": "INVALID_PARAMETER_VALUE", "message": message},
-                        status_code=status)  # fmt: skip
+    code = "INVALID_PARAMETER_VALUE" if status < 500 else "INTERNAL_ERROR"
+    return JSONResponse({"error_code": code, "message": message}, status_code=status)
 
 
-async def read_body(request: Request, body: BinaryIO) -> None:
-    """The request's body into ``body``, refused as soon as it passes MAX_BATCH_BYTES."""
+async def read_body(request: Request, body: BinaryIO) -> int:
+    """The request's body into ``body``, refused as soon as it passes MAX_BATCH_BYTES; its
+    size."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
         raise BatchError(413, f"the body is {declared} bytes, over {MAX_BATCH_BYTES}")
@@ -79,46 +95,92 @@ async def read_body(request: Request, body: BinaryIO) -> None:
         size += len(chunk)
         if size > MAX_BATCH_BYTES:
             raise BatchError(413, f"the body is over {MAX_BATCH_BYTES} bytes")
-        body.write(chunk)
-    body.seek(0)
+        await asyncio.to_thread(body.write, chunk)  # on disk past IN_MEMORY_BYTES
+    return size
 
 
-def write_members(body: BinaryIO) -> int:
+def write_members(body: BinaryIO, size: int) -> int:
     """Every member of the tar in ``body`` checked, then written in order; how many."""
-    try:
-        with tarfile.open(fileobj=body, mode="r:") as tar:
-            members = checked_members(tar)
-            repo = _get_artifact_repo_mlflow_artifacts()
-            with tempfile.TemporaryDirectory() as scratch:
-                for member, path in members:
-                    head, tail = posixpath.split(path)
-                    local = os.path.join(scratch, tail)
-                    with tar.extractfile(member) as source, open(local, "wb") as target:
-                        shutil.copyfileobj(source, target)
-                    repo.log_artifact(local, artifact_path=head or None)
-                    os.remove(local)
-    except tarfile.TarError as broken:
-        raise BatchError(400, f"the body is not a plain tar: {broken}") from None
+    members = checked_members(body, size)
+    repo = _get_artifact_repo_mlflow_artifacts()
+    with tempfile.TemporaryDirectory() as scratch:
+        for member in members:
+            head, tail = posixpath.split(member.path)
+            local = os.path.join(scratch, tail)
+            body.seek(member.offset)
+            with open(local, "wb") as target:
+                for start in range(0, member.size, COPY_CHUNK):
+                    target.write(body.read(min(COPY_CHUNK, member.size - start)))
+            try:
+                repo.log_artifact(local, artifact_path=head or None)
+            except (IsADirectoryError, NotADirectoryError, FileExistsError):
+                raise BatchError(409, f"member {shown(member.name)}: a stored file or folder "
+                                      "is in its way") from None  # fmt: skip
+            except OSError as failed:
+                raise BatchError(500, f"member {shown(member.name)} not stored: {failed}") from None
+            os.remove(local)
     return len(members)
 
 
-def checked_members(tar: tarfile.TarFile) -> list[tuple[tarfile.TarInfo, str]]:
-    """Each member of ``tar`` with the path it is written to, or BatchError naming the first
-    member that may not be written and why. Reads the members' headers, not their data."""
-    members, names = [], set()
-    while (member := tar.next()) is not None:
+def checked_members(body: BinaryIO, size: int) -> list[Member]:
+    """The members of the tar in ``body`` (``size`` bytes), or BatchError naming the first
+    that may not be written and why. Reads the headers, not the data."""
+    members, offset = [], 0
+    while True:
+        body.seek(offset)
+        header = body.read(BLOCK)
+        if len(header) < BLOCK:
+            raise BatchError(400, "the body is not a plain tar: it ends inside a header")
+        if header == bytes(BLOCK):  # the end
+            break
         if len(members) == MAX_BATCH_FILES:
             raise BatchError(400, f"more than {MAX_BATCH_FILES} files in one batch")
-        name = member.name
-        if member.type not in PLAIN_FILE_TYPES:
-            raise BatchError(400, f"member {name!r}: only regular files are accepted")
-        if name in names:
-            raise BatchError(400, f"member {name!r}: named twice")
-        names.add(name)
-        members.append((member, artifact_path(name)))
+        name, data_size = read_header(header)
+        data = offset + BLOCK
+        if data + data_size > size:
+            raise BatchError(400, f"member {shown(name)}: its data runs past the body's end")
+        members.append(Member(name, artifact_path(name), data, data_size))
+        offset = data + -(-data_size // BLOCK) * BLOCK
     if not members:
         raise BatchError(400, "the tar holds no file")
+    check_names(members)
     return members
+
+
+def read_header(header: bytes) -> tuple[str, int]:
+    """A ustar header's name and data size, if it is a regular file's in plain ustar."""
+    stored = header[148:156].rstrip(b"\0 ")
+    summed = sum(header[:148]) + 8 * ord(" ") + sum(header[156:])
+    if not stored.isdigit() or int(stored, 8) != summed or header[257:265] != USTAR:
+        raise BatchError(400, "the body is not a plain tar: a header is not POSIX ustar's")
+    name, prefix = header[:100].split(b"\0")[0], header[345:500].split(b"\0")[0]
+    try:
+        name = (prefix + b"/" + name if prefix else name).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BatchError(400, "the body is not a plain tar: a name is not UTF-8") from None
+    if header[156:157] not in REGULAR_FILE:
+        raise BatchError(400, f"member {shown(name)}: only regular files are accepted")
+    digits = header[124:136].strip(b"\0 ")
+    if not digits or not all(48 <= c <= 55 for c in digits):  # octal only: no base-256
+        raise BatchError(400, f"member {shown(name)}: its size is not an octal number")
+    return name, int(digits, 8)
+
+
+def check_names(members: list[Member]) -> None:
+    """Each path once, and none a folder of another (a file and a folder of one name)."""
+    paths = [member.path for member in members]
+    folders = {posixpath.dirname(path) for path in paths} | {""}
+    for folder in list(folders):
+        while folder:
+            folder = posixpath.dirname(folder)
+            folders.add(folder)
+    seen = set()
+    for member in members:
+        if member.path in seen:
+            raise BatchError(400, f"member {shown(member.name)}: named twice")
+        if member.path in folders:
+            raise BatchError(400, f"member {shown(member.name)}: a folder of another member")
+        seen.add(member.path)
 
 
 def artifact_path(name: str) -> str:
@@ -128,9 +190,14 @@ def artifact_path(name: str) -> str:
     MLflow's upload does."""
     try:
         safe = validate_path_is_safe(name) == name  # it also decodes %-escapes: none here
-    except MlflowException:
+    except Exception:  # MLflow's refusal, or a name its decoding cannot read
         safe = False
     plain = name not in ("", ".") and posixpath.normpath(name) == name and "\\" not in name
     if not safe or not plain:
-        raise BatchError(400, f"member {name!r}: not a plain relative path")
+        raise BatchError(400, f"member {shown(name)}: not a plain relative path")
     return _get_workspace_scoped_repo_path_if_enabled(name)
+
+
+def shown(name: str) -> str:
+    """``name`` as an error shows it: quoted, and cut if long."""
+    return repr(name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME] + "...")

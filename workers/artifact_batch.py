@@ -5,9 +5,11 @@ MLflow's own upload, as do a file too large for a batch and every other kind of 
 
 import io
 import logging
+import math
+import os
 import tarfile
 import threading
-from pathlib import Path
+import time
 
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.utils.credentials import get_default_host_creds
@@ -24,7 +26,10 @@ END_ROOM = 2 * 512 + tarfile.RECORDSIZE
 
 File = tuple[str, str]  # (local path, path under the server's artifact root)
 
-_without_route: set[str] = set()  # servers that answered 404: a plain mlflow server
+# Servers that answered 404 (a plain mlflow server), and when: asked again after a while, in
+# case one started with --app-name gradq since.
+_without_route: dict[str, float] = {}
+ASK_AGAIN_SECONDS = 600.0
 _without_route_lock = threading.Lock()
 
 
@@ -39,11 +44,11 @@ def served_path(repo) -> tuple[str, str] | None:
 
 def batches(files: list[File]) -> tuple[list[list[File]], list[File]]:
     """``files``, in order, cut into batches that keep under the server's limits, and the
-    files too large for any batch."""
+    files no batch can carry (too large, or a name plain ustar cannot hold)."""
     cut, alone, room, current = [], [], 0, []
     for local, path in files:
-        needed = room_in_tar(path, Path(local).stat().st_size)
-        if needed > MAX_BATCH_BYTES - END_ROOM:
+        needed = room_in_tar(path, os.stat(local).st_size)
+        if needed is None or needed > MAX_BATCH_BYTES - END_ROOM:
             alone.append((local, path))
             continue
         full = room + needed > MAX_BATCH_BYTES - END_ROOM or len(current) == MAX_BATCH_FILES
@@ -57,35 +62,42 @@ def batches(files: list[File]) -> tuple[list[list[File]], list[File]]:
     return cut, alone
 
 
-def room_in_tar(path: str, size: int) -> int:
-    """The bytes a file takes in tar_of's tar: its headers (a long name's pax header too) and
-    its data padded to 512-byte blocks."""
+def member(path: str, size: int) -> tarfile.TarInfo:
+    """A regular file's ustar header: its name and size, nothing of the local file's kind,
+    owner or time (a hard link or a symlink goes as the file it leads to)."""
     info = tarfile.TarInfo(path)
-    info.size = size
-    header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
-    return len(header) + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info
+
+
+def room_in_tar(path: str, size: int) -> int | None:
+    """The bytes a file takes in tar_of's tar (its header, its data padded to 512-byte
+    blocks), or None if plain ustar cannot hold its name (over 255 bytes, or not splittable)."""
+    try:
+        member(path, size).tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    except ValueError:
+        return None
+    return tarfile.BLOCKSIZE + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 def tar_of(files: list[File]) -> bytes:
-    """A plain tar of ``files``, each named by its artifact path, in order."""
+    """A plain POSIX ustar tar of ``files``, each named by its artifact path, in order: the
+    only tar the server reads (mlflow_server/batch_upload.py)."""
     body = io.BytesIO()
-    with tarfile.open(fileobj=body, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=body, mode="w", format=tarfile.USTAR_FORMAT,
+                      encoding="utf-8", errors="strict") as tar:  # fmt: skip
         for local, path in files:
-            info = tar.gettarinfo(local, arcname=path)
-            info.uid = info.gid = info.mtime = 0
-            info.uname = info.gname = ""
-            info.mode = 0o644
             with open(local, "rb") as data:
-                tar.addfile(info, data)
+                tar.addfile(member(path, os.fstat(data.fileno()).st_size), data)
     return body.getvalue()
 
 
 def send(server: str, files: list[File]) -> bool:
-    """``files`` written by ``server``'s batch upload, in order,
-    a batch a request; False if it has none (nothing sent). Files too large for a batch are
-    the caller's to send."""
+    """``files`` written by ``server``'s batch upload, in order, a batch a request; False
+    if it has none (nothing sent: asked again after ASK_AGAIN_SECONDS). Files no batch can
+    carry are the caller's to send."""
     with _without_route_lock:
-        if server in _without_route:
+        if time.monotonic() < _without_route.get(server, -math.inf) + ASK_AGAIN_SECONDS:
             return False
     creds = get_default_host_creds(server)
     for batch in batches(files)[0]:
@@ -93,7 +105,7 @@ def send(server: str, files: list[File]) -> bool:
                                 extra_headers={"Content-Type": TAR_CONTENT_TYPE})  # fmt: skip
         if response.status_code in (404, 405):
             with _without_route_lock:
-                _without_route.add(server)
+                _without_route[server] = time.monotonic()
             log.info("%s has no batch upload (a plain mlflow server): a request a file", server)
             return False
         augmented_raise_for_status(response)

@@ -186,6 +186,8 @@ def files_of(client: MlflowClient, folders: Folders) -> list[Upload]:
     for uri, folder in folders:
         repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
         root, served = Path(folder), artifact_batch.served_path(repo)
+        if not root.is_dir():  # not an empty upload: a model would be READY without MLmodel
+            raise FileNotFoundError(f"no folder {folder} to upload")
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             relative = path.relative_to(root).as_posix()
             under = posixpath.dirname(relative) or None
@@ -201,18 +203,20 @@ def send(uploads: list[Upload], all_batched: bool = False) -> bool:
     servers = {one.served[0] if one.served else None for one in uploads}
     if all_batched and (None in servers or len(servers) > 1):
         return False
-    batched = set()
+    batched: set[int] = set()  # indexes into uploads
     for server in servers - {None}:
-        those = [one for one in uploads if one.served and one.served[0] == server]
-        files = [(one.local, one.served[1]) for one in those]
-        too_large = {local for local, _ in artifact_batch.batches(files)[1]}
-        if all_batched and too_large:
+        mine = [i for i, one in enumerate(uploads) if one.served and one.served[0] == server]
+        files = [(uploads[i].local, uploads[i].served[1]) for i in mine]
+        unbatchable = set(artifact_batch.batches(files)[1])
+        if all_batched and unbatchable:
             return False
         if len(files) > 1 and artifact_batch.send(server, files):
-            batched.update(one.local for one in those if one.local not in too_large)
+            batched.update(
+                i for i, file in zip(mine, files, strict=True) if file not in unbatchable
+            )
         elif all_batched:
             return False
-    one_by_one = [one for one in uploads if one.local not in batched]
+    one_by_one = [one for i, one in enumerate(uploads) if i not in batched]
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="mlflow-upload") as pool:
         done = [pool.submit(one.repo.log_artifact, one.local, one.under) for one in one_by_one]
     for each in done:

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -93,16 +94,23 @@ class MlflowProcess:
             try:
                 # With the job being logged, so that the helper's lines name it too.
                 pipe.send((call_id, name, args, logs.current()))
-            except OSError as error:  # the helper died: a new one next
+            except OSError as error:  # the helper died, or stopped reading: a new one next
                 self._stop()
                 raise ConnectionError(f"MLflow helper process: {error!r}") from error
+            except BaseException:  # the call could not be pickled: not the helper's fault
+                self._waiting.pop(call_id, None)
+                raise
         try:
             reply = answer.result(self.timeout_seconds)
         except futures.TimeoutError:
             with self._lock:
-                if self._pipe is pipe:  # the helper hangs: killed, a new one next
-                    self._stop()
-            reply = ("unreachable", "", f"TimeoutError: no answer in {self.timeout_seconds:g} s")
+                if answer.done():  # answered meanwhile
+                    reply = answer.result()
+                else:
+                    if self._pipe is pipe:  # the helper hangs: killed, a new one next
+                        self._stop()
+                    reply = ("unreachable", "",
+                             f"TimeoutError: no answer in {self.timeout_seconds:g} s")  # fmt: skip
         _raise_if_error(reply)
 
     def _start(self) -> None:
@@ -115,13 +123,21 @@ class MlflowProcess:
             )  # fmt: skip
         self._stop()
         ours, theirs = socket.socketpair()
+        # A send to a helper that stopped reading fails after this, rather than blocking every
+        # caller (and their timeouts) behind the lock.
+        seconds = int(self.timeout_seconds) + 1
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
         with theirs:
             # A process of its own, not multiprocessing's: a Celery pool child is daemonic,
             # and multiprocessing lets no daemonic process have children.
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), self.tracking_uri],
-                pass_fds=[theirs.fileno()],
-            )
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", __name__, str(theirs.fileno()), self.tracking_uri],
+                    pass_fds=[theirs.fileno()],
+                )
+            except BaseException:
+                ours.close()
+                raise
         self._socket, self._pipe = ours, Connection(os.dup(ours.fileno()))
         self._waiting = {}
         self._reader = threading.Thread(target=_read_answers, args=(self._pipe, self._waiting),
@@ -147,17 +163,21 @@ class MlflowProcess:
 
 
 def _read_answers(pipe: Connection, waiting: dict[int, futures.Future]) -> None:
-    """Hand each answer read from ``pipe`` to its call; at the pipe's end, fail the calls
-    still waiting as a lost helper (ConnectionError: the worker's retry logic tries again)."""
+    """Hand each answer read from ``pipe`` to its call; once the pipe ends (or an answer
+    cannot be read), fail the calls still waiting as a lost helper (ConnectionError: the
+    worker's retry logic tries again)."""
+    lost: BaseException | None = None
     try:
         while True:
             call_id, reply = pipe.recv()
             answered = waiting.pop(call_id, None)
             if answered is not None:
                 answered.set_result(reply)
-    except (EOFError, OSError) as error:
+    except BaseException as error:
+        lost = error
+    finally:
         for call_id in list(waiting):
-            waiting.pop(call_id).set_result(("unreachable", "", f"helper lost: {error!r}"))
+            waiting.pop(call_id).set_result(("unreachable", "", f"helper lost: {lost!r}"))
 
 
 def serve(pipe: Connection, tracking_uri: str) -> None:

@@ -142,5 +142,5 @@ def model_signature(n_x: int, dtype: str = "float32") -> ModelSignature:
 def _forget_code_model_modules() -> None:
     """MLflow runs the model's code as a new module ``code_model_<uuid>`` at every save and
     leaves it in sys.modules: a worker that saves a model per job would keep them all."""
-    for name in [n for n in sys.modules if n.startswith("code_model_")]:
+    for name in [n for n in list(sys.modules) if n.startswith("code_model_")]:
         del sys.modules[name]

@@ -43,9 +43,9 @@ def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: st
     return info, data
 
 
-def tar_of(*members, format=tarfile.PAX_FORMAT) -> bytes:
+def tar_of(*members, format=tarfile.USTAR_FORMAT, **options) -> bytes:
     body = io.BytesIO()
-    with tarfile.open(fileobj=body, mode="w", format=format) as tar:
+    with tarfile.open(fileobj=body, mode="w", format=format, encoding="utf-8", **options) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if info.size else None)
     return body.getvalue()
@@ -61,7 +61,8 @@ def test_a_batch_is_written_where_mlflow_puts_an_upload(server):
         "1/run-a/artifacts/spec.json": b'{"a": 1}',
         "1/models/m-1/artifacts/artifacts/weights.npz": os.urandom(70_000),
         "1/models/m-1/artifacts/MLmodel": b"flavors: {}\n",
-        "1/run-a/artifacts/" + "long-" * 40 + "é.txt": b"a pax header's name",
+        # Over ustar's 100 bytes of name: split into its prefix and name fields.
+        "1/run-a/artifacts/" + "d" * 90 + "/é-a-long-path.txt": b"prefix and name",
         "1/run-a/artifacts/empty": b"",
     }
     answer = put(server, tar_of(*(member(name, data) for name, data in files.items())))
@@ -89,11 +90,13 @@ NAMES = {
     "hostile\\back.txt": "not a plain relative path",
     "hostile/a#b.txt": "not a plain relative path",
     "hostile/control\x01.txt": "not a plain relative path",
+    "%252525252525252525252541": "not a plain relative path",  # more escapes than MLflow reads
+    "//[x": "not a plain relative path",  # MLflow's check takes it for a URL
 }
 KINDS = {
     "symlink": member("hostile/link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
     "hard link": member("hostile/hard", kind=tarfile.LNKTYPE, link="hostile/good.txt"),
-    "folder": member("hostile/folder", kind=tarfile.DIRTYPE),
+    "folder": member("hostile/folder/", kind=tarfile.DIRTYPE),  # as tarfile names a folder
     "fifo": member("hostile/fifo", kind=tarfile.FIFOTYPE),
     "device": member("hostile/device", kind=tarfile.CHRTYPE),
     "contiguous": member("hostile/contiguous", kind=tarfile.CONTTYPE),
@@ -120,14 +123,60 @@ def test_anything_but_a_regular_file_refuses_the_batch(server, kind):
     assert stored(server) == before
 
 
-def test_a_sparse_member_refuses_the_batch(server):
+def with_field(body: bytes, start: int, value: bytes) -> bytes:
+    """``body`` with its first header's field at ``start`` set to ``value``, its checksum
+    made right again: a header only a hand-made tar would have."""
+    header = bytearray(body[:512])
+    header[start : start + len(value)] = value
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + body[512:]
+
+
+ONE = tar_of(member("hostile/one.txt", b"x" * 10))
+EXTENSIONS = {
+    "a pax header": (tar_of(member("hostile/" + "p" * 300, b"x"), format=tarfile.PAX_FORMAT),
+                     "member '././@PaxHeader': only regular files are accepted"),
+    "a global pax header": (tar_of(GOOD, format=tarfile.PAX_FORMAT, pax_headers={"size": "9"}),
+                            "member '././@PaxHeader': only regular files are accepted"),
+    "a GNU long name": (tar_of(member("hostile/" + "g" * 300, b"x"), format=tarfile.GNU_FORMAT),
+                        "the body is not a plain tar: a header is not POSIX ustar's"),
+    "a GNU sparse file": (tar_of(member("hostile/s", kind=tarfile.GNUTYPE_SPARSE),
+                                 format=tarfile.GNU_FORMAT),
+                          "the body is not a plain tar: a header is not POSIX ustar's"),
+    "a base-256 size": (with_field(ONE, 124, b"\x80" + bytes(10) + b"\x0a"),
+                        "member 'hostile/one.txt': its size is not an octal number"),
+    "a size past the body": (with_field(ONE, 124, b"77777777777\0"),
+                             "member 'hostile/one.txt': its data runs past the body's end"),
+    "a wrong checksum": (ONE[:148] + b"0000000\0" + ONE[156:],
+                         "the body is not a plain tar: a header is not POSIX ustar's"),
+    "a name not UTF-8": (with_field(ONE, 0, b"hostile/\xff.txt\0"),
+                         "the body is not a plain tar: a name is not UTF-8"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", EXTENSIONS)
+def test_what_a_plain_ustar_tar_of_files_does_not_hold_is_refused(server, case):
     before = stored(server)
-    body = tar_of(GOOD, member("hostile/sparse", kind=tarfile.GNUTYPE_SPARSE),
-                  format=tarfile.GNU_FORMAT)  # fmt: skip
+    body, message = EXTENSIONS[case]
     answer = put(server, body)
-    assert answer.status_code == 400
-    assert "only regular files" in answer.json()["message"]
+    assert (answer.status_code, answer.json()["message"]) == (400, message)
     assert stored(server) == before
+
+
+def test_a_file_and_a_folder_of_one_name_refuse_the_batch(server):
+    before = stored(server)
+    answer = put(server, tar_of(member("hostile/a/b", b"1"), member("hostile/a", b"2")))
+    assert answer.json()["message"] == "member 'hostile/a': a folder of another member"
+    assert answer.status_code == 400 and stored(server) == before
+
+
+def test_a_stored_file_in_the_way_is_a_conflict(server):
+    assert put(server, tar_of(member("clash/f", b"a file"))).ok
+    answer = put(server, tar_of(member("clash/f/g", b"under the file")))
+    assert (answer.status_code, answer.json()["message"]) == (
+        409, "member 'clash/f/g': a stored file or folder is in its way",
+    )  # fmt: skip
 
 
 def test_a_name_twice_refuses_the_batch(server):

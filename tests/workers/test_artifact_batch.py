@@ -99,13 +99,13 @@ def sized(folder, sizes: list[int]) -> list[tuple[str, str]]:
         path = folder / f"{i}.bin"
         with open(path, "wb") as out:
             out.truncate(size)  # sparse: cheap to make at any size
-        files.append((str(path), f"run/artifacts/{'long-name-' * 12}{i}.bin"))
+        files.append((str(path), f"run/artifacts/{'name-' * 12}{i}.bin"))
     return files
 
 
 def test_batches_keep_under_the_servers_limits(tmp_path):
     end = artifact_batch.END_ROOM
-    room = artifact_batch.room_in_tar("run/artifacts/" + "long-name-" * 12 + "0.bin", 0)
+    room = artifact_batch.room_in_tar("run/artifacts/" + "name-" * 12 + "0.bin", 0)
     largest = MAX_BATCH_BYTES - end - room  # fills a tar to the limit with its headers
     files = sized(tmp_path, [largest, 1, largest + 1, 10, 20])
     cut, alone = artifact_batch.batches(files)
@@ -163,3 +163,28 @@ def test_the_last_files_go_after_the_rest_to_a_plain_server(plain_server, tmp_pa
         time.sleep(0.05)
     assert len(mine()) == len(files) + 1
     assert "/MLmodel HTTP" in mine()[-1]  # answered last: sent once the others were stored
+
+
+def test_a_file_no_batch_can_carry_goes_by_itself_and_links_go_as_files(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server.url)
+    run = client.create_run(client.create_experiment("unbatchable")).info
+    files = folder_of_files(tmp_path / "files", 3)
+    long_name = "n" * 120  # over ustar's 100 bytes of name, with no folder to split at
+    (tmp_path / "files" / long_name).write_bytes(b"a name ustar cannot hold")
+    os.symlink(tmp_path / "files" / "file-1.txt", tmp_path / "files" / "linked.txt")
+    os.link(tmp_path / "files" / "file-2.txt", tmp_path / "files" / "hard-linked.txt")
+    uploads, batches = requests_seen(mlflow_server, (-1, []))
+    upload(client, [(run.artifact_uri, str(tmp_path / "files"))])
+    expected = (uploads + 1, [*batches, "200"])  # the long name alone, the rest in one batch
+    assert requests_seen(mlflow_server, expected) == expected
+    names = [*files, long_name, "linked.txt", "hard-linked.txt"]
+    back = downloaded(client, run.run_id, names, tmp_path / "back")
+    linked = {"linked.txt": files["file-1.txt"], "hard-linked.txt": files["file-2.txt"]}
+    assert back == {**files, long_name: b"a name ustar cannot hold", **linked}
+
+
+def test_a_folder_that_is_not_there_is_an_error_not_an_empty_upload(mlflow_client, tmp_path):
+    run = mlflow_client.create_run(mlflow_client.create_experiment("missing")).info
+    with pytest.raises(FileNotFoundError):
+        upload(mlflow_client, [(run.artifact_uri, str(tmp_path))],
+               last=[(run.artifact_uri, str(tmp_path / "mlmodel"))])  # fmt: skip

@@ -174,6 +174,19 @@ def test_calls_are_served_at_once_each_answered_as_it_ends(silent_server, tmp_pa
     assert "helper lost" in str(errors[0])
 
 
+def test_a_helper_that_stops_reading_fails_a_call_in_time_not_blocking_it(silent_server):
+    helper = MlflowProcess(silent_server, timeout_seconds=2).start()
+    os.kill(helper._process.pid, signal.SIGSTOP)  # alive, reading nothing
+    rows = [("cost", 0.5, 1_700_000_000_000, step) for step in range(200_000)]  # > the buffer
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConnectionError):
+            helper.log_metrics("0" * 32, rows)
+    finally:
+        helper.close()
+    assert time.monotonic() - started < 15
+
+
 def test_a_call_not_answered_in_time_kills_the_helper(silent_server):
     helper = MlflowProcess(silent_server, timeout_seconds=3).start()
     process = helper._process
