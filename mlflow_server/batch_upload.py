@@ -1,4 +1,4 @@
-"""``PUT`` BATCH_ROUTE (contract/artifact_batch.py): a tar of files written to the server's
+"""``PUT`` BATCH_ROUTE (mlflow_server/batch_format.py): a tar of files written to the server's
 artifact destination, each by MLflow's own artifact repository as its upload route would.
 
 The body is hostile until checked: it is refused (413) over MAX_BATCH_BYTES before it is all
@@ -9,7 +9,9 @@ tar may carry (pax and GNU headers, long names, sparse files, links, devices, fo
 refused: ``tarfile`` acts on them in ways a body can abuse (sizes that outgrow the body,
 headers that take quadratic time to parse). Each name is a plain relative path MLflow's own
 check accepts, named once, never a folder of another, at most MAX_BATCH_FILES of them. A refusal
-is MLflow's error shape (``error_code``, ``message``) naming the member and the reason.
+is MLflow's error shape (``error_code``, ``message``) naming the member and the reason. Only
+the store can refuse a member after others were written: a stored file where a folder must go
+(409), or a failure of the store itself (500); the batch sent again overwrites what was.
 """
 
 import asyncio
@@ -30,11 +32,12 @@ from mlflow.server.handlers import (
 )
 from mlflow.utils.uri import validate_path_is_safe
 
-from contract.artifact_batch import (
+from mlflow_server.batch_format import (
     BATCH_ROUTE,
     MAX_BATCH_BYTES,
     MAX_BATCH_FILES,
     TAR_CONTENT_TYPE,
+    is_plain_path,
 )
 
 router = APIRouter()
@@ -88,7 +91,7 @@ async def read_body(request: Request, body: BinaryIO) -> int:
     """The request's body into ``body``, refused as soon as it passes MAX_BATCH_BYTES; its
     size."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > MAX_BATCH_BYTES:
         raise BatchError(413, f"the body is {declared} bytes, over {MAX_BATCH_BYTES}")
     size = 0
     async for chunk in request.stream():
@@ -151,7 +154,7 @@ def read_header(header: bytes) -> tuple[str, int]:
     """A ustar header's name and data size, if it is a regular file's in plain ustar."""
     stored = header[148:156].rstrip(b"\0 ")
     summed = sum(header[:148]) + 8 * ord(" ") + sum(header[156:])
-    if not stored.isdigit() or int(stored, 8) != summed or header[257:265] != USTAR:
+    if not is_octal(stored) or int(stored, 8) != summed or header[257:265] != USTAR:
         raise BatchError(400, "the body is not a plain tar: a header is not POSIX ustar's")
     name, prefix = header[:100].split(b"\0")[0], header[345:500].split(b"\0")[0]
     try:
@@ -161,9 +164,13 @@ def read_header(header: bytes) -> tuple[str, int]:
     if header[156:157] not in REGULAR_FILE:
         raise BatchError(400, f"member {shown(name)}: only regular files are accepted")
     digits = header[124:136].strip(b"\0 ")
-    if not digits or not all(48 <= c <= 55 for c in digits):  # octal only: no base-256
+    if not is_octal(digits):  # no base-256
         raise BatchError(400, f"member {shown(name)}: its size is not an octal number")
     return name, int(digits, 8)
+
+
+def is_octal(digits: bytes) -> bool:
+    return bool(digits) and all(ord("0") <= digit <= ord("7") for digit in digits)
 
 
 def check_names(members: list[Member]) -> None:
@@ -184,16 +191,13 @@ def check_names(members: list[Member]) -> None:
 
 
 def artifact_path(name: str) -> str:
-    """Where member ``name`` goes: a path MLflow's upload accepts as it is (no ``..``, not
-    absolute, no escapes) and a plain one (no empty or ``.`` part, no backslash, a separator
-    on Windows, which MLflow checks for only there), scoped to the request's workspace as
-    MLflow's upload does."""
+    """Where member ``name`` goes: a plain path (batch_format.is_plain_path) that MLflow's
+    upload accepts as it is, scoped to the request's workspace as MLflow's upload does."""
     try:
-        safe = validate_path_is_safe(name) == name  # it also decodes %-escapes: none here
+        safe = is_plain_path(name) and validate_path_is_safe(name) == name
     except Exception:  # MLflow's refusal, or a name its decoding cannot read
         safe = False
-    plain = name not in ("", ".") and posixpath.normpath(name) == name and "\\" not in name
-    if not safe or not plain:
+    if not safe:
         raise BatchError(400, f"member {shown(name)}: not a plain relative path")
     return _get_workspace_scoped_repo_path_if_enabled(name)
 

@@ -1,5 +1,5 @@
 """Files sent to an MLflow server's proxied artifacts (``mlflow-artifacts:`` URIs) a tar at a
-time, by the batch upload of gradq's server (contract/artifact_batch.py), rather than a request
+time, by the batch upload of gradq's server (mlflow_server/batch_format.py), rather than a request
 a file. A server without it (a plain ``mlflow server``: 404) is remembered, and its files go by
 MLflow's own upload, as do a file too large for a batch and every other kind of store."""
 
@@ -16,7 +16,13 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.request_utils import augmented_raise_for_status
 from mlflow.utils.rest_utils import http_request
 
-from contract.artifact_batch import BATCH_ROUTE, MAX_BATCH_BYTES, MAX_BATCH_FILES, TAR_CONTENT_TYPE
+from mlflow_server.batch_format import (
+    BATCH_ROUTE,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_FILES,
+    TAR_CONTENT_TYPE,
+    is_plain_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,10 @@ def member(path: str, size: int) -> tarfile.TarInfo:
 
 def room_in_tar(path: str, size: int) -> int | None:
     """The bytes a file takes in tar_of's tar (its header, its data padded to 512-byte
-    blocks), or None if plain ustar cannot hold its name (over 255 bytes, or not splittable)."""
+    blocks), or None if the batch may not carry it: a name the server refuses, or one plain
+    ustar cannot hold (over 255 bytes, or not splittable)."""
+    if not is_plain_path(path):
+        return None
     try:
         member(path, size).tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
     except ValueError:

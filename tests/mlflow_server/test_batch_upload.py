@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from contract.artifact_batch import (
+from mlflow_server.batch_format import (
     BATCH_ROUTE,
     MAX_BATCH_BYTES,
     MAX_BATCH_FILES,
@@ -92,6 +92,7 @@ NAMES = {
     "hostile/control\x01.txt": "not a plain relative path",
     "%252525252525252525252541": "not a plain relative path",  # more escapes than MLflow reads
     "//[x": "not a plain relative path",  # MLflow's check takes it for a URL
+    "hostile/.artifact.uploading.x": "not a plain relative path",  # MLflow's store's own
 }
 KINDS = {
     "symlink": member("hostile/link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
@@ -150,6 +151,8 @@ EXTENSIONS = {
                              "member 'hostile/one.txt': its data runs past the body's end"),
     "a wrong checksum": (ONE[:148] + b"0000000\0" + ONE[156:],
                          "the body is not a plain tar: a header is not POSIX ustar's"),
+    "a checksum not octal": (ONE[:148] + b"0000009\0" + ONE[156:],
+                             "the body is not a plain tar: a header is not POSIX ustar's"),
     "a name not UTF-8": (with_field(ONE, 0, b"hostile/\xff.txt\0"),
                          "the body is not a plain tar: a name is not UTF-8"),
 }  # fmt: skip

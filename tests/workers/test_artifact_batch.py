@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from contract.artifact_batch import BATCH_ROUTE, MAX_BATCH_BYTES, MAX_BATCH_FILES
+from mlflow_server.batch_format import BATCH_ROUTE, MAX_BATCH_BYTES, MAX_BATCH_FILES
 from tests.processes import start_mlflow_server
 from workers import artifact_batch
 from workers.artifacts import upload
@@ -188,3 +188,11 @@ def test_a_folder_that_is_not_there_is_an_error_not_an_empty_upload(mlflow_clien
     with pytest.raises(FileNotFoundError):
         upload(mlflow_client, [(run.artifact_uri, str(tmp_path))],
                last=[(run.artifact_uri, str(tmp_path / "mlmodel"))])  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["run/50%41.txt", "run/a#b", "run/.artifact.uploading.x",
+                                  "../run/x", "run/tab\there"])  # fmt: skip
+def test_a_name_the_server_would_refuse_goes_by_itself(tmp_path, name):
+    files = sized(tmp_path, [10, 10])
+    cut, alone = artifact_batch.batches([files[0], (files[1][0], name)])
+    assert (cut, alone) == ([[files[0]]], [(files[1][0], name)])
