@@ -101,15 +101,15 @@ def tar_of(files: list[File]) -> bytes:
     return body.getvalue()
 
 
-def send(server: str, files: list[File]) -> bool:
-    """``files`` written by ``server``'s batch upload, in order, a batch a request; False
-    if it has none (nothing sent: asked again after ASK_AGAIN_SECONDS). Files no batch can
-    carry are the caller's to send."""
+def send(server: str, cut: list[list[File]]) -> bool:
+    """Each batch of ``cut`` (as ``batches`` cuts them) written by ``server``'s batch upload,
+    in order, a request a batch; False if it has none (nothing sent: asked again after
+    ASK_AGAIN_SECONDS)."""
     with _without_route_lock:
         if time.monotonic() < _without_route.get(server, -math.inf) + ASK_AGAIN_SECONDS:
             return False
     creds = get_default_host_creds(server)
-    for batch in batches(files)[0]:
+    for batch in cut:
         response = http_request(creds, BATCH_ROUTE, "PUT", data=tar_of(batch),
                                 extra_headers={"Content-Type": TAR_CONTENT_TYPE})  # fmt: skip
         if response.status_code in (404, 405):

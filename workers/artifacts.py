@@ -174,11 +174,10 @@ def upload(client: MlflowClient, folders: Folders, last: Folders = ()) -> None:
     request a file, several at once (the server mostly waits on its store meanwhile). The URIs
     are known (the run's and the model's), so no request asks for them either."""
     first, then = files_of(client, folders), files_of(client, last)
-    if then and not send(first + then, all_batched=True):
-        send(first)
-        send(then)
-    elif not then:
-        send(first)
+    if then and send(first + then, all_batched=True):
+        return
+    send(first)
+    send(then)
 
 
 def files_of(client: MlflowClient, folders: Folders) -> list[Upload]:
@@ -197,9 +196,9 @@ def files_of(client: MlflowClient, folders: Folders) -> list[Upload]:
 
 
 def send(uploads: list[Upload], all_batched: bool = False) -> bool:
-    """``uploads`` sent: in batches where they can be, the rest a request a file; with
-    ``all_batched``, only if every one can go in one server's batches (else nothing is sent).
-    Whether they were."""
+    """``uploads`` sent (none: nothing to do): in batches where they can be, the rest a
+    request a file; with ``all_batched``, only if every one can go in one server's batches
+    (else nothing is sent). Whether they were."""
     servers = {one.served[0] if one.served else None for one in uploads}
     if all_batched and (None in servers or len(servers) > 1):
         return False
@@ -207,13 +206,11 @@ def send(uploads: list[Upload], all_batched: bool = False) -> bool:
     for server in servers - {None}:
         mine = [i for i, one in enumerate(uploads) if one.served and one.served[0] == server]
         files = [(uploads[i].local, uploads[i].served[1]) for i in mine]
-        unbatchable = set(artifact_batch.batches(files)[1])
-        if all_batched and unbatchable:
+        cut, alone = artifact_batch.batches(files)
+        if all_batched and alone:
             return False
-        if len(files) > 1 and artifact_batch.send(server, files):
-            batched.update(
-                i for i, file in zip(mine, files, strict=True) if file not in unbatchable
-            )
+        if len(mine) > 1 and artifact_batch.send(server, cut):
+            batched.update(i for i, file in zip(mine, files, strict=True) if file not in alone)
         elif all_batched:
             return False
     one_by_one = [one for i, one in enumerate(uploads) if i not in batched]

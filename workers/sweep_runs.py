@@ -31,6 +31,7 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests the child under 
 MAX_CURVE_POINTS = 500  # a curve in the overlay: more points than that add no pixel
 _final_curves: dict[tuple[str, str], list[tuple[int, float]]] = {}  # never change once ended
 MAX_CACHED_CURVES = 5000
+_artifact_uris: dict[tuple[str, str], str] = {}  # a parent run's, asked once
 
 
 def parent_run(client: MlflowClient, factory: sessionmaker[Session], sweep_id: str) -> str:
@@ -178,8 +179,7 @@ def upload_tables(client: MlflowClient, snapshot: Snapshot) -> None:
         (path / "trials.md").write_text(sweep_artifacts.trials_markdown(snapshot.summary, rows))
         best = snapshot.summary["best_job"]
         sweep_artifacts.plot_trial_curves(curves, rows, best, path / "cost_curves.png")
-        parent = client.get_run(snapshot.run_id).info.artifact_uri
-        artifacts.upload(client, [(parent, folder)])  # in one batch where the server takes it
+        artifacts.upload(client, [(_artifact_uri(client, snapshot.run_id), folder)])
 
 
 def register_best(
@@ -188,6 +188,16 @@ def register_best(
     """Register the best trial's LoggedModel (its run's output) under the sweep's name."""
     [output] = client.get_run(run_id).outputs.model_outputs
     registry.register(client, name, output.model_id, run_id, job_id, ranking)
+
+
+def _artifact_uri(client: MlflowClient, run_id: str) -> str:
+    """A parent run's artifact URI, asked of MLflow once per process: it never changes."""
+    key = (client.tracking_uri, run_id)
+    if key not in _artifact_uris:
+        if len(_artifact_uris) >= MAX_CACHED_CURVES:
+            _artifact_uris.clear()
+        _artifact_uris[key] = client.get_run(run_id).info.artifact_uri
+    return _artifact_uris[key]
 
 
 def _curve(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
